@@ -1,0 +1,115 @@
+"""`simularity`: the game, and its command-line tools.
+
+Problems with input (a model file, the settings, a pack) are printed as a message and a hint, with
+exit status 2; never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from . import __version__, paths
+from .errors import UserFacingError
+from .settings import Settings, load_settings
+
+log = logging.getLogger("simularity")
+
+
+def _model_options() -> argparse.ArgumentParser:
+    """Options every command that loads a model shares; they override settings.toml."""
+    # SUPPRESS: an option left out must not reset one given before the command (simularity --model X bench …).
+    parent = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
+    group = parent.add_argument_group("model (overrides settings.toml)")
+    group.add_argument("--model", type=Path, metavar="PATH.gguf", help="a GGUF model (default: the embedded Gemma 3 270M)")
+    group.add_argument("--n-ctx", type=int, metavar="N", help="context size in tokens")
+    group.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: physical cores)")
+    group.add_argument("--gpu-layers", type=int, metavar="N", help="layers to offload to the GPU (-1: all)")
+    group.add_argument("--settings", type=Path, metavar="FILE", help=f"settings file (default: {paths.settings_file()})")
+    return parent
+
+
+def build_parser() -> argparse.ArgumentParser:
+    model = _model_options()
+    parser = argparse.ArgumentParser(
+        prog="simularity",
+        description="A terminal engine for AI-driven visual novels. With no command, starts the game.",
+        parents=[model],
+    )
+    parser.add_argument("--version", action="version", version=f"simularity {__version__}")
+    parser.add_argument("--pack", type=Path, metavar="DIR", help="play this pack (default: the bundled demo)")
+    parser.add_argument("--episode", metavar="ID", help="start at this episode of the pack")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    bench = commands.add_parser("bench", help="benchmarks").add_subparsers(dest="bench", metavar="BENCHMARK", required=True)
+    decode = bench.add_parser(
+        "decode", parents=[model], help="streaming tokens/s of the session vs a raw llama-cpp-python loop"
+    )
+    decode.add_argument("--tokens", type=int, default=200, help="tokens per generation (default: 200)")
+    decode.add_argument("--rounds", type=int, default=5, help="generations per side (default: 5)")
+    decode.add_argument("--json", type=Path, metavar="PATH", help="also write the figures as JSON")
+    return parser
+
+
+def settings_with_overrides(args: argparse.Namespace) -> Settings:
+    settings = load_settings(getattr(args, "settings", None))
+    for option, key in (("n_ctx", "n_ctx"), ("threads", "threads"), ("gpu_layers", "gpu_layers")):
+        value = getattr(args, option, None)
+        if value is not None:
+            try:
+                setattr(settings.model, key, value)
+            except ValidationError as error:
+                raise UserFacingError(
+                    f"--{option.replace('_', '-')} {value}: {error.errors()[0]['msg']}", hint="See simularity --help."
+                ) from None
+    return settings
+
+
+def _configure_logging() -> None:
+    """Log to a file: the terminal belongs to the game (llama.cpp's log included)."""
+    log_file = paths.cache_dir() / "simularity.log"
+    try:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        handler: logging.Handler = logging.FileHandler(log_file, encoding="utf-8")
+    except OSError:
+        handler = logging.NullHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _configure_logging()
+    try:
+        if args.command == "bench":
+            from .bench.decode import run_decode_bench
+
+            return run_decode_bench(args, settings_with_overrides(args), getattr(args, "model", None))
+        return _play(args)
+    except UserFacingError as error:
+        print(f"simularity: {error.message}", file=sys.stderr)
+        if error.hint:
+            print(f"  {error.hint}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _play(args: argparse.Namespace) -> int:
+    from .ui.app import LaunchOptions, SimularityApp
+
+    settings = settings_with_overrides(args)
+    app = SimularityApp(LaunchOptions(settings, getattr(args, "model", None), args.pack, args.episode))
+    app.run()
+    if app.error is not None:  # shown in the game; said again here, where it stays after the screen clears
+        raise app.error
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,15 @@
+"""Talking to a model: llama.cpp in-process (and, later, remote servers). Knows nothing of stories."""
+
+from .config import GenerationParams, ModelConfig, SamplingParams
+from .session import Generation, LlamaSession
+from .worker import GenerationResult, ModelInfo
+
+__all__ = [
+    "Generation",
+    "GenerationParams",
+    "GenerationResult",
+    "LlamaSession",
+    "ModelConfig",
+    "ModelInfo",
+    "SamplingParams",
+]

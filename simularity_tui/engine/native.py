@@ -1,0 +1,209 @@
+"""The thin layer over llama.cpp's C API (through llama-cpp-python's ctypes bindings).
+
+Everything here runs on the engine thread, except `NativeModel.tokenize` and `NativeModel.piece`,
+which only read the immutable vocabulary. Nothing here knows about asyncio or stories.
+
+We use the C API rather than `llama_cpp.Llama` because the engine needs what that class hides: the
+KV memory calls (`seq_rm`/`seq_add`), an abort callback for cancelling a long prefill, token pieces
+longer than 32 bytes, and llama.cpp's log kept off the terminal (the TUI owns it).
+"""
+
+from __future__ import annotations
+
+import collections
+import ctypes
+import logging
+import threading
+from collections.abc import Sequence
+
+import llama_cpp as C
+
+from .errors import ModelLoadError
+
+log = logging.getLogger("simularity.llama")
+
+# ggml_log_level: NONE=0, DEBUG=1, INFO=2, WARN=3, ERROR=4, CONT=5 (continues the previous line).
+_LOG_LEVELS = {0: logging.CRITICAL, 1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR}
+# llama.cpp's recent warnings and errors: they explain a NULL model or context after the fact.
+recent_problems: collections.deque[str] = collections.deque(maxlen=32)
+_last_level = logging.DEBUG
+
+
+@C.llama_log_callback
+def _log_to_python(level: int, text: bytes, _user_data: ctypes.c_void_p) -> None:
+    # llama.cpp writes to stderr by default, which would scribble over the TUI: route it to logging.
+    global _last_level
+    python_level = _LOG_LEVELS.get(level, _last_level)  # 5 = continuation of the previous line
+    _last_level = python_level
+    message = text.decode("utf-8", errors="replace").rstrip()
+    if message:
+        if python_level >= logging.WARNING:
+            recent_problems.append(message)
+        log.log(python_level, "%s", message)
+
+
+_backend_lock = threading.Lock()
+_backend_ready = False
+
+
+def init_backend() -> None:
+    """Initialise llama.cpp once per process, with its log routed to Python's logging."""
+    global _backend_ready
+    with _backend_lock:
+        if not _backend_ready:
+            C.llama_backend_init()
+            C.llama_log_set(_log_to_python, ctypes.c_void_p(0))
+            _backend_ready = True
+
+
+def problems_since(mark: int) -> str:
+    """llama.cpp's warnings and errors logged after `mark = len(recent_problems)`, as one line."""
+    return "; ".join(list(recent_problems)[mark:])
+
+
+class NativeModel:
+    """A loaded model: weights and vocabulary."""
+
+    def __init__(self, path: str, n_gpu_layers: int) -> None:
+        init_backend()
+        params = C.llama_model_default_params()
+        params.n_gpu_layers = 0x7FFFFFFF if n_gpu_layers < 0 else n_gpu_layers
+        self.ptr = C.llama_model_load_from_file(path.encode(), params)
+        if not self.ptr:
+            raise ModelLoadError(f"llama.cpp could not load {path}")
+        self.vocab = C.llama_model_get_vocab(self.ptr)
+        self.n_vocab: int = C.llama_vocab_n_tokens(self.vocab)
+        self.n_ctx_train: int = C.llama_model_n_ctx_train(self.ptr)
+        self.add_bos: bool = bool(C.llama_vocab_get_add_bos(self.vocab))
+        self.bos: int = C.llama_vocab_bos(self.vocab)
+        self._pieces: dict[int, bytes] = {}
+        buffer = ctypes.create_string_buffer(256)
+        C.llama_model_desc(self.ptr, buffer, len(buffer))
+        self.description: str = buffer.value.decode("utf-8", errors="replace")
+
+    def close(self) -> None:
+        if self.ptr:
+            C.llama_model_free(self.ptr)
+            self.ptr = None
+
+    def tokenize(self, text: str, *, special: bool = False, add_bos: bool = False) -> list[int]:
+        """Tokens for `text`. `special=False` keeps text such as "<eos>" literal (player input)."""
+        data = text.encode("utf-8")
+        capacity = len(data) + 2
+        while True:
+            tokens = (C.llama_token * capacity)()
+            count = C.llama_tokenize(self.vocab, data, len(data), tokens, capacity, add_bos, special)
+            if count >= 0:
+                return list(tokens[:count])
+            capacity = -count
+
+    def piece(self, token: int) -> bytes:
+        """The exact bytes of one token (control tokens render as nothing).
+
+        Unlike `Llama.detokenize`, pieces longer than 32 bytes (Gemma's runs of "…") are kept.
+        """
+        cached = self._pieces.get(token)
+        if cached is not None:
+            return cached
+        buffer = ctypes.create_string_buffer(64)
+        size = C.llama_token_to_piece(self.vocab, token, buffer, len(buffer), 0, False)
+        if size < 0:
+            buffer = ctypes.create_string_buffer(-size)
+            size = C.llama_token_to_piece(self.vocab, token, buffer, len(buffer), 0, False)
+        piece = buffer.raw[:size]
+        self._pieces[token] = piece
+        return piece
+
+    def detokenize(self, tokens: Sequence[int]) -> bytes:
+        return b"".join(self.piece(token) for token in tokens)
+
+    def is_end_of_generation(self, token: int) -> bool:
+        return bool(C.llama_vocab_is_eog(self.vocab, token))
+
+
+class AbortFlag:
+    """What llama.cpp polls between graph nodes while it decodes: the running job's cancel event."""
+
+    def __init__(self) -> None:
+        self._event: threading.Event | None = None
+        # The callback runs on ggml's worker thread; keep the ctypes object alive as long as we are.
+        self.callback = C.ggml_abort_callback(lambda _data: self._event is not None and self._event.is_set())
+
+    def watch(self, event: threading.Event) -> None:
+        self._event = event
+
+
+class DecodeAborted(Exception):
+    """llama_decode stopped because the abort flag was set; positions from `kept` on are empty."""
+
+    def __init__(self, kept: int) -> None:
+        super().__init__(kept)
+        self.kept = kept
+
+
+class NativeContext:
+    """One llama.cpp context with a single sequence (seq 0) whose KV the caller tracks."""
+
+    def __init__(self, model: NativeModel, *, n_ctx: int, n_batch: int, n_threads: int) -> None:
+        params = C.llama_context_default_params()
+        params.n_ctx = n_ctx
+        params.n_batch = n_batch
+        params.n_ubatch = n_batch
+        params.n_seq_max = 1
+        # One logits row per batch is all we read; the default (n_batch rows of a 262k vocabulary)
+        # reserves ~500 MiB of compute buffer for Gemma.
+        params.n_outputs_max = 1
+        params.n_threads = n_threads
+        params.n_threads_batch = n_threads
+        params.swa_full = True  # SWA models (Gemma 3) can shift and roll back only with a full cache
+        self.model = model
+        self.ptr = C.llama_init_from_model(model.ptr, params)
+        if not self.ptr:
+            raise ModelLoadError("llama.cpp could not create the context")
+        self.n_ctx: int = C.llama_n_ctx(self.ptr)
+        self.n_batch = n_batch
+        self.memory = C.llama_get_memory(self.ptr)
+        self.abort = AbortFlag()
+        C.llama_set_abort_callback(self.ptr, self.abort.callback, None)
+        self._batch = C.llama_batch_init(n_batch, 0, 1)
+
+    def close(self) -> None:
+        if self.ptr:
+            C.llama_batch_free(self._batch)
+            C.llama_free(self.ptr)
+            self.ptr = None
+
+    def decode(self, tokens: Sequence[int], start: int) -> None:
+        """Evaluate `tokens` at positions start.. in batches; logits only for the last one.
+
+        llama.cpp polls the abort flag between graph nodes (measured: no cost on decode speed).
+        A set flag raises `DecodeAborted(n)`: positions from n on hold nothing (llama.cpp rolls the
+        unfinished batch back), so the caller's token list can stay exact.
+        """
+        batch = self._batch
+        for first in range(0, len(tokens), self.n_batch):
+            chunk = tokens[first : first + self.n_batch]
+            last_chunk = first + len(chunk) == len(tokens)
+            for i, token in enumerate(chunk):
+                batch.token[i] = token
+                batch.pos[i] = start + first + i
+                batch.n_seq_id[i] = 1
+                batch.seq_id[i][0] = 0
+                batch.logits[i] = last_chunk and i == len(chunk) - 1
+            batch.n_tokens = len(chunk)
+            status = C.llama_decode(self.ptr, batch)
+            if status == 2:
+                raise DecodeAborted(start + first)
+            if status != 0:
+                raise RuntimeError(f"llama_decode failed with status {status}")
+
+    def forget_from(self, position: int) -> bool:
+        """Drop the KV of positions >= `position`; False if the memory cannot remove that range."""
+        return bool(C.llama_memory_seq_rm(self.memory, 0, position, -1))
+
+    def last_position(self) -> int:
+        """The highest position held in the KV (-1 when empty)."""
+        return int(C.llama_memory_seq_pos_max(self.memory, 0))
+
+    def clear(self) -> None:
+        C.llama_memory_clear(self.memory, True)

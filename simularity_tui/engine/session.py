@@ -1,0 +1,151 @@
+"""The asyncio face of the engine: load a model, queue generations, stream their text, cancel.
+
+One dedicated thread (a single-worker executor) owns the llama.cpp model and context, so requests
+run one after another in the order they were made, never concurrently on one context. The event
+loop only ever waits on futures: decoding releases the GIL, and text crosses over with
+`call_soon_threadsafe`, one call per streamed piece.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+from .config import GenerationParams, ModelConfig
+from .worker import EngineWorker, GenerationResult, ModelInfo
+
+_END = object()
+
+
+class Generation:
+    """One queued or running generation: iterate it for text pieces, await `result()` at the end."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._pieces: asyncio.Queue[object] = asyncio.Queue()
+        self._result: asyncio.Future[GenerationResult] = loop.create_future()
+        self.cancel_event = threading.Event()
+
+    def cancel(self) -> None:
+        """Stop as soon as possible (a running decode aborts between graph nodes)."""
+        self.cancel_event.set()
+
+    async def result(self) -> GenerationResult:
+        return await asyncio.shield(self._result)
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        return self._stream()
+
+    async def _stream(self) -> AsyncIterator[str]:
+        try:
+            while (piece := await self._pieces.get()) is not _END:
+                assert isinstance(piece, str)
+                yield piece
+        finally:
+            if not self._result.done():  # the consumer went away early: nobody wants the rest
+                self.cancel()
+        if self._result.exception() is not None:
+            raise self._result.exception()  # type: ignore[misc]
+
+    # Called on the engine thread.
+    def _emit(self, text: str) -> None:
+        self._call(self._pieces.put_nowait, text)
+
+    def _settle(self, result: GenerationResult | None, error: BaseException | None) -> None:
+        self._call(self._finish, result, error)
+
+    def _call(self, callback: object, *args: object) -> None:
+        try:
+            self._loop.call_soon_threadsafe(callback, *args)  # type: ignore[arg-type]
+        except RuntimeError:  # the event loop is closed: nobody is listening any more
+            self.cancel_event.set()
+
+    def _finish(self, result: GenerationResult | None, error: BaseException | None) -> None:
+        if error is not None:
+            self._result.set_exception(error)
+            self._result.exception()  # mark as retrieved: the stream re-raises it
+        else:
+            assert result is not None
+            self._result.set_result(result)
+        self._pieces.put_nowait(_END)
+
+
+class LlamaSession:
+    """A model loaded in-process, with the exact token list of its KV cache."""
+
+    def __init__(self, worker: EngineWorker, executor: ThreadPoolExecutor) -> None:
+        self._worker = worker
+        self._executor = executor
+        self.info: ModelInfo = worker.info
+
+    @classmethod
+    async def open(cls, config: ModelConfig) -> LlamaSession:
+        """Load on the engine thread, so the event loop keeps running during the load."""
+        executor = _engine_executor()
+        try:
+            worker = await asyncio.get_running_loop().run_in_executor(executor, EngineWorker.load, config)
+        except BaseException:
+            executor.shutdown(wait=False)
+            raise
+        return cls(worker, executor)
+
+    @classmethod
+    def open_blocking(cls, config: ModelConfig) -> LlamaSession:
+        """Load from synchronous code (benchmarks, command-line tools)."""
+        executor = _engine_executor()
+        try:
+            worker = executor.submit(EngineWorker.load, config).result()
+        except BaseException:
+            executor.shutdown(wait=False)
+            raise
+        return cls(worker, executor)
+
+    @property
+    def n_ctx(self) -> int:
+        return self.info.n_ctx
+
+    @property
+    def kv_tokens(self) -> tuple[int, ...]:
+        """The tokens whose KV the context holds now (a snapshot)."""
+        return tuple(self._worker.tokens)
+
+    def tokenize(self, text: str, *, special: bool = False, add_bos: bool = False) -> list[int]:
+        """Tokens for `text`; keep `special=False` for anything a player or an author typed."""
+        return self._worker.model.tokenize(text, special=special, add_bos=add_bos)
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        return self._worker.model.detokenize(tokens).decode("utf-8", errors="replace")
+
+    @property
+    def bos_token(self) -> int | None:
+        return self._worker.model.bos if self._worker.model.add_bos else None
+
+    def generate(self, prompt: Sequence[int], params: GenerationParams) -> Generation:
+        """Queue a generation that continues `prompt`; it starts when those before it are done."""
+        generation = Generation(asyncio.get_running_loop())
+        prompt = list(prompt)
+
+        def job() -> None:
+            try:
+                result = self._worker.generate(prompt, params, generation._emit, generation.cancel_event)
+            except BaseException as error:  # delivered to the awaiting side, not lost in the thread
+                generation._settle(None, error)
+            else:
+                generation._settle(result, None)
+
+        self._executor.submit(job)
+        return generation
+
+    async def close(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._worker.close)
+        self._executor.shutdown(wait=True)
+
+    def close_blocking(self) -> None:
+        self._executor.submit(self._worker.close).result()
+        self._executor.shutdown(wait=True)
+
+
+def _engine_executor() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama-engine")

@@ -1,0 +1,89 @@
+"""The player's settings: `settings.toml` in the platformdirs config directory.
+
+Every key is optional; a missing file means defaults, which play on the embedded model. Unknown keys
+and wrong types are reported as `file:line:col` problems, never ignored silently.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import tomli_w
+from pydantic import BaseModel, ConfigDict, Field
+
+from . import paths
+from .atomic import write_atomic
+from .engine.config import ModelConfig, SamplingParams
+from .toml_source import load_model
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelSettings(_Section):
+    path: Annotated[str, Field(description="A GGUF file; empty plays on the embedded Gemma 3 270M.")] = ""
+    n_ctx: Annotated[int, Field(ge=256, le=1 << 20)] = 4096
+    threads: Annotated[int, Field(ge=0, le=512, description="0 picks the physical core count.")] = 0
+    gpu_layers: Annotated[int, Field(ge=-1, description="-1 offloads every layer.")] = 0
+    batch: Annotated[int, Field(ge=8, le=8192)] = 512
+
+
+class SamplingSettings(_Section):
+    temperature: Annotated[float, Field(ge=0.0, le=5.0)] = 0.8
+    top_k: Annotated[int, Field(ge=0)] = 40
+    top_p: Annotated[float, Field(gt=0.0, le=1.0)] = 0.95
+    min_p: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.05
+    repeat_penalty: Annotated[float, Field(gt=0.0, le=5.0)] = 1.1
+    repeat_last_n: Annotated[int, Field(ge=0)] = 64
+    seed: Annotated[int | None, Field(ge=0, lt=1 << 32, description="Unset: a fresh seed per reply.")] = None
+
+
+class GameSettings(_Section):
+    scenarios_dir: Annotated[str, Field(description="Extra packs, beside the bundled ones.")] = ""
+    max_reply_tokens: Annotated[int, Field(ge=1, le=4096)] = 160
+
+
+class Settings(_Section):
+    model: ModelSettings = ModelSettings()
+    sampling: SamplingSettings = SamplingSettings()
+    game: GameSettings = GameSettings()
+
+    def model_config_for(self, model_path: Path) -> ModelConfig:
+        return ModelConfig(
+            path=model_path,
+            n_ctx=self.model.n_ctx,
+            n_threads=self.model.threads or None,
+            n_gpu_layers=self.model.gpu_layers,
+            n_batch=self.model.batch,
+        )
+
+    def sampling_params(self) -> SamplingParams:
+        s = self.sampling
+        return SamplingParams(
+            temperature=s.temperature,
+            top_k=s.top_k,
+            top_p=s.top_p,
+            min_p=s.min_p,
+            repeat_penalty=s.repeat_penalty,
+            repeat_last_n=s.repeat_last_n,
+            seed=s.seed,
+        )
+
+
+def load_settings(path: Path | None = None) -> Settings:
+    """Settings from `path` (default: the config dir); defaults when the file does not exist."""
+    path = path or paths.settings_file()
+    if not path.exists():
+        return Settings()
+    settings = load_model(path, Settings, hint=f"Fix or delete {path}; every key is optional.")
+    assert isinstance(settings, Settings)
+    return settings
+
+
+def save_settings(settings: Settings, path: Path | None = None) -> Path:
+    """Write settings as TOML, atomically, leaving out what equals the default."""
+    path = path or paths.settings_file()
+    write_atomic(path, tomli_w.dumps(settings.model_dump(exclude_defaults=True, exclude_none=True)))
+    return path

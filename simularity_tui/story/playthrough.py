@@ -1,0 +1,144 @@
+"""A story being played: the lines so far, as text and as the exact tokens the model read.
+
+The prompt is a preamble (the pack's world and characters) followed by one line per turn,
+`Name: text`. Each line keeps its own tokens, so the prompt is the concatenation of token lists and
+is never re-tokenized: the engine finds the shared prefix in its KV cache and evaluates only what
+is new. A GBNF grammar makes every reply one line by a character who may speak.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+
+from ..engine import Generation, GenerationParams, GenerationResult, LlamaSession, SamplingParams
+from ..scenario.loader import LoadedPack
+from ..scenario.schema import NARRATOR, Pack
+
+
+@dataclass(frozen=True)
+class Line:
+    speaker: str  # a character id, or "narrator"
+    text: str
+    tokens: tuple[int, ...] = field(repr=False)
+
+
+class Reply:
+    """A line being written: iterate for pieces of its text; `speaker` is known once named."""
+
+    def __init__(self, playthrough: Playthrough, generation: Generation, names: dict[str, str]) -> None:
+        self._playthrough = playthrough
+        self._generation = generation
+        self._names = names  # "Mira" -> "mira"
+        self.speaker: str | None = None
+        self.text = ""
+        self.line: Line | None = None  # set when the reply is committed to the story
+        self.generation_result: GenerationResult | None = None
+
+    def cancel(self) -> None:
+        self._generation.cancel()
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        return self._pieces()
+
+    async def _pieces(self) -> AsyncIterator[str]:
+        prefix = ""
+        async for piece in self._generation:
+            if self.speaker is None:
+                prefix += piece
+                name, separator, rest = prefix.partition(": ")
+                if not separator:
+                    continue
+                self.speaker = self._names.get(name, NARRATOR)
+                piece = rest
+            piece = piece.replace("\n", "")  # the grammar ends every line with one
+            if piece:
+                self.text += piece
+                yield piece
+        self.generation_result = await self._generation.result()
+        self.line = self._playthrough._commit(self, self.generation_result)
+
+
+class Playthrough:
+    def __init__(
+        self,
+        session: LlamaSession,
+        loaded: LoadedPack,
+        episode_id: str,
+        *,
+        sampling: SamplingParams | None = None,
+        max_reply_tokens: int = 160,
+    ) -> None:
+        self.session = session
+        self.pack: Pack = loaded.pack
+        self.episode_id = episode_id
+        self.sampling = sampling or SamplingParams()
+        self.max_reply_tokens = max_reply_tokens
+        bos = [session.bos_token] if session.bos_token is not None else []
+        self._preamble: list[int] = bos + session.tokenize(self._preamble_text())
+        self.lines: list[Line] = []
+        for opening in self.pack.episodes[episode_id].lines:
+            self._add_line(opening.speaker, opening.text)
+
+    # -- what the model reads ---------------------------------------------------------------------
+
+    def _preamble_text(self) -> str:
+        pack = self.pack
+        cast = "\n".join(
+            f"- {c.name}{' (the player)' if c.player else ''}: {c.description}".rstrip(": ")
+            for c in pack.characters.values()
+        )
+        parts = [pack.name, pack.prompt.scenario.strip(), pack.prompt.instructions.strip(), f"Characters:\n{cast}"]
+        return "\n\n".join(part for part in parts if part) + "\n\nStory:\n"
+
+    def prompt_tokens(self) -> list[int]:
+        """The preamble and as many recent lines as leave room for a reply."""
+        budget = self.session.n_ctx - len(self._preamble) - self.max_reply_tokens - 1
+        kept: list[Line] = []
+        for line in reversed(self.lines):
+            budget -= len(line.tokens)
+            if budget < 0:
+                break
+            kept.append(line)
+        return self._preamble + [token for line in reversed(kept) for token in line.tokens]
+
+    def _add_line(self, speaker: str, text: str, tokens: Sequence[int] | None = None) -> Line:
+        if tokens is None:
+            tokens = self.session.tokenize(f"{self.pack.speaker_name(speaker)}: {text}\n")
+        line = Line(speaker, text, tuple(tokens))
+        self.lines.append(line)
+        return line
+
+    def _speaker_grammar(self) -> tuple[str, dict[str, str]]:
+        names = {c.name: cid for cid, c in self.pack.characters.items() if not c.player}
+        names["Narrator"] = NARRATOR
+        alternatives = " | ".join(_gbnf_literal(name) for name in names)
+        grammar = f'root ::= speaker ": " text "\\n"\nspeaker ::= {alternatives}\ntext ::= [^\\n]+\n'
+        return grammar, names
+
+    # -- turns ------------------------------------------------------------------------------------
+
+    def player_says(self, text: str) -> Reply:
+        """Add the player's line, then start the reply to it."""
+        text = " ".join(text.split())
+        if text:
+            self._add_line(self.pack.player_id, text)
+        return self.continue_story()
+
+    def continue_story(self) -> Reply:
+        """Let a character (or the narrator) write the next line."""
+        grammar, names = self._speaker_grammar()
+        params = GenerationParams(sampling=self.sampling, max_tokens=self.max_reply_tokens, grammar=grammar)
+        return Reply(self, self.session.generate(self.prompt_tokens(), params), names)
+
+    def _commit(self, reply: Reply, result: GenerationResult) -> Line | None:
+        if reply.speaker is None or not reply.text.strip():
+            return None  # stopped before a character said anything: nothing to keep
+        tokens = list(result.tokens)
+        if not result.text.endswith("\n"):  # cut short (stopped, or out of tokens): close the line
+            tokens += self.session.tokenize("\n")
+        return self._add_line(reply.speaker, reply.text.strip(), tokens)
+
+
+def _gbnf_literal(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'

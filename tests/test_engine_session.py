@@ -1,0 +1,200 @@
+"""The async llama.cpp session on the real embedded model: reuse, cancel, stalls, queueing."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from simularity_tui.engine import GenerationParams, LlamaSession, SamplingParams
+from simularity_tui.engine.errors import GrammarError, PromptTooLongError
+
+GREEDY = SamplingParams(temperature=0.0, repeat_penalty=1.0)
+
+
+def story_prompt(session: LlamaSession, text: str) -> list[int]:
+    return [session.bos_token, *session.tokenize(text)] if session.bos_token is not None else session.tokenize(text)
+
+
+async def run(session: LlamaSession, prompt: list[int], params: GenerationParams) -> tuple[str, object]:
+    generation = session.generate(prompt, params)
+    text = "".join([piece async for piece in generation])
+    return text, await generation.result()
+
+
+def kv_is_consistent(session: LlamaSession) -> bool:
+    """The token list mirrors the KV: llama.cpp holds exactly positions 0..len-1."""
+    return session._worker.context.last_position() == len(session.kv_tokens) - 1
+
+
+async def test_each_turn_evaluates_only_the_new_tokens(session: LlamaSession) -> None:
+    prompt = story_prompt(session, "A conversation at the harbour.\nMara: Where is the ferry?\nTom:")
+    params = GenerationParams(sampling=SamplingParams(seed=7), max_tokens=24)
+    for turn in range(4):
+        _text, result = await run(session, prompt, params)
+        if turn:
+            # Everything before this turn's new tokens was found in the KV, nothing more was read.
+            assert result.evaluated_tokens == len(prompt) - reused
+            assert result.evaluated_tokens == len(new_tokens) + pending
+        assert kv_is_consistent(session)
+        # The next prompt continues with the generated tokens themselves, never their re-tokenized text.
+        new_tokens = session.tokenize(f"\nMara: That is turn {turn}, then.\nTom:")
+        prompt = prompt + list(result.tokens) + new_tokens
+        kv = session.kv_tokens
+        reused = len(kv)
+        assert list(kv) == prompt[:reused]
+        pending = len(prompt) - reused - len(new_tokens)  # the last sampled token is not yet evaluated
+        assert pending in (0, 1)
+
+
+async def test_an_edit_in_the_history_reevaluates_from_the_edit(session: LlamaSession) -> None:
+    prompt = story_prompt(session, "Line one of the log.\nLine two of the log.\nLine three of the log.\n")
+    await run(session, prompt, GenerationParams(sampling=GREEDY, max_tokens=4))
+    edited_at = len(story_prompt(session, "Line one of the log.\nLine two"))
+    edited = prompt[:edited_at] + session.tokenize(" was rewritten.\nLine three of the log.\n")
+    _text, result = await run(session, edited, GenerationParams(sampling=GREEDY, max_tokens=4))
+    assert result.evaluated_tokens == len(edited) - edited_at
+    assert kv_is_consistent(session)
+
+
+async def test_cancel_during_decode_stops_within_100ms(session: LlamaSession) -> None:
+    prompt = story_prompt(session, "Chapter One\n\nThe caravan left the city at dawn, and")
+    generation = session.generate(prompt, GenerationParams(sampling=SamplingParams(seed=3), max_tokens=400))
+    pieces = 0
+    async for _piece in generation:
+        pieces += 1
+        if pieces == 10:
+            cancelled_at = time.perf_counter()
+            generation.cancel()
+    result = await generation.result()
+    latency = time.perf_counter() - cancelled_at
+    assert result.stop_reason == "cancelled"
+    print(f"cancel latency {latency * 1000:.1f} ms")
+    assert latency < 0.100, f"stopped {latency * 1000:.0f} ms after cancel"
+    assert kv_is_consistent(session)
+
+
+async def test_cancel_during_a_long_prefill_stops_within_100ms(session: LlamaSession) -> None:
+    # ~1,500 tokens no earlier test has put in the KV: about 2.5 s of prefill on two threads.
+    text = " ".join(f"Entry {n}: the tide rose {n % 7} feet at bell {n % 12}." for n in range(110))
+    prompt = story_prompt(session, text)
+    assert 1200 < len(prompt) < 1900
+    generation = session.generate(prompt, GenerationParams(sampling=GREEDY, max_tokens=8))
+    await asyncio.sleep(0.3)
+    cancelled_at = time.perf_counter()
+    generation.cancel()
+    result = await generation.result()
+    latency = time.perf_counter() - cancelled_at
+    assert result.stop_reason == "cancelled" and result.generated_tokens == 0
+    print(f"cancel latency {latency * 1000:.1f} ms")
+    assert latency < 0.100, f"stopped {latency * 1000:.0f} ms after cancel"
+    # The KV holds a prefix of the prompt, and the token list says exactly which.
+    kv = session.kv_tokens
+    assert list(kv) == prompt[: len(kv)] and len(kv) < len(prompt)
+    assert kv_is_consistent(session)
+    # The session goes on: the same prompt now evaluates only what the cancel left out.
+    _text, finished = await run(session, prompt, GenerationParams(sampling=GREEDY, max_tokens=8))
+    assert finished.evaluated_tokens == len(prompt) - len(kv)
+    assert finished.generated_tokens > 0
+
+
+async def test_the_event_loop_never_stalls_50ms(session: LlamaSession) -> None:
+    gaps: list[float] = []
+    running = True
+
+    async def ticker() -> None:
+        last = time.perf_counter()
+        while running:
+            await asyncio.sleep(0.005)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    tick = asyncio.create_task(ticker())
+    text = " ".join(f"Record {n}: a gull landed on post {n % 9}." for n in range(90))
+    prompt = story_prompt(session, text)  # a long, new prefill, then decoding
+    _text, result = await run(session, prompt, GenerationParams(sampling=SamplingParams(seed=5), max_tokens=80))
+    running = False
+    await tick
+    assert result.evaluated_tokens > 600 and result.generated_tokens > 20
+    assert len(gaps) > 100
+    print(f"longest stall {max(gaps) * 1000:.1f} ms")
+    assert max(gaps) < 0.050, f"longest stall {max(gaps) * 1000:.1f} ms"
+
+
+async def test_concurrent_requests_are_queued_and_run_one_at_a_time(session: LlamaSession) -> None:
+    arrivals: dict[int, list[float]] = {0: [], 1: [], 2: []}
+    prompts = [story_prompt(session, f"Story number {n}. Once upon a time") for n in range(3)]
+    generations = [session.generate(p, GenerationParams(sampling=GREEDY, max_tokens=12)) for p in prompts]
+
+    async def consume(index: int) -> None:
+        async for _piece in generations[index]:
+            arrivals[index].append(time.perf_counter())
+
+    await asyncio.gather(*(consume(i) for i in range(3)))
+    results = [await g.result() for g in generations]
+    for earlier, later in ((0, 1), (1, 2)):
+        assert arrivals[earlier] and arrivals[later]
+        assert max(arrivals[earlier]) < min(arrivals[later]), "two generations interleaved"
+    assert all(r.generated_tokens > 0 for r in results)
+    assert kv_is_consistent(session)
+
+
+async def test_a_queued_request_cancelled_before_it_starts_never_runs(session: LlamaSession) -> None:
+    prompt = story_prompt(session, "The bell rang once, and")
+    first = session.generate(prompt, GenerationParams(sampling=GREEDY, max_tokens=20))
+    second = session.generate(prompt, GenerationParams(sampling=GREEDY, max_tokens=20))
+    second.cancel()
+    assert [p async for p in second] == []
+    assert (await second.result()).stop_reason == "cancelled"
+    assert (await first.result()).generated_tokens > 0
+
+
+async def test_a_given_seed_repeats_and_no_seed_draws_a_fresh_one(session: LlamaSession) -> None:
+    prompt = story_prompt(session, "The wizard opened the book and read aloud:")
+    seeded = GenerationParams(sampling=SamplingParams(temperature=1.0, seed=1234), max_tokens=20)
+    first, r1 = await run(session, prompt, seeded)
+    second, r2 = await run(session, prompt, seeded)
+    assert first == second and r1.seed == r2.seed == 1234
+    fresh = GenerationParams(sampling=SamplingParams(temperature=1.0), max_tokens=20)
+    outcomes = [await run(session, prompt, fresh) for _ in range(3)]
+    assert len({result.seed for _text, result in outcomes}) == 3
+    assert len({text for text, _result in outcomes}) > 1
+
+
+async def test_max_tokens_and_stop_strings(session: LlamaSession) -> None:
+    prompt = story_prompt(session, "Count: one, two, three, four, five, six,")
+    text, result = await run(session, prompt, GenerationParams(sampling=GREEDY, max_tokens=5))
+    assert result.stop_reason in ("length", "eos") and result.generated_tokens <= 5
+    text, result = await run(session, prompt, GenerationParams(sampling=GREEDY, max_tokens=60, stop=["nine"]))
+    assert result.stop_reason == "stop" and result.stop_string == "nine"
+    assert "nine" not in text and text.strip().startswith("seven")
+    # What the tokens cover plus the tail is exactly the streamed text.
+    assert session.detokenize(result.tokens) + result.tail_text == text == result.text
+
+
+async def test_a_grammar_constrains_the_output(session: LlamaSession) -> None:
+    prompt = story_prompt(session, "Is the sea made of water? Answer:")
+    grammar = 'root ::= " " ("yes" | "no") ", because " [a-z ]+ "."\n'
+    for seed in (1, 2, 3):
+        text, result = await run(
+            session, prompt, GenerationParams(sampling=SamplingParams(seed=seed), max_tokens=40, grammar=grammar)
+        )
+        assert text.startswith((" yes, because ", " no, because "))
+        if result.stop_reason == "eos":
+            assert text.endswith(".") and set(text[len(" yes, because "):-1]) <= set("abcdefghijklmnopqrstuvwxyz ")
+
+
+async def test_a_broken_grammar_is_a_clear_error(session: LlamaSession) -> None:
+    generation = session.generate(story_prompt(session, "x"), GenerationParams(grammar="root ::= ( unclosed"))
+    with pytest.raises(GrammarError, match="does not parse"):
+        async for _piece in generation:
+            pass
+
+
+async def test_a_prompt_longer_than_the_context_is_refused(session: LlamaSession) -> None:
+    prompt = story_prompt(session, "word " * (session.n_ctx + 10))
+    with pytest.raises(PromptTooLongError):
+        await run(session, prompt, GenerationParams(max_tokens=4))
+    assert kv_is_consistent(session)

@@ -1,0 +1,98 @@
+"""The game in a real terminal (tmux): what a player sees, from the installed `simularity` command."""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+SIMULARITY = Path(sys.executable).with_name("simularity")
+pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (.ci/run installs it)")
+
+
+class Pane:
+    """One tmux session on a private server, sized like a small terminal window."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.socket = f"simularity-test-{uuid.uuid4().hex[:8]}"
+        self.status_file = tmp_path / "exit-status"
+        self.env = f"SIMULARITY_CONFIG_DIR={tmp_path / 'config'} SIMULARITY_DATA_DIR={tmp_path / 'data'}"
+
+    def tmux(self, *args: str) -> str:
+        return subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, text=True, check=True).stdout
+
+    def start(self, command: str) -> None:
+        script = f"{self.env} {command}; echo $? > {shlex.quote(str(self.status_file))}; sleep 600"
+        self.tmux("new-session", "-d", "-x", "100", "-y", "30", "bash", "-c", script)
+
+    def text(self) -> str:
+        return self.tmux("capture-pane", "-p")
+
+    def wait_for(self, predicate: object, timeout: float = 60.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            screen = self.text()
+            if (predicate(screen) if callable(predicate) else predicate in screen):
+                return screen
+            time.sleep(0.1)
+        raise AssertionError(f"timed out; the screen shows:\n{self.text()}")
+
+    def send(self, *keys: str) -> None:
+        self.tmux("send-keys", *keys)
+
+    def exit_status(self, timeout: float = 10.0) -> int:
+        deadline = time.monotonic() + timeout
+        while not self.status_file.exists() or not self.status_file.read_text().strip():
+            assert time.monotonic() < deadline, f"the game did not exit; the screen shows:\n{self.text()}"
+            time.sleep(0.1)
+        return int(self.status_file.read_text())
+
+    def close(self) -> None:
+        subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True)
+
+
+@pytest.fixture
+def pane(tmp_path: Path) -> Iterator[Pane]:
+    opened = Pane(tmp_path)
+    yield opened
+    opened.close()
+
+
+def test_a_player_types_a_line_and_reads_the_reply(pane: Pane, model_path: Path) -> None:
+    pane.start(f"{SIMULARITY} --threads 2")
+    pane.wait_for("Say something as Ash")
+    assert "Shut that door before the sea follows you in" in pane.text()
+    pane.send("Is that light signalling someone?", "Enter")
+    pane.wait_for("Ash: Is that light signalling someone?")
+    # The reply is done when the status line reports its speed.
+    screen = pane.wait_for(lambda s: "tok/s" in s)
+    after = screen.split("Ash: Is that light signalling someone?", 1)[1]
+    assert any(word in after for word in ("Mira:", "Pip:")) or after.strip(), screen
+    pane.send("C-q")
+    assert pane.exit_status() == 0
+
+
+def test_a_missing_model_is_explained_in_the_game_and_after_it(pane: Pane, tmp_path: Path) -> None:
+    missing = tmp_path / "models" / "missing.gguf"
+    pane.start(f"{SIMULARITY} --model {missing}")
+    screen = pane.wait_for("Simularity cannot start")
+    assert "missing.gguf" in screen and "Check the path" in screen
+    pane.send("q")
+    assert pane.exit_status() == 2
+    screen = pane.wait_for("simularity: Model file not found")
+    assert "Traceback" not in screen
+
+
+def test_not_enough_memory_is_explained_in_the_game(pane: Pane, model_path: Path) -> None:
+    pane.start(f"ulimit -v {800 * 1024}; {SIMULARITY} --n-ctx 32768")
+    screen = pane.wait_for("Simularity cannot start")
+    assert "Not enough memory" in screen.replace("\n", " ")
+    pane.send("q")
+    assert pane.exit_status() == 2

@@ -1,0 +1,142 @@
+"""The game in Textual's test harness, on the real model: open, type, watch the story stream, stop."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from textual.app import App
+
+from simularity_tui.engine import LlamaSession
+from simularity_tui.settings import Settings
+from simularity_tui.ui.app import LaunchOptions, SimularityApp
+from simularity_tui.ui.error_screen import ErrorScreen
+from simularity_tui.ui.play_screen import PlayScreen
+from simularity_tui.ui.transcript import LineView
+
+SIZE = (100, 32)
+
+
+async def wait_for(predicate: Callable[[], bool], timeout: float = 30.0, every: float = 0.02) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "timed out waiting"
+        await asyncio.sleep(every)
+
+
+def rendered(view: LineView) -> str:
+    return str(view.render())
+
+
+async def play_screen(app: SimularityApp) -> PlayScreen:
+    await wait_for(lambda: isinstance(app.screen, PlayScreen))
+    assert isinstance(app.screen, PlayScreen)
+    return app.screen
+
+
+async def test_a_typed_line_gets_a_streamed_reply(session: LlamaSession) -> None:
+    app = SimularityApp(LaunchOptions(Settings()), session=session)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await play_screen(app)
+        opening = list(screen.query(LineView))
+        assert len(opening) == 3 and "Shut that door" in rendered(opening[1])
+        await pilot.click("#say")
+        await pilot.press(*"Can I stay until the storm passes?", "enter")
+        await wait_for(lambda: len(screen.playthrough.lines) == 5 and screen.reply is None)
+        lines = list(screen.query(LineView))
+        assert "Ash: Can I stay until the storm passes?" in rendered(lines[3])
+        reply = lines[4]
+        assert reply.speaker_name in {"Mira", "Pip", "Narrator"} and reply.text.strip()
+        assert screen.playthrough.lines[-1].text == reply.text
+
+
+async def test_the_reply_is_shown_while_it_is_written(session: LlamaSession) -> None:
+    app = SimularityApp(LaunchOptions(Settings()), session=session)
+    async with app.run_test(size=SIZE):
+        screen = await play_screen(app)
+        for _attempt in range(5):  # replies vary in length: watch until one is long enough to see grow
+            lines_before = len(screen.playthrough.lines)
+            screen.action_continue_story()
+            await wait_for(lambda: screen.reply is not None or len(screen.playthrough.lines) > lines_before, every=0.002)
+            sizes: list[int] = []
+
+            def done() -> bool:
+                sizes.append(len(screen.query(LineView)[-1].text))
+                return screen.reply is None
+
+            await wait_for(done, every=0.005)
+            partial = {size for size in sizes[:-1] if 0 < size < sizes[-1]}
+            if len(partial) >= 3:
+                return
+        raise AssertionError("no reply was ever shown part-written")
+
+
+async def test_escape_stops_the_reply_and_keeps_what_was_written(session: LlamaSession) -> None:
+    app = SimularityApp(LaunchOptions(Settings()), session=session)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await play_screen(app)
+        for _attempt in range(5):  # a short reply may end before Esc arrives: try another
+            # Started directly: pilot.press() waits for the app to idle, i.e. for the whole reply.
+            lines_before = len(screen.playthrough.lines)
+            screen.action_continue_story()
+            await wait_for(lambda: screen.reply is not None or len(screen.playthrough.lines) > lines_before, every=0.002)
+            await wait_for(lambda: screen.reply is None or len(screen.reply.text) > 10, every=0.005)
+            reply = screen.reply
+            if reply is None:
+                continue
+            await pilot.press("escape")
+            await wait_for(lambda: screen.reply is None, timeout=1.0)
+            assert reply.generation_result is not None
+            if reply.generation_result.stop_reason == "cancelled":
+                break
+        else:
+            raise AssertionError("never caught a reply mid-way")
+        last = screen.playthrough.lines[-1]
+        shown = screen.query(LineView)[-1]
+        assert shown.text == last.text == reply.text.strip() and last.text
+        # The next turn works after a stop.
+        await pilot.press(*"Hello?", "enter")
+        await wait_for(lambda: screen.playthrough.lines[-1].text != last.text and screen.reply is None)
+        assert any(line.text == "Hello?" for line in screen.playthrough.lines[-2:])
+
+
+async def test_model_output_cannot_drive_the_terminal() -> None:
+    hostile = "calm\x1b[2J\x1b]0;pwned\x07 text\x9b31m \u202eevil"
+    app = App[None]()
+    async with app.run_test(size=SIZE):
+        view = LineView("Mira\x1b[5m", "#ffb86b", hostile)
+        await app.screen.mount(view)
+        text = rendered(view)
+        assert not any(char in text for char in "\x1b\x07\x9b\u202e")
+        assert "calm" in text and "text" in text and "Mira" in text
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("missing", "Check the path"),
+        ("not-gguf", "not a GGUF model file"),
+        ("truncated", "incomplete GGUF file"),
+        ("context", "Set n_ctx to 32,768 or less"),
+    ],
+)
+async def test_bad_model_input_shows_an_error_screen(
+    case: str, expected: str, tmp_path: Path, model_path: Path
+) -> None:
+    settings = Settings()
+    chosen = tmp_path / f"{case}.gguf"
+    if case == "not-gguf":
+        chosen.write_text("not weights")
+    elif case == "truncated":
+        chosen.write_bytes(model_path.read_bytes()[: 50_000_000])
+    elif case == "context":
+        chosen, settings.model.n_ctx = model_path, 65536
+    app = SimularityApp(LaunchOptions(settings, model_override=chosen))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(lambda: isinstance(app.screen, ErrorScreen))
+        shown = " ".join(str(widget.render()) for widget in app.screen.query("Static"))
+        assert chosen.name in shown and expected in shown
+        await pilot.press("q")
+    assert app.error is not None and chosen.name in app.error.message
