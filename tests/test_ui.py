@@ -26,6 +26,10 @@ async def wait_for(predicate: Callable[[], bool], timeout: float = 30.0, every: 
         await asyncio.sleep(every)
 
 
+def screen_text(app: SimularityApp) -> str:
+    return " ".join(str(widget.render()) for widget in app.screen.query("Static"))
+
+
 def rendered(view: LineView) -> str:
     return str(view.render())
 
@@ -135,8 +139,7 @@ async def test_bad_model_input_shows_an_error_screen(
         chosen, settings.model.n_ctx = model_path, 65536
     app = SimularityApp(LaunchOptions(settings, model_override=chosen))
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(lambda: isinstance(app.screen, ErrorScreen))
-        shown = " ".join(str(widget.render()) for widget in app.screen.query("Static"))
-        assert chosen.name in shown and expected in shown
+        await wait_for(lambda: isinstance(app.screen, ErrorScreen) and expected in screen_text(app))
+        assert chosen.name in screen_text(app)
         await pilot.press("q")
     assert app.error is not None and chosen.name in app.error.message
