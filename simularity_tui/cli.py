@@ -22,7 +22,11 @@ log = logging.getLogger("simularity")
 
 
 def _model_options() -> argparse.ArgumentParser:
-    """Options every command that loads a model shares; they override settings.toml."""
+    """Options every command that loads a model shares; they override settings.toml.
+
+    A new parent for each parser: parsers built from one parent share its actions, so a
+    set_defaults() on one command would change the default for all of them.
+    """
     # SUPPRESS: an option left out must not reset one given before the command (simularity --model X bench …).
     parent = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
     group = parent.add_argument_group("model (overrides settings.toml)")
@@ -30,16 +34,19 @@ def _model_options() -> argparse.ArgumentParser:
     group.add_argument("--n-ctx", type=int, metavar="N", help="context size in tokens")
     group.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: physical cores)")
     group.add_argument("--gpu-layers", type=int, metavar="N", help="layers to offload to the GPU (-1: all)")
+    group.add_argument(
+        "--no-context-shift", dest="context_shift", action="store_false",
+        help="when the context is full, re-evaluate the kept window instead of shifting the KV cache",
+    )
     group.add_argument("--settings", type=Path, metavar="FILE", help=f"settings file (default: {paths.settings_file()})")
     return parent
 
 
 def build_parser() -> argparse.ArgumentParser:
-    model = _model_options()
     parser = argparse.ArgumentParser(
         prog="simularity",
         description="A terminal engine for AI-driven visual novels. With no command, starts the game.",
-        parents=[model],
+        parents=[_model_options()],
     )
     parser.add_argument("--version", action="version", version=f"simularity {__version__}")
     parser.add_argument("--pack", type=Path, metavar="DIR", help="play this pack (default: the bundled demo)")
@@ -48,24 +55,35 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="benchmarks").add_subparsers(dest="bench", metavar="BENCHMARK", required=True)
     decode = bench.add_parser(
-        "decode", parents=[model], help="streaming tokens/s of the session vs a raw llama-cpp-python loop"
+        "decode", parents=[_model_options()], help="streaming tokens/s of the session vs a raw llama-cpp-python loop"
     )
     decode.add_argument("--tokens", type=int, default=200, help="tokens per generation (default: 200)")
     decode.add_argument("--rounds", type=int, default=5, help="generations per side (default: 5)")
     decode.add_argument("--json", type=Path, metavar="PATH", help="also write the figures as JSON")
+    long_session = bench.add_parser(
+        "long-session", parents=[_model_options()], help="a long conversation: engine vs naive frontend vs lower bound"
+    )
+    long_session.add_argument("--turns", type=int, default=150, help="turns to play (default: 150)")
+    long_session.set_defaults(n_ctx=1024)
+    long_session.add_argument("--reply-tokens", type=int, default=40, help="tokens per reply (default: 40)")
+    long_session.add_argument("--json", type=Path, metavar="PATH", help="also write the figures as JSON")
+    resume = bench.add_parser("resume", parents=[_model_options()], help="resuming from a KV state file vs re-evaluating")
+    resume.set_defaults(n_ctx=2048)
+    resume.add_argument("--rounds", type=int, default=3, help="measurements per side (default: 3)")
+    resume.add_argument("--json", type=Path, metavar="PATH", help="also write the figures as JSON")
     return parser
 
 
 def settings_with_overrides(args: argparse.Namespace) -> Settings:
     settings = load_settings(getattr(args, "settings", None))
-    for option, key in (("n_ctx", "n_ctx"), ("threads", "threads"), ("gpu_layers", "gpu_layers")):
-        value = getattr(args, option, None)
+    for key in ("n_ctx", "threads", "gpu_layers", "context_shift"):
+        value = getattr(args, key, None)
         if value is not None:
             try:
                 setattr(settings.model, key, value)
             except ValidationError as error:
                 raise UserFacingError(
-                    f"--{option.replace('_', '-')} {value}: {error.errors()[0]['msg']}", hint="See simularity --help."
+                    f"--{key.replace('_', '-')} {value}: {error.errors()[0]['msg']}", hint="See simularity --help."
                 ) from None
     return settings
 
@@ -87,9 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging()
     try:
         if args.command == "bench":
-            from .bench.decode import run_decode_bench
-
-            return run_decode_bench(args, settings_with_overrides(args), getattr(args, "model", None))
+            return _bench(args)
         return _play(args)
     except UserFacingError as error:
         print(f"simularity: {error.message}", file=sys.stderr)
@@ -98,6 +114,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from .bench.decode import run_decode_bench
+    from .bench.long_session import run_long_session_bench
+    from .bench.resume import run_resume_bench
+
+    run = {"decode": run_decode_bench, "long-session": run_long_session_bench, "resume": run_resume_bench}[args.bench]
+    return run(args, settings_with_overrides(args), getattr(args, "model", None))
 
 
 def _play(args: argparse.Namespace) -> int:

@@ -28,6 +28,7 @@ class ModelSettings(_Section):
     threads: Annotated[int, Field(ge=0, le=512, description="0 picks the physical core count.")] = 0
     gpu_layers: Annotated[int, Field(ge=-1, description="-1 offloads every layer.")] = 0
     batch: Annotated[int, Field(ge=8, le=8192)] = 512
+    context_shift: Annotated[bool, Field(description="False: re-evaluate instead of shifting the KV.")] = True
 
 
 class SamplingSettings(_Section):
@@ -57,6 +58,7 @@ class Settings(_Section):
             n_threads=self.model.threads or None,
             n_gpu_layers=self.model.gpu_layers,
             n_batch=self.model.batch,
+            context_shift=self.model.context_shift,
         )
 
     def sampling_params(self) -> SamplingParams:

@@ -37,3 +37,21 @@ def session(model_path: Path) -> Iterator[LlamaSession]:
     loaded = LlamaSession.open_blocking(ModelConfig(model_path, n_ctx=TEST_N_CTX, n_threads=TEST_THREADS))
     yield loaded
     loaded.close_blocking()
+
+
+@pytest.fixture(scope="session")
+def small_session(model_path: Path) -> Iterator[LlamaSession]:
+    """A 512-token context on the same model file, for tests that fill the context many times."""
+    loaded = LlamaSession.open_blocking(ModelConfig(model_path, n_ctx=512, n_threads=TEST_THREADS))
+    yield loaded
+    loaded.close_blocking()
+
+
+@pytest.fixture(scope="session")
+def unshifting_session(model_path: Path) -> Iterator[LlamaSession]:
+    """As `small_session`, with context shifting turned off: the fallback path, forced."""
+    loaded = LlamaSession.open_blocking(
+        ModelConfig(model_path, n_ctx=512, n_threads=TEST_THREADS, context_shift=False)
+    )
+    yield loaded
+    loaded.close_blocking()

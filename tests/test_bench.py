@@ -23,3 +23,36 @@ def test_bench_decode_reports_a_ratio(tmp_path: Path, model_path: Path) -> None:
     assert len(figures["rounds"]) == 4 and {r["side"] for r in figures["rounds"]} == {"session", "baseline"}
     assert figures["ratio"] == figures["session_tokens_per_second"] / figures["baseline_tokens_per_second"]
     assert f"{figures['ratio']:.2f}" == last.split()[-1]
+
+
+def test_bench_long_session_measures_three_strategies_per_turn(tmp_path: Path, model_path: Path) -> None:
+    out = tmp_path / "long.json"
+    run = subprocess.run(
+        [sys.executable, "-m", "simularity_tui", "bench", "long-session", "--turns", "14", "--n-ctx", "512",
+         "--reply-tokens", "12", "--threads", "2", "--json", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert run.returncode == 0, run.stderr
+    figures = json.loads(out.read_text())
+    for strategy in ("engine", "naive", "lower_bound"):
+        assert len(figures[strategy]["prefill_tokens"]) == len(figures[strategy]["ttft_s"]) == 14
+        assert all(t > 0 for t in figures[strategy]["ttft_s"])
+    assert figures["settings"]["n_ctx"] == 512 and figures["settings"]["turns"] == 14
+    assert figures["engine_shifts"] >= 1  # 14 turns overflow 512 tokens
+    # The naive frontend re-reads its window once it slides; the engine reads about the new tokens.
+    assert sum(figures["naive"]["prefill_tokens"]) > 2 * sum(figures["engine"]["prefill_tokens"])
+    assert "engine prefill / lower bound:" in run.stdout
+
+
+def test_bench_resume_compares_restore_with_reevaluation(tmp_path: Path, model_path: Path) -> None:
+    out = tmp_path / "resume.json"
+    run = subprocess.run(
+        [sys.executable, "-m", "simularity_tui", "bench", "resume", "--n-ctx", "512", "--rounds", "1",
+         "--threads", "2", "--json", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert run.returncode == 0, run.stderr
+    figures = json.loads(out.read_text())
+    assert figures["window_tokens"] >= 0.9 * 512
+    assert figures["ratio"] == figures["reevaluate_ttft_s"] / figures["restore_ttft_s"]
+    assert re.fullmatch(r"ratio: \d+\.\d", run.stdout.strip().splitlines()[-1])

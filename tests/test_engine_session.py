@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from simularity_tui.engine import GenerationParams, LlamaSession, SamplingParams
+from simularity_tui.engine import GenerationParams, LlamaSession, Prompt, SamplingParams
 from simularity_tui.engine.errors import GrammarError, PromptTooLongError
 
 GREEDY = SamplingParams(temperature=0.0, repeat_penalty=1.0)
@@ -32,20 +32,18 @@ async def test_each_turn_evaluates_only_the_new_tokens(session: LlamaSession) ->
     prompt = story_prompt(session, "A conversation at the harbour.\nMara: Where is the ferry?\nTom:")
     params = GenerationParams(sampling=SamplingParams(seed=7), max_tokens=24)
     for turn in range(4):
+        in_kv = session.kv_tokens
         _text, result = await run(session, prompt, params)
         if turn:
-            # Everything before this turn's new tokens was found in the KV, nothing more was read.
-            assert result.evaluated_tokens == len(prompt) - reused
-            assert result.evaluated_tokens == len(new_tokens) + pending
+            # Exactly what the KV lacked was read, up to where healing rolled the prompt's end back.
+            assert list(in_kv) == prompt[: len(in_kv)]
+            assert result.evaluated_tokens == len(prompt) - result.healed_tokens - len(in_kv)
+            assert result.evaluated_tokens <= len(new_tokens) + 1
         assert kv_is_consistent(session)
-        # The next prompt continues with the generated tokens themselves, never their re-tokenized text.
+        # The next prompt continues with the generated tokens themselves, never their re-tokenized
+        # text; healing replaced the prompt's last token with the start of the reply.
         new_tokens = session.tokenize(f"\nMara: That is turn {turn}, then.\nTom:")
-        prompt = prompt + list(result.tokens) + new_tokens
-        kv = session.kv_tokens
-        reused = len(kv)
-        assert list(kv) == prompt[:reused]
-        pending = len(prompt) - reused - len(new_tokens)  # the last sampled token is not yet evaluated
-        assert pending in (0, 1)
+        prompt = prompt[: len(prompt) - result.healed_tokens] + list(result.tokens) + new_tokens
 
 
 async def test_an_edit_in_the_history_reevaluates_from_the_edit(session: LlamaSession) -> None:
@@ -54,7 +52,7 @@ async def test_an_edit_in_the_history_reevaluates_from_the_edit(session: LlamaSe
     edited_at = len(story_prompt(session, "Line one of the log.\nLine two"))
     edited = prompt[:edited_at] + session.tokenize(" was rewritten.\nLine three of the log.\n")
     _text, result = await run(session, edited, GenerationParams(sampling=GREEDY, max_tokens=4))
-    assert result.evaluated_tokens == len(edited) - edited_at
+    assert result.evaluated_tokens == len(edited) - result.healed_tokens - edited_at
     assert kv_is_consistent(session)
 
 
@@ -95,7 +93,7 @@ async def test_cancel_during_a_long_prefill_stops_within_100ms(session: LlamaSes
     assert kv_is_consistent(session)
     # The session goes on: the same prompt now evaluates only what the cancel left out.
     _text, finished = await run(session, prompt, GenerationParams(sampling=GREEDY, max_tokens=8))
-    assert finished.evaluated_tokens == len(prompt) - len(kv)
+    assert finished.evaluated_tokens == len(prompt) - finished.healed_tokens - len(kv)
     assert finished.generated_tokens > 0
 
 
@@ -170,8 +168,11 @@ async def test_max_tokens_and_stop_strings(session: LlamaSession) -> None:
     text, result = await run(session, prompt, GenerationParams(sampling=GREEDY, max_tokens=60, stop=["nine"]))
     assert result.stop_reason == "stop" and result.stop_string == "nine"
     assert "nine" not in text and text.strip().startswith("seven")
-    # What the tokens cover plus the tail is exactly the streamed text.
-    assert session.detokenize(result.tokens) + result.tail_text == text == result.text
+    # The tokens re-write the healed end of the prompt, then cover the streamed text up to the tail.
+    healed_text = session.detokenize(prompt[len(prompt) - result.healed_tokens :])
+    assert result.healed_tokens == 1 and healed_text == ","
+    assert session.detokenize(result.tokens) + result.tail_text == healed_text + text
+    assert text == result.text
 
 
 async def test_a_grammar_constrains_the_output(session: LlamaSession) -> None:
@@ -193,8 +194,8 @@ async def test_a_broken_grammar_is_a_clear_error(session: LlamaSession) -> None:
             pass
 
 
-async def test_a_prompt_longer_than_the_context_is_refused(session: LlamaSession) -> None:
-    prompt = story_prompt(session, "word " * (session.n_ctx + 10))
-    with pytest.raises(PromptTooLongError):
-        await run(session, prompt, GenerationParams(max_tokens=4))
+async def test_a_pinned_block_longer_than_the_context_is_refused(session: LlamaSession) -> None:
+    pinned = story_prompt(session, "word " * (session.n_ctx + 10))
+    with pytest.raises(PromptTooLongError, match="pinned part"):
+        await run(session, Prompt.of(pinned, [session.tokenize("Hello")]), GenerationParams(max_tokens=4))
     assert kv_is_consistent(session)

@@ -22,20 +22,24 @@ def oracle_bytes(session: LlamaSession, tokens: tuple[int, ...]) -> bytes:
     return buffer.raw[:size]
 
 
-async def generate(session: LlamaSession, text: str, params: GenerationParams) -> tuple[list[str], object]:
-    generation = session.generate([session.bos_token, *session.tokenize(text)], params)
+async def generate(session: LlamaSession, text: str, params: GenerationParams) -> tuple[list[str], object, bytes]:
+    """The streamed pieces, the result, and the bytes of the prompt's end that healing re-wrote."""
+    prompt = [session.bos_token, *session.tokenize(text)]
+    generation = session.generate(prompt, params)
     pieces = [piece async for piece in generation]
-    return pieces, await generation.result()
+    result = await generation.result()
+    healed = session._worker.model.detokenize(prompt[len(prompt) - result.healed_tokens :])
+    return pieces, result, healed
 
 
 async def test_runs_of_ellipses_stream_byte_exact(session: LlamaSession) -> None:
     prompt = "He paused" + "…" * 30 + " and then" + "…" * 32 + " and again" + "…" * 12
-    pieces, result = await generate(session, prompt, GenerationParams(sampling=GREEDY, max_tokens=40))
+    pieces, result, healed = await generate(session, prompt, GenerationParams(sampling=GREEDY, max_tokens=40))
     long_pieces = [t for t in result.tokens if len(session._worker.model.piece(t)) > 32]
     assert long_pieces, "the model should continue with Gemma's long '……' tokens"
     streamed = "".join(pieces)
     assert "…" * 12 in streamed
-    assert streamed.encode("utf-8") == oracle_bytes(session, result.tokens)
+    assert healed + streamed.encode("utf-8") == oracle_bytes(session, result.tokens)
     assert streamed == result.text
 
 
@@ -43,7 +47,8 @@ async def test_characters_split_across_tokens_stream_whole(session: LlamaSession
     # The grammar forces text whose emoji Gemma writes as single-byte tokens (<0xF0><0x9F>…).
     target = " 🐙🎉 日本語 naïve café"
     params = GenerationParams(sampling=GREEDY, max_tokens=40, grammar=f'root ::= "{target}"\n')
-    pieces, result = await generate(session, "Silence", params)
+    pieces, result, healed = await generate(session, "Silence", params)
+    assert healed == b"", "no healing under a grammar: the grammar decides how the text starts"
     model = session._worker.model
     partial = [t for t in result.tokens if not _is_utf8(model.piece(t))]
     assert partial, "some tokens should hold only part of a character"

@@ -20,12 +20,10 @@ from pathlib import Path
 import llama_cpp
 from llama_cpp import Llama
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress as ProgressBar
 
 from ..engine import GenerationParams, LlamaSession, SamplingParams
-from ..engine.errors import OutOfMemoryError
-from ..model_choice import model_path
 from ..settings import Settings
+from .baseline import load_baseline, prepared_model_path
 
 PROMPT = (
     "The old lighthouse keeper climbed the spiral stairs for the last time that winter. "
@@ -48,17 +46,14 @@ class DecodeRound:
 
 def run_decode_bench(args: argparse.Namespace, settings: Settings, model_override: Path | None) -> int:
     console = Console(stderr=True)
-    with ProgressBar("[progress.description]{task.description}", BarColumn(), DownloadColumn(), console=console,
-                     transient=True) as bar:
-        task = bar.add_task("Preparing the embedded model (first run only)", total=None)
-        path = model_path(settings, model_override, lambda done, total: bar.update(task, completed=done, total=total))
+    path = prepared_model_path(settings, model_override, console)
     config = settings.model_config_for(path)
     sampling = SamplingParams(
         temperature=0.8, top_k=40, top_p=0.95, min_p=0.05, repeat_penalty=1.1, repeat_last_n=64
     )
     console.print(f"Loading {path.name} twice (session and baseline), n_ctx={config.n_ctx}…")
     session = LlamaSession.open_blocking(config)
-    baseline = _load_baseline(path, config.n_ctx, config.n_batch, session.info.n_threads, config.n_gpu_layers)
+    baseline = load_baseline(path, config.n_ctx, config.n_batch, session.info.n_threads, config.n_gpu_layers)
     prompt = [*([session.bos_token] if session.bos_token is not None else []), *session.tokenize(PROMPT)]
     rounds: list[DecodeRound] = []
     try:
@@ -95,7 +90,8 @@ def run_decode_bench(args: argparse.Namespace, settings: Settings, model_overrid
 
 
 def _time_session(session: LlamaSession, prompt: list[int], sampling: SamplingParams, seed: int, n: int) -> DecodeRound:
-    params = GenerationParams(sampling=SamplingParams(**{**asdict(sampling), "seed": seed}), max_tokens=n)
+    # No token healing: the baseline has none, and this measures decoding.
+    params = GenerationParams(sampling=SamplingParams(**{**asdict(sampling), "seed": seed}), max_tokens=n, heal=False)
 
     async def stream() -> DecodeRound:
         generation = session.generate(prompt, params)
@@ -107,21 +103,6 @@ def _time_session(session: LlamaSession, prompt: list[int], sampling: SamplingPa
         return DecodeRound("session", seed, result.generated_tokens, last - first)
 
     return asyncio.run(stream())
-
-
-def _load_baseline(path: Path, n_ctx: int, n_batch: int, threads: int, gpu_layers: int) -> Llama:
-    try:
-        return Llama(
-            model_path=str(path), n_ctx=n_ctx, n_batch=n_batch, n_ubatch=n_batch, n_threads=threads,
-            n_threads_batch=threads, n_gpu_layers=gpu_layers, verbose=False,
-        )
-    except ValueError as error:  # llama-cpp-python says only "Failed to create llama_context"
-        raise OutOfMemoryError(
-            f"The baseline could not load {path.name} beside the session ({error}); it reserves "
-            "~500 MiB more than the session for its logits.",
-            hint="Lower --n-ctx, or free memory, and run the benchmark again.",
-            path=path,
-        ) from None
 
 
 def _time_baseline(llm: Llama, prompt: list[int], sampling: SamplingParams, seed: int, n: int) -> DecodeRound:

@@ -1,8 +1,9 @@
 """Talking to a model: llama.cpp in-process (and, later, remote servers). Knows nothing of stories."""
 
 from .config import GenerationParams, ModelConfig, SamplingParams
+from .prompt import Prompt
 from .session import Generation, LlamaSession
-from .worker import GenerationResult, ModelInfo
+from .worker import GenerationResult, ModelInfo, RestoredState
 
 __all__ = [
     "Generation",
@@ -11,5 +12,7 @@ __all__ = [
     "LlamaSession",
     "ModelConfig",
     "ModelInfo",
+    "Prompt",
+    "RestoredState",
     "SamplingParams",
 ]

@@ -14,6 +14,7 @@ class ModelConfig:
     n_threads: int | None = None  # None: the physical core count
     n_gpu_layers: int = 0
     n_batch: int = 512
+    context_shift: bool = True  # False: re-evaluate the kept window instead of shifting the KV
 
 
 @dataclass(frozen=True)
@@ -33,3 +34,4 @@ class GenerationParams:
     max_tokens: int = 256
     stop: Sequence[str] = ()
     grammar: str | None = None  # GBNF text, root rule "root"
+    heal: bool = True  # token healing at the prompt's end (not with a grammar, which sets the start)

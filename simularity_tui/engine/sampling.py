@@ -51,9 +51,7 @@ class SamplerChain:
                     f"The GBNF grammar does not parse: {problems_since(mark) or 'llama.cpp gave no reason'}",
                     hint="Check the grammar's syntax; its start rule must be named 'root'.",
                 )
-            self._candidates = np.zeros(self.n_vocab, dtype=_TOKEN_DATA)
-            self._ids = np.arange(self.n_vocab, dtype=np.int32)
-            self._one = np.zeros(1, dtype=_TOKEN_DATA)
+        self._candidates: np.ndarray | None = None  # the slow path's buffers, made on first use
         if params.temperature > 0.0 and params.top_k > 0:
             C.llama_sampler_chain_add(self.ptr, C.llama_sampler_init_top_k(params.top_k))
         if params.repeat_penalty != 1.0 and params.repeat_last_n > 0:
@@ -76,22 +74,34 @@ class SamplerChain:
         C.llama_sampler_chain_add(self.ptr, C.llama_sampler_init_temp(params.temperature))
         C.llama_sampler_chain_add(self.ptr, C.llama_sampler_init_dist(seed))
 
-    def sample(self, context: NativeContext) -> int:
-        """Pick the next token from the last logits, and record it in the samplers' state."""
-        if self.grammar is None:
+    def sample(self, context: NativeContext, allowed: np.ndarray | None = None) -> int:
+        """Pick the next token from the last logits, and record it in the samplers' state.
+
+        `allowed` restricts the choice to those token ids (token healing).
+        """
+        if self.grammar is None and allowed is None:
             return int(C.llama_sampler_sample(self.ptr, context.ptr, -1))
         logits = np.ctypeslib.as_array(C.llama_get_logits_ith(context.ptr, -1), shape=(self.n_vocab,))
-        token = self._draw(logits, with_grammar=False)
-        if not self._grammar_allows(token):
-            token = self._draw(logits, with_grammar=True)
-        C.llama_sampler_accept(self.grammar, token)
+        token = self._draw(logits, allowed, with_grammar=False)
+        if self.grammar is not None:
+            if not self._grammar_allows(token):
+                token = self._draw(logits, allowed, with_grammar=True)
+            C.llama_sampler_accept(self.grammar, token)
         C.llama_sampler_accept(self.ptr, token)
         return token
 
-    def _draw(self, logits: np.ndarray, *, with_grammar: bool) -> int:
+    def _draw(self, logits: np.ndarray, allowed: np.ndarray | None, *, with_grammar: bool) -> int:
+        if self._candidates is None:
+            self._candidates = np.zeros(self.n_vocab, dtype=_TOKEN_DATA)
+            self._ids = np.arange(self.n_vocab, dtype=np.int32)
+            self._one = np.zeros(1, dtype=_TOKEN_DATA)
         candidates = self._candidates
         candidates["id"] = self._ids  # the samplers sort the array in place: restore vocabulary order
-        candidates["logit"] = logits
+        if allowed is None:
+            candidates["logit"] = logits
+        else:
+            candidates["logit"] = -np.inf
+            candidates["logit"][allowed] = logits[allowed]
         candidates["p"] = 0.0
         array = _as_token_data_array(candidates)
         if with_grammar:

@@ -12,9 +12,11 @@ import asyncio
 import threading
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from .config import GenerationParams, ModelConfig
-from .worker import EngineWorker, GenerationResult, ModelInfo
+from .prompt import Prompt
+from .worker import EngineWorker, GenerationResult, ModelInfo, RestoredState
 
 _END = object()
 
@@ -122,10 +124,14 @@ class LlamaSession:
     def bos_token(self) -> int | None:
         return self._worker.model.bos if self._worker.model.add_bos else None
 
-    def generate(self, prompt: Sequence[int], params: GenerationParams) -> Generation:
-        """Queue a generation that continues `prompt`; it starts when those before it are done."""
+    def generate(self, prompt: Prompt | Sequence[int], params: GenerationParams) -> Generation:
+        """Queue a generation that continues `prompt`; it starts when those before it are done.
+
+        A plain token list is one turn with nothing pinned: the context must hold it whole.
+        """
         generation = Generation(asyncio.get_running_loop())
-        prompt = list(prompt)
+        if not isinstance(prompt, Prompt):
+            prompt = Prompt.plain(prompt)
 
         def job() -> None:
             try:
@@ -137,6 +143,18 @@ class LlamaSession:
 
         self._executor.submit(job)
         return generation
+
+    async def reset(self) -> None:
+        """Forget what the KV holds (a new game, or a measurement that must start cold)."""
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._worker.reset)
+
+    async def save_state(self, path: Path) -> int:
+        """Write the KV state beside a save (after any queued generation); returns its size."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._worker.save_state, path)
+
+    async def restore_state(self, path: Path) -> RestoredState:
+        """Load a KV state file; a bad one is reported in `warning`, and the story re-evaluated."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._worker.restore_state, path)
 
     async def close(self) -> None:
         await asyncio.get_running_loop().run_in_executor(self._executor, self._worker.close)

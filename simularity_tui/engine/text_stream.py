@@ -12,7 +12,10 @@ from collections.abc import Sequence
 
 
 class TextAssembler:
-    def __init__(self, stop: Sequence[str] = ()) -> None:
+    def __init__(self, stop: Sequence[str] = (), *, skip_bytes: int = 0) -> None:
+        """`skip_bytes`: leading bytes the reader already has (text re-written by token healing)."""
+        self.skip_bytes = skip_bytes
+        self._to_skip = skip_bytes
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._stops = [stop_string for stop_string in stop if stop_string]
         self._held = ""  # decoded, not yet streamed: it may be the start of a stop string
@@ -23,6 +26,9 @@ class TextAssembler:
         """Add one token's bytes; return the text that can be streamed now (often "")."""
         if self.stop_string is not None:
             return ""
+        if self._to_skip:
+            skipped = min(self._to_skip, len(piece))
+            piece, self._to_skip = piece[skipped:], self._to_skip - skipped
         pending = self._held + self._decoder.decode(piece)
         found = [(pending.find(s), s) for s in self._stops if s in pending]
         if found:

@@ -1,27 +1,35 @@
-"""The engine thread's side: one model, one context, and the exact list of tokens in its KV.
+"""The engine thread's side: one model, one context, a KV cache that shifts, and generation.
 
-Only the session's single worker thread calls into this class, so nothing here locks. The token
-list `tokens` always equals what the KV holds at positions 0..len-1; every change to the KV is
-mirrored in it, which is what lets a new prompt evaluate only the tokens it does not share.
+Only the session's single worker thread calls into this class, so nothing here locks. Each
+generation plans the window the context holds (context_window), brings the KV to it evaluating
+only what it lacks (kv_cache), heals the prompt's last token (healing), then samples, streams and
+evaluates one token at a time, evicting old turns if the context fills up on the way.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import llama_cpp as C
 import psutil
 
 from .config import GenerationParams, ModelConfig
-from .errors import ContextSizeError, ModelLoadError, OutOfMemoryError, PromptTooLongError
+from .context_window import plan_window
+from .errors import ContextSizeError, ModelLoadError, OutOfMemoryError
 from .gguf_file import inspect_gguf
+from .healing import Healing, PieceIndex, healable_tail
+from .kv_cache import KvCache
+from .kv_state import StateFileError, model_identity, read_state, write_state
 from .memory import check_fits
 from .native import DecodeAborted, NativeContext, NativeModel, problems_since, recent_problems
+from .prompt import Prompt
 from .sampling import SamplerChain, fresh_seed
 from .text_stream import TextAssembler
 
@@ -33,21 +41,26 @@ class ModelInfo:
     path: Path
     name: str
     description: str  # llama.cpp's one-line description, e.g. "gemma3 270M Q4_K - Medium"
+    identity: str  # a fingerprint of the file, which KV state files are keyed by
     n_ctx: int
     n_ctx_train: int
     n_threads: int
+    context_shift: bool  # False: the model cannot shift, or the player turned it off
 
 
 @dataclass(frozen=True)
 class GenerationResult:
-    text: str  # what was streamed: the generated text up to, not including, a stop string
-    tokens: tuple[int, ...]  # generated tokens whose text lies wholly inside `text`
+    text: str  # what was streamed: new text after the prompt, up to (not including) a stop string
+    tokens: tuple[int, ...]  # generated tokens, minus any wholly after `text`; see `healed_tokens`
     tail_text: str  # the end of `text` no token of `tokens` covers (one straddled the stop string)
+    healed_tokens: int  # prompt tokens rolled back: `tokens` begins by re-writing their text
+    healing_steps: int  # tokens sampled under the healing constraint (the slow path)
     stop_reason: StopReason
     stop_string: str | None
     seed: int
-    prompt_tokens: int
-    evaluated_tokens: int  # prompt tokens that were not already in the KV
+    first_turn: int  # index of the oldest prompt turn the context still holds
+    evaluated_tokens: int  # tokens evaluated that were not generated: the prompt's new part, refreshes
+    shifted_tokens: int  # tokens evicted by shifting the KV, during this generation
     generated_tokens: int
     prefill_s: float
     first_token_s: float  # from the start of the job (not the queue) to the first sampled token
@@ -58,15 +71,27 @@ class GenerationResult:
         return (self.generated_tokens - 1) / self.decode_s if self.generated_tokens > 1 and self.decode_s else 0.0
 
 
+@dataclass(frozen=True)
+class RestoredState:
+    tokens: int  # how many tokens the KV now holds from the file (0: nothing restored)
+    warning: str | None  # why the file was not used, to be shown to the player
+
+
 Emit = Callable[[str], None]
 
 
 class EngineWorker:
-    def __init__(self, model: NativeModel, context: NativeContext, info: ModelInfo) -> None:
+    def __init__(self, model: NativeModel, context: NativeContext, info: ModelInfo, kv: KvCache) -> None:
         self.model = model
         self.context = context
         self.info = info
-        self.tokens: list[int] = []
+        self.kv = kv
+        self.first_turn = 0  # the window's start, kept between generations so that shifts are rare
+        self._pieces: PieceIndex | None = None
+
+    @property
+    def tokens(self) -> list[int]:
+        return self.kv.tokens
 
     @classmethod
     def load(cls, config: ModelConfig) -> EngineWorker:
@@ -94,141 +119,141 @@ class EngineWorker:
         except ModelLoadError:
             model.close()
             raise _load_failure(config.path, "create its context", problems_since(mark)) from None
+        kv = KvCache(context, shift=config.context_shift)
         info = ModelInfo(
             path=config.path,
             name=gguf.name,
             description=model.description,
+            identity=model_identity(config.path),
             n_ctx=context.n_ctx,
             n_ctx_train=model.n_ctx_train,
             n_threads=threads,
+            context_shift=kv.can_shift,
         )
-        return cls(model, context, info)
+        return cls(model, context, info, kv)
 
     def close(self) -> None:
         self.context.close()
         self.model.close()
 
-    def generate(
-        self, prompt: Sequence[int], params: GenerationParams, emit: Emit, cancel: threading.Event
-    ) -> GenerationResult:
+    # -- generation -----------------------------------------------------------------------------
+
+    def generate(self, prompt: Prompt, params: GenerationParams, emit: Emit, cancel: threading.Event) -> GenerationResult:
         started = time.perf_counter()
         seed = params.sampling.seed if params.sampling.seed is not None else fresh_seed()
-        if not prompt:
+        if not len(prompt):
             raise ValueError("a prompt needs at least one token")
-        if len(prompt) >= self.context.n_ctx:
-            raise PromptTooLongError(
-                f"The prompt has {len(prompt):,} tokens and the context holds {self.context.n_ctx:,}.",
-                hint="Raise n_ctx or shorten the prompt.",
-            )
+        reserve = min(params.max_tokens, self.context.n_ctx // 4) + 1
+        window = plan_window(prompt, self.context.n_ctx, reserve, self._sticky_first_turn(prompt))
+        healed = healable_tail(self.model, window.tokens, window.n_keep) if params.heal and not params.grammar else 0
+        until = len(window.tokens) - healed
+        shifted_before = self.kv.stats.shifted_out
         self.context.abort.watch(cancel)
-        evaluated = self._evaluate_prompt(prompt, cancel)
-        prefill_s = time.perf_counter() - started
-        if evaluated is None:
-            return self._result("", [], TextAssembler(), "cancelled", seed, prompt, 0, prefill_s, 0.0, 0.0, 0)
+        self.first_turn = window.first_turn
+        try:
+            evaluated = 0 if cancel.is_set() else self.kv.load(window, until)
+        except DecodeAborted:
+            cancel.set()
+        run = _Run(started, time.perf_counter() - started)
+        if cancel.is_set():
+            return self._result(run, TextAssembler(), [], healed, "cancelled", seed, 0, shifted_before)
 
-        sampler = SamplerChain(self.model, params.sampling, seed, history=prompt, grammar=params.grammar)
-        assembler = TextAssembler(params.stop)
+        healing = Healing(self.model.detokenize(window.tokens[until:])) if healed else None
+        sampler = SamplerChain(self.model, params.sampling, seed, history=window.tokens[:until], grammar=params.grammar)
+        assembler = TextAssembler(params.stop, skip_bytes=len(healing.removed) if healing else 0)
         generated: list[int] = []
         reason: StopReason = "length"
-        first_token_at = 0.0
         try:
             while len(generated) < params.max_tokens:
                 if cancel.is_set():
                     reason = "cancelled"
                     break
-                token = sampler.sample(self.context)
-                if not first_token_at:
-                    first_token_at = time.perf_counter()
+                allowed = self._piece_index().consistent_with(healing.remaining) if healing and healing.active else None
+                run.healing_steps += allowed is not None
+                token = sampler.sample(self.context, allowed)
+                run.first_token_at = run.first_token_at or time.perf_counter()
                 if self.model.is_end_of_generation(token):
                     reason = "eos"
                     break
                 generated.append(token)
-                if text := assembler.feed(self.model.piece(token)):
+                piece = self.model.piece(token)
+                if healing is not None and healing.active:
+                    healing.accept(piece)
+                if text := assembler.feed(piece):
                     emit(text)
                 if assembler.stop_string is not None:
                     reason = "stop"
                     break
                 if len(generated) == params.max_tokens:
                     break  # the last token is evaluated by the next prompt that contains it
-                if len(self.tokens) >= self.context.n_ctx:
-                    reason = "context_full"
-                    break
+                if len(self.kv.tokens) >= self.context.n_ctx:
+                    room = self.kv.make_room()
+                    if room is None:
+                        reason = "context_full"
+                        break
+                    self.first_turn += room[0]
+                    evaluated += room[1]
                 try:
-                    self.context.decode([token], len(self.tokens))
+                    self.kv.append(token)
                 except DecodeAborted:
                     reason = "cancelled"
                     break
-                self.tokens.append(token)
         finally:
             sampler.close()
         if text := assembler.finish():
             emit(text)
-        ended = time.perf_counter()
-        return self._result(
-            assembler.text, generated, assembler, reason, seed, prompt, evaluated, prefill_s,
-            (first_token_at or ended) - started, ended - (first_token_at or ended), len(generated),
-        )
+        return self._result(run, assembler, generated, healed, reason, seed, evaluated, shifted_before)
 
-    def _evaluate_prompt(self, prompt: Sequence[int], cancel: threading.Event) -> int | None:
-        """Bring the KV to hold `prompt`, evaluating only what it does not share with the KV.
+    def _sticky_first_turn(self, prompt: Prompt) -> int:
+        """Keep the window's start when the KV still holds that turn first; else start afresh."""
+        turn = prompt.turns[self.first_turn] if self.first_turn < len(prompt.turns) else None
+        n_keep = self.kv.n_keep
+        if turn and tuple(self.kv.tokens[n_keep : n_keep + len(turn)]) == turn:
+            return self.first_turn
+        return 0
 
-        Returns how many tokens were evaluated, or None when cancelled (the KV then holds a prefix
-        of the prompt, and `tokens` says which).
-        """
-        reuse = 0
-        for kept, wanted in zip(self.tokens, prompt):
-            if kept != wanted:
-                break
-            reuse += 1
-        reuse = min(reuse, len(prompt) - 1)  # the last prompt token is re-evaluated for its logits
-        if reuse < len(self.tokens):
-            if not self.context.forget_from(reuse):
-                self.context.clear()
-                reuse = 0
-            del self.tokens[reuse:]
-        if cancel.is_set():
-            return None
-        try:
-            self.context.decode(prompt[reuse:], reuse)
-        except DecodeAborted as aborted:
-            self.tokens.extend(prompt[reuse : aborted.kept])
-            return None
-        self.tokens.extend(prompt[reuse:])
-        return len(prompt) - reuse
+    def _piece_index(self) -> PieceIndex:
+        if self._pieces is None:
+            self._pieces = PieceIndex(self.model)
+        return self._pieces
 
     def _result(
         self,
-        text: str,
-        generated: list[int],
+        run: _Run,
         assembler: TextAssembler,
+        generated: list[int],
+        healed: int,
         reason: StopReason,
         seed: int,
-        prompt: Sequence[int],
         evaluated: int,
-        prefill_s: float,
-        first_token_s: float,
-        decode_s: float,
-        n_generated: int,
+        shifted_before: int,
     ) -> GenerationResult:
-        tokens, tail = self._split_at_text_end(generated, text) if reason == "stop" else (generated, "")
+        ended = time.perf_counter()
+        first_token_at = run.first_token_at or ended
+        tokens, tail = self._split_at_text_end(generated, assembler) if reason == "stop" else (generated, "")
         return GenerationResult(
-            text=text,
+            text=assembler.text,
             tokens=tuple(tokens),
             tail_text=tail,
+            healed_tokens=healed,
+            healing_steps=run.healing_steps,
             stop_reason=reason,
             stop_string=assembler.stop_string,
             seed=seed,
-            prompt_tokens=len(prompt),
+            first_turn=self.first_turn,
             evaluated_tokens=evaluated,
-            generated_tokens=n_generated,
-            prefill_s=prefill_s,
-            first_token_s=first_token_s,
-            decode_s=decode_s,
+            shifted_tokens=self.kv.stats.shifted_out - shifted_before,
+            generated_tokens=len(generated),
+            prefill_s=run.prefill_s,
+            first_token_s=first_token_at - run.started,
+            decode_s=ended - first_token_at,
         )
 
-    def _split_at_text_end(self, generated: list[int], text: str) -> tuple[list[int], str]:
-        """The longest run of `generated` whose bytes fit inside `text`, and the text left over."""
-        budget = len(text.encode("utf-8"))
+    def _split_at_text_end(self, generated: list[int], assembler: TextAssembler) -> tuple[list[int], str]:
+        """The longest run of `generated` whose bytes fit inside the streamed text (after any
+        healed prefix), and the text left over."""
+        text = assembler.text
+        budget = assembler.skip_bytes + len(text.encode("utf-8"))
         count, used = 0, 0
         for token in generated:
             size = len(self.model.piece(token))
@@ -237,12 +262,66 @@ class EngineWorker:
             used += size
             count += 1
         while count:
+            covered = self.model.detokenize(generated[:count])[assembler.skip_bytes :]
             try:
-                covered = self.model.detokenize(generated[:count]).decode("utf-8")
-                return generated[:count], text[len(covered) :]
+                return generated[:count], text[len(covered.decode("utf-8")) :]
             except UnicodeDecodeError:  # the run ends inside a character: give that token back
                 count -= 1
         return [], text
+
+    def reset(self) -> None:
+        self.context.clear()
+        self.kv.tokens.clear()
+        self.kv.n_keep, self.kv.turn_starts, self.first_turn = 0, [], 0
+
+    # -- KV state files -------------------------------------------------------------------------
+
+    def save_state(self, path: Path) -> int:
+        """Write the KV's sequence state beside a save; returns the file's size in bytes."""
+        size = C.llama_state_seq_get_size(self.context.ptr, 0)
+        buffer = (ctypes.c_uint8 * size)()
+        written = C.llama_state_seq_get_data(self.context.ptr, buffer, size, 0)
+        payload = bytes(buffer)[:written]
+        write_state(
+            path,
+            payload,
+            model=self.info.identity,
+            n_keep=self.kv.n_keep,
+            turn_starts=self.kv.turn_starts,
+            first_turn=self.first_turn,
+            tokens=self.kv.tokens,
+        )
+        return path.stat().st_size
+
+    def restore_state(self, path: Path) -> RestoredState:
+        """Load a state file into the KV. On any problem say why, and leave the KV as it was (a file
+        that cannot be used is noticed before the KV is touched) or empty: never inconsistent."""
+        try:
+            header, payload = read_state(path, model=self.info.identity)
+            if len(header.tokens) >= self.context.n_ctx:
+                raise StateFileError(f"{path.name} holds {len(header.tokens):,} tokens; this context holds {self.context.n_ctx:,}")
+        except StateFileError as problem:
+            return RestoredState(0, f"{problem}; the story is read again instead.")
+        self.reset()
+        buffer = (ctypes.c_uint8 * len(payload)).from_buffer_copy(payload)
+        if C.llama_state_seq_set_data(self.context.ptr, buffer, len(payload), 0) == 0:
+            self.reset()
+            return RestoredState(0, f"llama.cpp refused {path.name}; the story is read again instead.")
+        if self.context.last_position() != len(header.tokens) - 1:  # never trust a mismatch
+            self.reset()
+            return RestoredState(0, f"{path.name} does not match its token list; the story is read again instead.")
+        self.kv.tokens.extend(header.tokens)
+        self.kv.n_keep, self.kv.turn_starts = header.n_keep, list(header.turn_starts)
+        self.first_turn = header.first_turn
+        return RestoredState(len(header.tokens), None)
+
+
+@dataclass
+class _Run:
+    started: float
+    prefill_s: float
+    first_token_at: float = 0.0
+    healing_steps: int = 0
 
 
 def _context_too_large(config: ModelConfig, trained: int) -> ContextSizeError:

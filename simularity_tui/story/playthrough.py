@@ -1,9 +1,10 @@
 """A story being played: the lines so far, as text and as the exact tokens the model read.
 
-The prompt is a preamble (the pack's world and characters) followed by one line per turn,
-`Name: text`. Each line keeps its own tokens, so the prompt is the concatenation of token lists and
-is never re-tokenized: the engine finds the shared prefix in its KV cache and evaluates only what
-is new. A GBNF grammar makes every reply one line by a character who may speak.
+The prompt is a pinned preamble (the pack's world and characters) followed by one turn per line,
+`Name: text`. Each line keeps its own tokens, so the prompt is made of token lists and never
+re-tokenized: the engine evaluates only what its KV cache lacks, and when the story outgrows the
+context it evicts the oldest lines by shifting the cache. A GBNF grammar makes every reply one line
+by a character who may speak.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
-from ..engine import Generation, GenerationParams, GenerationResult, LlamaSession, SamplingParams
+from ..engine import Generation, GenerationParams, GenerationResult, LlamaSession, Prompt, SamplingParams
 from ..scenario.loader import LoadedPack
 from ..scenario.schema import NARRATOR, Pack
 
@@ -91,16 +92,9 @@ class Playthrough:
         parts = [pack.name, pack.prompt.scenario.strip(), pack.prompt.instructions.strip(), f"Characters:\n{cast}"]
         return "\n\n".join(part for part in parts if part) + "\n\nStory:\n"
 
-    def prompt_tokens(self) -> list[int]:
-        """The preamble and as many recent lines as leave room for a reply."""
-        budget = self.session.n_ctx - len(self._preamble) - self.max_reply_tokens - 1
-        kept: list[Line] = []
-        for line in reversed(self.lines):
-            budget -= len(line.tokens)
-            if budget < 0:
-                break
-            kept.append(line)
-        return self._preamble + [token for line in reversed(kept) for token in line.tokens]
+    def prompt(self) -> Prompt:
+        """The preamble, pinned, then every line as a turn: the engine keeps what fits."""
+        return Prompt.of(self._preamble, [line.tokens for line in self.lines])
 
     def _add_line(self, speaker: str, text: str, tokens: Sequence[int] | None = None) -> Line:
         if tokens is None:
@@ -128,8 +122,13 @@ class Playthrough:
     def continue_story(self) -> Reply:
         """Let a character (or the narrator) write the next line."""
         grammar, names = self._speaker_grammar()
-        params = GenerationParams(sampling=self.sampling, max_tokens=self.max_reply_tokens, grammar=grammar)
-        return Reply(self, self.session.generate(self.prompt_tokens(), params), names)
+        params = GenerationParams(
+            sampling=self.sampling,
+            max_tokens=self.max_reply_tokens,
+            grammar=grammar,
+            heal=False,  # the grammar decides how each line starts
+        )
+        return Reply(self, self.session.generate(self.prompt(), params), names)
 
     def _commit(self, reply: Reply, result: GenerationResult) -> Line | None:
         if reply.speaker is None or not reply.text.strip():

@@ -1,0 +1,39 @@
+"""What every benchmark shares: the model path (joined with progress on first use) and the raw
+llama-cpp-python `Llama` that baselines are measured with."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from llama_cpp import Llama
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress
+
+from ..engine.errors import OutOfMemoryError
+from ..engine.gguf_file import inspect_gguf
+from ..model_choice import model_path
+from ..settings import Settings
+
+
+def prepared_model_path(settings: Settings, override: Path | None, console: Console) -> Path:
+    columns = ("[progress.description]{task.description}", BarColumn(), DownloadColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task("Preparing the embedded model (first run only)", total=None)
+        path = model_path(settings, override, lambda done, total: bar.update(task, completed=done, total=total))
+    inspect_gguf(path)  # a bad file is explained before anything loads it
+    return path
+
+
+def load_baseline(path: Path, n_ctx: int, n_batch: int, threads: int, gpu_layers: int) -> Llama:
+    try:
+        return Llama(
+            model_path=str(path), n_ctx=n_ctx, n_batch=n_batch, n_ubatch=n_batch, n_threads=threads,
+            n_threads_batch=threads, n_gpu_layers=gpu_layers, verbose=False,
+        )
+    except ValueError as error:  # llama-cpp-python says only "Failed to create llama_context"
+        raise OutOfMemoryError(
+            f"The baseline could not load {path.name} beside the session ({error}); it reserves "
+            "~500 MiB more than the session for its logits.",
+            hint="Lower --n-ctx, or free memory, and run the benchmark again.",
+            path=path,
+        ) from None

@@ -1,0 +1,182 @@
+"""`simularity bench long-session`: a long scripted conversation, three ways, in one run.
+
+- engine: this session (prefix reuse, context shift, token healing);
+- naive: what a typical frontend does: rebuild the prompt text each turn (pinned block plus as many
+  recent turns as fit) and call llama-cpp-python's `create_completion` on one `Llama` (its own prefix
+  matching included);
+- lower_bound: only each turn's new tokens, on a context big enough never to evict anything.
+
+Turns run interleaved (engine, naive, lower bound for turn 1, then turn 2, …), so that changes in
+machine load hit all three alike. Per turn: prompt tokens evaluated, and time to first token.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from llama_cpp import Llama
+from rich.console import Console
+from rich.table import Table
+
+from ..engine import LlamaSession
+from ..engine.context_window import LOW_WATER
+from ..engine.kv_cache import REFRESH_TOKENS
+from ..settings import Settings
+from .baseline import load_baseline, prepared_model_path
+from .script import SEED_BASE, SUMMARIES, ScriptedGame, pinned_text, player_text, reply_params
+
+
+def run_long_session_bench(args: argparse.Namespace, settings: Settings, model_override: Path | None) -> int:
+    console = Console(stderr=True)
+    path = prepared_model_path(settings, model_override, console)
+    config = settings.model_config_for(path)
+    engine_config = config
+    # The lower bound never evicts: room for every turn (player line, reply, separators).
+    roomy = min(32768, -(-(600 + args.turns * (args.reply_tokens + 40)) // 256) * 256)
+    console.print(f"Loading {path.name}: engine and naive at n_ctx={args.n_ctx}, lower bound at n_ctx={roomy}…")
+    engine = LlamaSession.open_blocking(engine_config)
+    lower = LlamaSession.open_blocking(replace(config, n_ctx=roomy))
+    naive = load_baseline(path, args.n_ctx, config.n_batch, engine.info.n_threads, config.n_gpu_layers)
+    try:
+        figures = asyncio.run(_play_all(args, engine, lower, naive, console))
+    finally:
+        engine.close_blocking()
+        lower.close_blocking()
+    figures["settings"] = {
+        "model": str(path),
+        "model_description": engine.info.description,
+        "turns": args.turns,
+        "n_ctx": args.n_ctx,
+        "lower_bound_n_ctx": roomy,
+        "reply_tokens": args.reply_tokens,
+        "threads": engine.info.n_threads,
+        "seeds": f"{SEED_BASE} + turn",
+        "low_water": LOW_WATER,
+        "refresh_tokens": REFRESH_TOKENS,
+        "context_shift": engine.info.context_shift,
+    }
+    checks = _checks(figures, args.turns)
+    figures["checks"] = checks
+    _print_table(figures, checks)
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2))
+    return 0
+
+
+async def _play_all(
+    args: argparse.Namespace, engine: LlamaSession, lower: LlamaSession, naive: Llama, console: Console
+) -> dict:
+    engine_game, lower_game = ScriptedGame(engine), ScriptedGame(lower)
+    naive_turns: list[str] = []
+    strategies = {name: {"prefill_tokens": [], "ttft_s": []} for name in ("engine", "naive", "lower_bound")}
+    shifts = 0
+    for turn in range(args.turns):
+        result = await engine_game.play(turn, args.reply_tokens)
+        shifts += result.shifted_tokens > 0
+        _record(strategies["engine"], result.evaluated_tokens, result.first_token_s)
+        _record(strategies["naive"], *_naive_turn(naive, naive_turns, turn, args))
+        floor = await lower_game.play(turn, args.reply_tokens, heal=False)
+        _record(strategies["lower_bound"], floor.evaluated_tokens, floor.first_token_s)
+        if turn % 10 == 9 or turn == args.turns - 1:
+            console.print(
+                f"turn {turn + 1}/{args.turns}: ttft engine {result.first_token_s * 1000:.0f} ms, "
+                f"naive {strategies['naive']['ttft_s'][-1] * 1000:.0f} ms, "
+                f"lower bound {floor.first_token_s * 1000:.0f} ms; engine context {len(engine.kv_tokens)}"
+            )
+    # What replacing the summary in the pinned block costs: the window after it is read again.
+    engine_game.set_summary(SUMMARIES[1])
+    changed = await engine_game.play(args.turns, args.reply_tokens)
+    return {
+        **strategies,
+        "engine_shifts": shifts,
+        "summary_change": {"prefill_tokens": changed.evaluated_tokens, "ttft_s": changed.first_token_s},
+    }
+
+
+def _naive_turn(llm: Llama, turns: list[str], turn: int, args: argparse.Namespace) -> tuple[int, float]:
+    """One turn the way a typical frontend plays it; returns (tokens evaluated, time to first token)."""
+    pinned = pinned_text(SUMMARIES[0])
+    new = player_text(turn)
+    budget = args.n_ctx - args.reply_tokens - len(_tokens(llm, pinned + new))
+    kept: list[str] = []
+    for text in reversed(turns):
+        budget -= len(_tokens(llm, text, bos=False))
+        if budget < 0:
+            break
+        kept.insert(0, text)
+    prompt = pinned + "".join(kept) + new
+    tokens = _tokens(llm, prompt)
+    cached = list(llm.input_ids[: llm.n_tokens])
+    reused = 0
+    for a, b in zip(cached, tokens):
+        if a != b:
+            break
+        reused += 1
+    evaluated = len(tokens) - min(reused, len(tokens) - 1)
+    params = reply_params(turn, args.reply_tokens, heal=False).sampling
+    started = time.perf_counter()
+    first = 0.0
+    reply = ""
+    for chunk in llm.create_completion(
+        prompt, max_tokens=args.reply_tokens, temperature=params.temperature, top_k=params.top_k,
+        top_p=params.top_p, min_p=params.min_p, repeat_penalty=params.repeat_penalty, seed=params.seed, stream=True,
+    ):
+        first = first or time.perf_counter()
+        reply += chunk["choices"][0]["text"]
+    turns.append(new + reply + "\n")
+    return evaluated, (first or time.perf_counter()) - started
+
+
+def _tokens(llm: Llama, text: str, *, bos: bool = True) -> list[int]:
+    return llm.tokenize(text.encode("utf-8"), add_bos=bos, special=True)  # as create_completion does
+
+
+def _record(strategy: dict, prefill: int, ttft: float) -> None:
+    strategy["prefill_tokens"].append(prefill)
+    strategy["ttft_s"].append(ttft)
+
+
+def _checks(figures: dict, turns: int) -> dict:
+    """The issue's targets, computed on whatever turns there are (turns 5–25 and the last 50)."""
+    early = slice(4, 25)
+    last = slice(max(0, turns - 50), turns)
+    engine, naive, lower = figures["engine"], figures["naive"], figures["lower_bound"]
+    engine_early = statistics.median(engine["ttft_s"][early] or engine["ttft_s"])
+    engine_last = statistics.median(engine["ttft_s"][last])
+    naive_last = statistics.median(naive["ttft_s"][last])
+    return {
+        "engine_ttft_last50_over_turns5to25": engine_last / engine_early,
+        "engine_ttft_last50_over_naive_last50": engine_last / naive_last,
+        "engine_prefill_over_lower_bound": sum(engine["prefill_tokens"]) / sum(lower["prefill_tokens"]),
+        "engine_median_ttft_turns5to25_s": engine_early,
+        "engine_median_ttft_last50_s": engine_last,
+        "naive_median_ttft_last50_s": naive_last,
+    }
+
+
+def _print_table(figures: dict, checks: dict) -> None:
+    table = Table(title=f"long session: {figures['settings']['turns']} turns, n_ctx {figures['settings']['n_ctx']}")
+    for column in ("strategy", "prefill tokens (total)", "median ttft, turns 5-25", "median ttft, last 50"):
+        table.add_column(column, justify="right")
+    turns = figures["settings"]["turns"]
+    for name in ("engine", "naive", "lower_bound"):
+        data = figures[name]
+        early = data["ttft_s"][4:25] or data["ttft_s"]
+        last = data["ttft_s"][max(0, turns - 50) :]
+        table.add_row(
+            name, f"{sum(data['prefill_tokens']):,}", f"{statistics.median(early) * 1000:.0f} ms",
+            f"{statistics.median(last) * 1000:.0f} ms",
+        )
+    Console().print(table)
+    change = figures["summary_change"]
+    print(f"engine shifts: {figures['engine_shifts']}; summary change: {change['prefill_tokens']} tokens "
+          f"re-read, {change['ttft_s'] * 1000:.0f} ms to first token")
+    print(f"engine ttft last 50 / turns 5-25: {checks['engine_ttft_last50_over_turns5to25']:.2f} (target <= 1.5)")
+    print(f"engine ttft / naive ttft, last 50: {checks['engine_ttft_last50_over_naive_last50']:.2f} (target <= 0.25)")
+    print(f"engine prefill / lower bound: {checks['engine_prefill_over_lower_bound']:.2f} (target <= 1.2)")

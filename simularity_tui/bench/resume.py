@@ -1,0 +1,90 @@
+"""`simularity bench resume`: resuming a long game from its KV state file vs. reading it again.
+
+The scripted conversation is played until the context is nearly full; the KV state is saved. Then,
+in alternating rounds from an empty KV: the next turn's time to first token when the whole window
+is re-evaluated, and when the state file is restored first (the restore counted in).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from rich.console import Console
+
+from ..engine import GenerationParams, LlamaSession, Prompt
+from ..settings import Settings
+from .baseline import prepared_model_path
+from .script import ScriptedGame, reply_params
+
+FULL = 0.9  # "a game that fills the context": the window holds at least this share of it
+
+
+def run_resume_bench(args: argparse.Namespace, settings: Settings, model_override: Path | None) -> int:
+    console = Console(stderr=True)
+    path = prepared_model_path(settings, model_override, console)
+    session = LlamaSession.open_blocking(settings.model_config_for(path))
+    try:
+        figures = asyncio.run(_measure(session, args, console))
+    finally:
+        session.close_blocking()
+    figures["settings"] = {"model": str(path), "n_ctx": args.n_ctx, "threads": session.info.n_threads, "rounds": args.rounds}
+    print(f"window: {figures['window_tokens']:,} tokens after {figures['turns_played']} turns; "
+          f"state file {figures['state_file_bytes'] / 2**20:.1f} MiB")
+    print(f"re-evaluate: {figures['reevaluate_ttft_s'] * 1000:.0f} ms to first token (median)")
+    print(f"restore:     {figures['restore_ttft_s'] * 1000:.0f} ms to first token, "
+          f"of which {figures['restore_load_s'] * 1000:.0f} ms reading the file (median)")
+    print(f"ratio: {figures['ratio']:.1f}")
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2))
+    return 0
+
+
+async def _measure(session: LlamaSession, args: argparse.Namespace, console: Console) -> dict:
+    game = ScriptedGame(session)
+    turn = 0
+    console.print(f"Playing until the {args.n_ctx:,}-token context is {FULL:.0%} full…")
+    while len(session.kv_tokens) < FULL * args.n_ctx:
+        await game.play(turn, 40)
+        turn += 1
+    window_tokens = len(session.kv_tokens)
+    next_prompt = game.prompt(turn)
+    first_token_only = replace(reply_params(turn, 1, heal=True), max_tokens=1)
+    with tempfile.TemporaryDirectory() as directory:
+        state = Path(directory) / "resume.kv"
+        size = await session.save_state(state)
+        reevaluate, restore, load = [], [], []
+        for _round in range(args.rounds):
+            await session.reset()
+            reevaluate.append(await _first_token(session, next_prompt, first_token_only))
+            await session.reset()
+            started = time.perf_counter()
+            restored = await session.restore_state(state)
+            assert restored.warning is None, restored.warning
+            load.append(time.perf_counter() - started)
+            restore.append(load[-1] + await _first_token(session, next_prompt, first_token_only))
+    return {
+        "turns_played": turn,
+        "window_tokens": window_tokens,
+        "state_file_bytes": size,
+        "reevaluate_ttft_s": statistics.median(reevaluate),
+        "restore_ttft_s": statistics.median(restore),
+        "restore_load_s": statistics.median(load),
+        "ratio": statistics.median(reevaluate) / statistics.median(restore),
+        "rounds": {"reevaluate_s": reevaluate, "restore_s": restore, "load_s": load},
+    }
+
+
+async def _first_token(session: LlamaSession, prompt: Prompt, params: GenerationParams) -> float:
+    started = time.perf_counter()
+    generation = session.generate(prompt, params)
+    async for _piece in generation:
+        pass
+    await generation.result()
+    return time.perf_counter() - started

@@ -1,0 +1,169 @@
+"""The context-shift engine on the real model: whole-turn eviction without re-evaluation, the
+quality of what it keeps, the forced fallback, and conversations many times the context long."""
+
+from __future__ import annotations
+
+import ctypes
+
+import llama_cpp
+import numpy as np
+import pytest
+
+from simularity_tui.bench.script import PLAYER_LINES, SCENARIO
+from simularity_tui.engine import GenerationParams, LlamaSession, Prompt, SamplingParams
+from simularity_tui.engine.context_window import LOW_WATER
+from simularity_tui.engine.kv_cache import REFRESH_TOKENS
+
+GREEDY = SamplingParams(temperature=0.0, repeat_penalty=1.0)
+NEXT_TOKEN = GenerationParams(sampling=GREEDY, max_tokens=1, heal=False)  # leaves the prompt's logits
+MIRA_LINES = (
+    "Mind the stairs, they are older than both of us.",
+    "The lamp turns every ten seconds. Do not count them aloud.",
+    "Pip only trusts people who bring fish.",
+    "Sit by the stove and dry your boots.",
+    "Nobody has climbed to the gallery since my father died.",
+    "If you hear bells, do not answer them.",
+    "Tea is in the blue tin. Sugar is a rumour.",
+    "The logbook is not for reading. Put it down.",
+)
+
+
+def conversation(session: LlamaSession, count: int, offset: int = 0) -> tuple[list[int], list[list[int]]]:
+    pinned = [session.bos_token, *session.tokenize(SCENARIO[:400] + "\n\nStory:\n")]
+    turns = [
+        session.tokenize(f"Ash: {PLAYER_LINES[(i + offset) % 12]}\nMira: {MIRA_LINES[(i + offset) % 8]}\n")
+        for i in range(count)
+    ]
+    return pinned, turns
+
+
+async def run(session: LlamaSession, prompt: Prompt | list[int], params: GenerationParams):  # type: ignore[no-untyped-def]
+    generation = session.generate(prompt, params)
+    async for _piece in generation:
+        pass
+    return await generation.result()
+
+
+def log_probs(session: LlamaSession) -> np.ndarray:
+    """The distribution the last evaluation left for the next token."""
+    worker = session._worker
+    pointer = llama_cpp.llama_get_logits_ith(worker.context.ptr, -1)
+    logits = np.ctypeslib.as_array(ctypes.cast(pointer, ctypes.POINTER(ctypes.c_float)), shape=(worker.model.n_vocab,))
+    shifted = logits.astype(np.float64) - logits.max()
+    return shifted - np.log(np.exp(shifted).sum())
+
+
+def kl(reference: np.ndarray, other: np.ndarray) -> float:
+    return float((np.exp(reference) * (reference - other)).sum())
+
+
+def kv_is_consistent(session: LlamaSession) -> bool:
+    return session._worker.context.last_position() == len(session.kv_tokens) - 1
+
+
+async def test_old_turns_are_shifted_out_and_never_read_again(small_session: LlamaSession) -> None:
+    session = small_session
+    await session.reset()
+    pinned, turns = conversation(session, 45)
+    shifts = 0
+    for count in range(1, len(turns) + 1):
+        result = await run(session, Prompt.of(pinned, turns[:count]), NEXT_TOKEN)
+        window = pinned + [t for turn in turns[result.first_turn : count] for t in turn]
+        assert list(session.kv_tokens) == window and kv_is_consistent(session)
+        if count > 1:  # only the new turn is read, plus a short refresh after a shift
+            assert result.evaluated_tokens <= len(turns[count - 1]) + (REFRESH_TOKENS if result.shifted_tokens else 0)
+        if result.shifted_tokens:
+            shifts += 1
+            assert len(window) <= LOW_WATER * session.n_ctx  # evicted in one chunk, down to the low-water mark
+    assert shifts >= 3
+    assert result.first_turn > 25
+
+
+@pytest.mark.parametrize("offset", [0, 3, 7])
+async def test_after_a_shift_the_next_token_matches_a_fresh_evaluation(small_session: LlamaSession, offset: int) -> None:
+    session = small_session
+    await session.reset()
+    pinned, turns = conversation(session, 20, offset)
+    for count in range(1, len(turns) + 1):
+        result = await run(session, Prompt.of(pinned, turns[:count]), NEXT_TOKEN)
+        if result.shifted_tokens:
+            break
+    else:
+        raise AssertionError("the context never shifted")
+    after_shift = log_probs(session)
+    kept = list(session.kv_tokens)
+    await session.reset()
+    await run(session, kept, NEXT_TOKEN)  # the same kept tokens, evaluated from nothing
+    divergence = kl(log_probs(session), after_shift)
+    print(f"KL(fresh || shifted) = {divergence:.5f} after shifting out {result.shifted_tokens} tokens")
+    assert divergence <= 0.01
+
+
+async def test_the_fallback_reevaluates_the_kept_window(unshifting_session: LlamaSession) -> None:
+    session = unshifting_session
+    assert not session.info.context_shift
+    await session.reset()
+    pinned, turns = conversation(session, 20)
+    for count in range(1, len(turns) + 1):
+        before = list(session.kv_tokens)
+        result = await run(session, Prompt.of(pinned, turns[:count]), NEXT_TOKEN)
+        assert result.shifted_tokens == 0 and kv_is_consistent(session)
+        if result.first_turn:
+            break
+    else:
+        raise AssertionError("the window never moved")
+    kept = list(session.kv_tokens)
+    common = next(i for i, (a, b) in enumerate(zip(before, kept)) if a != b)
+    assert common >= len(pinned)
+    assert result.evaluated_tokens == len(kept) - common  # everything after the pinned block, read again
+    re_evaluated = log_probs(session)
+    await session.reset()
+    await run(session, kept, NEXT_TOKEN)
+    assert kl(log_probs(session), re_evaluated) < 1e-3
+
+
+async def test_replacing_the_summary_rereads_from_the_change(small_session: LlamaSession) -> None:
+    session = small_session
+    await session.reset()
+    pinned, turns = conversation(session, 4)
+    await run(session, Prompt.of(pinned + session.tokenize("Summary: Ash arrived.\n"), turns), NEXT_TOKEN)
+    changed = pinned + session.tokenize("Summary: Ash arrived and met Pip.\n")
+    result = await run(session, Prompt.of(changed, turns), NEXT_TOKEN)
+    first_change = len(pinned) + 4  # "Summary: Ash arrived" is shared
+    assert session.detokenize(changed[:first_change]).endswith("Summary: Ash arrived")
+    assert result.evaluated_tokens == len(session.kv_tokens) - first_change
+
+
+async def test_a_reply_that_fills_the_context_evicts_and_goes_on(small_session: LlamaSession) -> None:
+    session = small_session
+    await session.reset()
+    pinned, turns = conversation(session, 8)
+    endless = 'root ::= line\nline ::= "la " line\n'  # never complete: only max_tokens ends it
+    params = GenerationParams(sampling=GREEDY, max_tokens=300, grammar=endless)
+    result = await run(session, Prompt.of(pinned, turns), params)
+    assert result.stop_reason == "length" and result.generated_tokens == 300
+    assert result.shifted_tokens > 0 and result.first_turn > 0
+    assert kv_is_consistent(session) and len(session.kv_tokens) < session.n_ctx
+
+
+async def test_twenty_contexts_of_turns_play_without_an_error(small_session: LlamaSession) -> None:
+    session = small_session
+    await session.reset()
+    pinned = [session.bos_token, *session.tokenize(SCENARIO[:300] + "\nStory:\n")]
+    turns: list[list[int]] = []
+    total = 0
+    turn = 0
+    while total < 20 * session.n_ctx:
+        line = " ".join(PLAYER_LINES[(turn + k) % 12] for k in range(5))
+        opened = session.tokenize(f"Ash: {line}\nMira:")
+        params = GenerationParams(sampling=SamplingParams(seed=turn), max_tokens=6)
+        result = await run(session, Prompt.of(pinned, [*turns, opened]), params)
+        assert result.stop_reason != "context_full"
+        if turn:  # after the first, each turn reads its own tokens (and a refresh when it shifts)
+            assert result.evaluated_tokens <= len(opened) + REFRESH_TOKENS + 2
+        completed = opened[: len(opened) - result.healed_tokens] + list(result.tokens) + session.tokenize("\n")
+        turns.append(completed)
+        total += len(completed)
+        turn += 1
+    assert kv_is_consistent(session)
+    assert result.first_turn > turn - 10  # the window moved along with the story

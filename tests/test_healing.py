@@ -1,0 +1,56 @@
+"""Token healing: a prompt that ends mid-word is completed as the whole word, at the cost of one
+constrained step."""
+
+from __future__ import annotations
+
+from simularity_tui.engine import GenerationParams, LlamaSession, SamplingParams
+from simularity_tui.engine.healing import Healing, PieceIndex
+
+GREEDY = SamplingParams(temperature=0.0, repeat_penalty=1.0)
+
+
+async def complete(session: LlamaSession, text: str, *, heal: bool, grammar: str | None = None):  # type: ignore[no-untyped-def]
+    prompt = [session.bos_token, *session.tokenize(text)]
+    generation = session.generate(prompt, GenerationParams(sampling=GREEDY, max_tokens=8, heal=heal, grammar=grammar))
+    streamed = "".join([piece async for piece in generation])
+    return streamed, await generation.result(), prompt
+
+
+async def test_half_a_word_is_completed_as_the_whole_word(session: LlamaSession) -> None:
+    text, result, prompt = await complete(session, "The capital city of France is Par", heal=True)
+    assert result.healed_tokens == 1 and session.detokenize(prompt[-1:]) == " Par"
+    assert text.startswith("is"), text  # Par|is
+    assert session.detokenize(result.tokens).startswith(" Paris")  # the reply's tokens re-write " Par"
+    assert result.healing_steps == 1  # the constraint cost one sampling step, not the generation
+    unhealed, plain, _ = await complete(session, "The capital city of France is Par", heal=False)
+    assert not unhealed.startswith("is") and plain.healed_tokens == 0 and plain.healing_steps == 0
+
+
+async def test_a_word_cut_before_its_end_keeps_its_meaning(session: LlamaSession) -> None:
+    text, result, _ = await complete(session, "She looked up at the snowy mount", heal=True)
+    assert text.startswith("ains"), text  # mount|ains, not "mountaintops"
+    assert result.healing_steps == 1
+
+
+async def test_no_healing_under_a_grammar_or_after_a_control_token(session: LlamaSession) -> None:
+    _, result, _ = await complete(session, "Yes or no?", heal=True, grammar='root ::= " yes" | " no"')
+    assert result.healed_tokens == 0
+    generation = session.generate([session.bos_token], GenerationParams(sampling=GREEDY, max_tokens=3))
+    async for _piece in generation:
+        pass
+    assert (await generation.result()).healed_tokens == 0
+
+
+def test_the_allowed_tokens_start_with_the_removed_text_or_begin_it(session: LlamaSession) -> None:
+    model = session._worker.model
+    index = PieceIndex(model)
+    allowed = {int(t) for t in index.consistent_with(b" Par")}
+    pieces = {model.piece(t) for t in allowed}
+    assert {b" Paris", b" Par", b" P", b" Pa"} <= pieces
+    assert all(p.startswith(b" Par") or b" Par".startswith(p) for p in pieces)
+    assert all(model.piece(t) != b" Pe" for t in allowed)
+    healing = Healing(b" Par")
+    healing.accept(b" Pa")
+    assert healing.active and healing.remaining == b"r"
+    healing.accept(b"ris")
+    assert not healing.active
