@@ -9,14 +9,19 @@ import sys
 from pathlib import Path
 
 
-def test_bench_decode_reports_a_ratio(tmp_path: Path, model_path: Path) -> None:
-    out = tmp_path / "decode.json"
+def bench(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run `simularity bench …` as a player would; it must succeed."""
     run = subprocess.run(
-        [sys.executable, "-m", "simularity_tui", "bench", "decode", "--tokens", "24", "--rounds", "2",
-         "--threads", "2", "--json", str(out)],
-        capture_output=True, text=True, timeout=300,
+        [sys.executable, "-m", "simularity_tui", "bench", *args, "--threads", "2"],
+        capture_output=True, text=True, timeout=600,
     )
     assert run.returncode == 0, run.stderr
+    return run
+
+
+def test_bench_decode_reports_a_ratio(tmp_path: Path, model_path: Path) -> None:
+    out = tmp_path / "decode.json"
+    run = bench("decode", "--tokens", "24", "--rounds", "2", "--json", str(out))
     last = run.stdout.strip().splitlines()[-1]
     assert re.fullmatch(r"ratio: \d+\.\d\d", last)
     figures = json.loads(out.read_text())
@@ -27,12 +32,7 @@ def test_bench_decode_reports_a_ratio(tmp_path: Path, model_path: Path) -> None:
 
 def test_bench_long_session_measures_three_strategies_per_turn(tmp_path: Path, model_path: Path) -> None:
     out = tmp_path / "long.json"
-    run = subprocess.run(
-        [sys.executable, "-m", "simularity_tui", "bench", "long-session", "--turns", "14", "--n-ctx", "512",
-         "--reply-tokens", "12", "--threads", "2", "--json", str(out)],
-        capture_output=True, text=True, timeout=600,
-    )
-    assert run.returncode == 0, run.stderr
+    run = bench("long-session", "--turns", "14", "--n-ctx", "512", "--reply-tokens", "12", "--json", str(out))
     figures = json.loads(out.read_text())
     for strategy in ("engine", "naive", "lower_bound"):
         assert len(figures[strategy]["prefill_tokens"]) == len(figures[strategy]["ttft_s"]) == 14
@@ -46,12 +46,7 @@ def test_bench_long_session_measures_three_strategies_per_turn(tmp_path: Path, m
 
 def test_bench_resume_compares_restore_with_reevaluation(tmp_path: Path, model_path: Path) -> None:
     out = tmp_path / "resume.json"
-    run = subprocess.run(
-        [sys.executable, "-m", "simularity_tui", "bench", "resume", "--n-ctx", "512", "--rounds", "1",
-         "--threads", "2", "--json", str(out)],
-        capture_output=True, text=True, timeout=600,
-    )
-    assert run.returncode == 0, run.stderr
+    run = bench("resume", "--n-ctx", "512", "--rounds", "1", "--json", str(out))
     figures = json.loads(out.read_text())
     assert figures["window_tokens"] >= 0.9 * 512
     assert figures["ratio"] == figures["reevaluate_ttft_s"] / figures["restore_ttft_s"]

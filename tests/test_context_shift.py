@@ -3,7 +3,9 @@ quality of what it keeps, the forced fallback, and conversations many times the 
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
+import threading
 
 import llama_cpp
 import numpy as np
@@ -167,3 +169,75 @@ async def test_twenty_contexts_of_turns_play_without_an_error(small_session: Lla
         turn += 1
     assert kv_is_consistent(session)
     assert result.first_turn > turn - 10  # the window moved along with the story
+
+
+async def test_a_cancel_while_the_reply_makes_room_ends_cleanly(unshifting_session: LlamaSession) -> None:
+    # Without shifting, making room mid-reply re-evaluates the kept window (~0.3 s): the token list
+    # drops to the pinned block while that runs. Cancel then, so the abort lands inside it.
+    session = unshifting_session
+    await session.reset()
+    pinned, turns = conversation(session, 8)
+    endless = 'root ::= line\nline ::= "la " line\n'
+    generation = session.generate(Prompt.of(pinned, turns), GenerationParams(sampling=GREEDY, max_tokens=300, grammar=endless))
+
+    async def cancel_while_making_room() -> None:
+        highest = 0
+        while not generation.cancel_event.is_set():
+            size = len(session.kv_tokens)
+            highest = max(highest, size)
+            if size < highest - 50:
+                generation.cancel()
+            await asyncio.sleep(0.001)
+
+    watcher = asyncio.create_task(cancel_while_making_room())
+    async for _piece in generation:
+        pass
+    result = await generation.result()
+    watcher.cancel()
+    assert result.stop_reason == "cancelled"
+    assert kv_is_consistent(session)
+    assert list(session.kv_tokens[: len(pinned)]) == pinned
+
+
+async def test_making_room_keeps_the_pinned_block_on_memory_that_cannot_drop_a_tail(
+    unshifting_session: LlamaSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Recurrent and hybrid models (not runnable here) refuse to remove any partial range;
+    # llama.cpp's answer for them is what this stand-in gives.
+    session = unshifting_session
+    await session.reset()
+    monkeypatch.setattr(session._worker.context, "forget_from", lambda position: False)
+    pinned, turns = conversation(session, 8)
+    endless = 'root ::= line\nline ::= "la " line\n'
+    result = await run(session, Prompt.of(pinned, turns), GenerationParams(sampling=GREEDY, max_tokens=200, grammar=endless))
+    assert result.generated_tokens == 200 and result.first_turn > 0
+    kv = session._worker.kv
+    assert list(kv.tokens[: kv.n_keep]) == pinned and kv.n_keep == len(pinned)
+    assert all(session.detokenize(kv.tokens[start : start + 2]) == "Ash:" for start in kv.turn_starts[:-1])
+    assert kv_is_consistent(session)
+
+
+def test_a_cancel_right_after_a_shift_cannot_corrupt_the_keys(small_session: LlamaSession) -> None:
+    """llama.cpp re-rotates shifted keys inside the next decode; an abort there must not land."""
+    worker = small_session._worker
+    context, model = worker.context, worker.model
+
+    def logits_after_shift(cancel_at_once: bool) -> np.ndarray:
+        tokens = [model.bos, *model.tokenize(" ".join(f"Ash walked {i} miles with Mira." for i in range(40)))][:300]
+        event = threading.Event()
+        context.abort.watch(event)
+        context.clear()
+        context.decode(tokens, 0)
+        assert context.shift(50, 100)
+        if cancel_at_once:
+            event.set()
+        context.decode(model.tokenize(" Then")[:1], 250)  # the first token after a shift always lands
+        logits = llama_cpp.llama_get_logits_ith(context.ptr, -1)
+        return np.ctypeslib.as_array(ctypes.cast(logits, ctypes.POINTER(ctypes.c_float)), shape=(model.n_vocab,)).copy()
+
+    def compare() -> float:
+        return float(np.abs(logits_after_shift(False) - logits_after_shift(True)).max())
+
+    difference = small_session._executor.submit(compare).result()
+    small_session._executor.submit(worker.reset).result()
+    assert difference == 0.0

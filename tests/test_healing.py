@@ -3,6 +3,8 @@ constrained step."""
 
 from __future__ import annotations
 
+import pytest
+
 from simularity_tui.engine import GenerationParams, LlamaSession, SamplingParams
 from simularity_tui.engine.healing import Healing, PieceIndex
 
@@ -54,3 +56,26 @@ def test_the_allowed_tokens_start_with_the_removed_text_or_begin_it(session: Lla
     assert healing.active and healing.remaining == b"r"
     healing.accept(b"ris")
     assert not healing.active
+
+
+@pytest.mark.parametrize(
+    ("text", "options"),
+    [
+        ("Chapter One\n", {"stop": ["\n"], "max_tokens": 6}),  # the first token "\n\n" runs into the stop
+        ('He said: "Go."', {"max_tokens": 1}),  # one token re-writes only "." of '."'
+        ('He said: "Go."', {"max_tokens": 5, "cancel": True}),  # cancelled before any token
+    ],
+)
+async def test_a_reply_that_never_rewrites_the_healed_text_gives_it_back(
+    session: LlamaSession, text: str, options: dict
+) -> None:
+    prompt = [session.bos_token, *session.tokenize(text)]
+    cancel = options.pop("cancel", False)
+    generation = session.generate(prompt, GenerationParams(sampling=GREEDY, **options))
+    if cancel:
+        generation.cancel()
+    streamed = "".join([piece async for piece in generation])
+    result = await generation.result()
+    # The caller's rule: keep the prompt minus the healed tokens, then the reply's tokens and tail.
+    rebuilt = session.detokenize(prompt[: len(prompt) - result.healed_tokens] + list(result.tokens)) + result.tail_text
+    assert rebuilt.startswith(text) and rebuilt == text + streamed

@@ -69,8 +69,9 @@ class Healing:
             self.remaining = self.remaining[len(piece) :]
 
 
-def healable_tail(model: NativeModel, tokens: list[int], n_keep: int) -> int:
-    """How many trailing tokens to roll back: one, unless it is a control token or pinned."""
-    if len(tokens) - 1 <= max(n_keep, 0) or not model.piece(tokens[-1]):
+def healable_tail(model: NativeModel, tokens: list[int], last_turn_start: int) -> int:
+    """How many trailing tokens to roll back: one, if it belongs to the last turn (not to the
+    pinned block or an earlier turn) and is text, not a control token."""
+    if len(tokens) - 1 < max(last_turn_start, 1) or not model.piece(tokens[-1]):
         return 0
     return 1

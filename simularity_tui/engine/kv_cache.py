@@ -26,10 +26,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import llama_cpp as C
-
 from .context_window import LOW_WATER, Window
-from .native import DecodeAborted, NativeContext
+from .native import DecodeError, NativeContext
 
 REFRESH_TOKENS = 16
 MIN_SHIFT_KEEP = 16  # a shift that keeps fewer tokens than this is not worth it: re-evaluate them
@@ -48,7 +46,7 @@ class KvCache:
         self.tokens: list[int] = []
         self.n_keep = 0
         self.turn_starts: list[int] = []
-        self.can_shift = shift and bool(C.llama_memory_can_shift(context.memory))
+        self.can_shift = shift and context.can_shift()
         self.stats = KvStats()
 
     @property
@@ -59,7 +57,8 @@ class KvCache:
         """Make the KV hold `window.tokens[:evaluate_until]`; return how many tokens were evaluated.
 
         The last of them is always evaluated (its logits are what the next token is sampled from).
-        On `DecodeAborted` the KV holds a prefix of the window, and `tokens` says which.
+        On `DecodeError` (`DecodeAborted` for a cancel) the KV holds a prefix of the window, and
+        `tokens` says which.
         """
         target = window.tokens[:evaluate_until]
         common = min(_common_prefix(self.tokens, target), len(target) - 1)
@@ -87,12 +86,10 @@ class KvCache:
         if self._shift(self.n_keep, cut):
             return evicted_turns, self._refresh(len(self.tokens))
         kept = self.tokens[: self.n_keep] + self.tokens[cut:]
-        kept_starts = [start - (cut - self.n_keep) for start in self.turn_starts if start >= cut]
+        self.turn_starts = [start - (cut - self.n_keep) for start in self.turn_starts if start >= cut]
         self.stats.fallbacks += 1
-        self._truncate(self.n_keep)
-        evaluated = self._evaluate(kept[self.n_keep :])
-        self.turn_starts = kept_starts
-        return evicted_turns, evaluated
+        self._truncate(self.n_keep)  # may empty the KV (memory that cannot drop a tail)
+        return evicted_turns, self._evaluate(kept[len(self.tokens) :])
 
     # -- the operations -------------------------------------------------------------------------
 
@@ -119,10 +116,9 @@ class KvCache:
 
     def _shift(self, start: int, end: int) -> bool:
         """Remove positions [start, end) and slide the rest left, without re-evaluating them."""
-        if not self.can_shift or not C.llama_memory_seq_rm(self.context.memory, 0, start, end):
+        if not self.can_shift or not self.context.shift(start, end):
             return False
         removed = end - start
-        C.llama_memory_seq_add(self.context.memory, 0, end, -1, -removed)
         del self.tokens[start:end]
         self.turn_starts = [s if s < start else s - removed for s in self.turn_starts if not start <= s < end]
         self.stats.shifts += 1
@@ -148,8 +144,8 @@ class KvCache:
         start = len(self.tokens)
         try:
             self.context.decode(tokens, start)
-        except DecodeAborted as aborted:
-            self.tokens.extend(tokens[: aborted.kept - start])
+        except DecodeError as failed:  # aborted or not, what was decoded before stays in the KV
+            self.tokens.extend(tokens[: failed.kept - start])
             raise
         self.tokens.extend(tokens)
         return len(tokens)

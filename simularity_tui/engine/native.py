@@ -126,19 +126,30 @@ class AbortFlag:
 
     def __init__(self) -> None:
         self._event: threading.Event | None = None
+        self._masked = False
         # The callback runs on ggml's worker thread; keep the ctypes object alive as long as we are.
-        self.callback = C.ggml_abort_callback(lambda _data: self._event is not None and self._event.is_set())
+        self.callback = C.ggml_abort_callback(
+            lambda _data: not self._masked and self._event is not None and self._event.is_set()
+        )
 
     def watch(self, event: threading.Event) -> None:
         self._event = event
 
 
-class DecodeAborted(Exception):
-    """llama_decode stopped because the abort flag was set; positions from `kept` on are empty."""
+class DecodeError(Exception):
+    """llama_decode failed; positions from `kept` on hold nothing of this call."""
+
+    def __init__(self, kept: int, status: int) -> None:
+        super().__init__(f"llama_decode failed with status {status} at position {kept}")
+        self.kept = kept
+        self.status = status
+
+
+class DecodeAborted(DecodeError):
+    """llama_decode stopped because the abort flag was set."""
 
     def __init__(self, kept: int) -> None:
-        super().__init__(kept)
-        self.kept = kept
+        super().__init__(kept, 2)
 
 
 class NativeContext:
@@ -164,6 +175,7 @@ class NativeContext:
         self.n_batch = n_batch
         self.memory = C.llama_get_memory(self.ptr)
         self.abort = AbortFlag()
+        self.shift_pending = False  # keys moved by `shift`, re-rotated by llama.cpp on the next decode
         C.llama_set_abort_callback(self.ptr, self.abort.callback, None)
         self._batch = C.llama_batch_init(n_batch, 0, 1)
 
@@ -177,9 +189,24 @@ class NativeContext:
         """Evaluate `tokens` at positions start.. in batches; logits only for the last one.
 
         llama.cpp polls the abort flag between graph nodes (measured: no cost on decode speed).
-        A set flag raises `DecodeAborted(n)`: positions from n on hold nothing (llama.cpp rolls the
-        unfinished batch back), so the caller's token list can stay exact.
+        A set flag raises `DecodeAborted(n)`, any other failure `DecodeError(n)`: positions from n
+        on hold nothing (llama.cpp rolls the unfinished batch back), so the caller's token list
+        can stay exact.
         """
+        if self.shift_pending and tokens:
+            # llama.cpp re-rotates shifted keys at the start of the next decode; an abort inside
+            # that step leaves some layers rotated and the next decode rotates them again. So the
+            # first token after a shift is decoded with the abort masked: one short, sure step.
+            self.abort._masked = True
+            try:
+                self._decode_batches(tokens[:1], start, last=len(tokens) == 1)
+            finally:
+                self.abort._masked = False
+            self.shift_pending = False
+            tokens, start = tokens[1:], start + 1
+        self._decode_batches(tokens, start, last=True)
+
+    def _decode_batches(self, tokens: Sequence[int], start: int, *, last: bool) -> None:
         batch = self._batch
         for first in range(0, len(tokens), self.n_batch):
             chunk = tokens[first : first + self.n_batch]
@@ -189,13 +216,28 @@ class NativeContext:
                 batch.pos[i] = start + first + i
                 batch.n_seq_id[i] = 1
                 batch.seq_id[i][0] = 0
-                batch.logits[i] = last_chunk and i == len(chunk) - 1
+                batch.logits[i] = last and last_chunk and i == len(chunk) - 1
             batch.n_tokens = len(chunk)
             status = C.llama_decode(self.ptr, batch)
             if status == 2:
                 raise DecodeAborted(start + first)
             if status != 0:
-                raise RuntimeError(f"llama_decode failed with status {status}")
+                raise DecodeError(start + first, status)
+
+    def shift(self, start: int, end: int) -> bool:
+        """Remove positions [start, end) and slide the later ones left; False if refused.
+
+        The caller must have checked `llama_memory_can_shift`: `seq_add` on memory that cannot
+        shift aborts the process.
+        """
+        if not C.llama_memory_seq_rm(self.memory, 0, start, end):
+            return False
+        C.llama_memory_seq_add(self.memory, 0, end, -1, -(end - start))
+        self.shift_pending = True
+        return True
+
+    def can_shift(self) -> bool:
+        return bool(C.llama_memory_can_shift(self.memory))
 
     def forget_from(self, position: int) -> bool:
         """Drop the KV of positions >= `position`; False if the memory cannot remove that range."""
@@ -207,3 +249,4 @@ class NativeContext:
 
     def clear(self) -> None:
         C.llama_memory_clear(self.memory, True)
+        self.shift_pending = False

@@ -145,20 +145,22 @@ class EngineWorker:
             raise ValueError("a prompt needs at least one token")
         reserve = min(params.max_tokens, self.context.n_ctx // 4) + 1
         window = plan_window(prompt, self.context.n_ctx, reserve, self._sticky_first_turn(prompt))
-        healed = healable_tail(self.model, window.tokens, window.n_keep) if params.heal and not params.grammar else 0
+        last_turn = window.turn_starts[-1] if window.turn_starts else window.n_keep
+        healed = healable_tail(self.model, window.tokens, last_turn) if params.heal and not params.grammar else 0
         until = len(window.tokens) - healed
         shifted_before = self.kv.stats.shifted_out
         self.context.abort.watch(cancel)
         self.first_turn = window.first_turn
+        evaluated = 0
         try:
             evaluated = 0 if cancel.is_set() else self.kv.load(window, until)
         except DecodeAborted:
             cancel.set()
         run = _Run(started, time.perf_counter() - started)
-        if cancel.is_set():
-            return self._result(run, TextAssembler(), [], healed, "cancelled", seed, 0, shifted_before)
-
         healing = Healing(self.model.detokenize(window.tokens[until:])) if healed else None
+        if cancel.is_set():
+            return self._result(run, TextAssembler(), [], healing, "cancelled", seed, 0, shifted_before)
+
         sampler = SamplerChain(self.model, params.sampling, seed, history=window.tokens[:until], grammar=params.grammar)
         assembler = TextAssembler(params.stop, skip_bytes=len(healing.removed) if healing else 0)
         generated: list[int] = []
@@ -186,14 +188,14 @@ class EngineWorker:
                     break
                 if len(generated) == params.max_tokens:
                     break  # the last token is evaluated by the next prompt that contains it
-                if len(self.kv.tokens) >= self.context.n_ctx:
-                    room = self.kv.make_room()
-                    if room is None:
-                        reason = "context_full"
-                        break
-                    self.first_turn += room[0]
-                    evaluated += room[1]
                 try:
+                    if len(self.kv.tokens) >= self.context.n_ctx:
+                        room = self.kv.make_room()
+                        if room is None:
+                            reason = "context_full"
+                            break
+                        self.first_turn += room[0]
+                        evaluated += room[1]
                     self.kv.append(token)
                 except DecodeAborted:
                     reason = "cancelled"
@@ -202,7 +204,7 @@ class EngineWorker:
             sampler.close()
         if text := assembler.finish():
             emit(text)
-        return self._result(run, assembler, generated, healed, reason, seed, evaluated, shifted_before)
+        return self._result(run, assembler, generated, healing, reason, seed, evaluated, shifted_before)
 
     def _sticky_first_turn(self, prompt: Prompt) -> int:
         """Keep the window's start when the KV still holds that turn first; else start afresh."""
@@ -222,7 +224,7 @@ class EngineWorker:
         run: _Run,
         assembler: TextAssembler,
         generated: list[int],
-        healed: int,
+        healing: Healing | None,
         reason: StopReason,
         seed: int,
         evaluated: int,
@@ -231,6 +233,11 @@ class EngineWorker:
         ended = time.perf_counter()
         first_token_at = run.first_token_at or ended
         tokens, tail = self._split_at_text_end(generated, assembler) if reason == "stop" else (generated, "")
+        healed = 1 if healing is not None else 0
+        if healing is not None and not self.model.detokenize(tokens).startswith(healing.removed):
+            # The reply stopped before its tokens re-wrote the rolled-back text (cancelled, out of
+            # tokens, or a stop string inside the very first token): the prompt keeps its own token.
+            healed, tokens, tail = 0, [], assembler.text
         return GenerationResult(
             text=assembler.text,
             tokens=tuple(tokens),
