@@ -30,15 +30,21 @@ def _model_options() -> argparse.ArgumentParser:
     # SUPPRESS: an option left out must not reset one given before the command (simularity --model X bench …).
     parent = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
     group = parent.add_argument_group("model (overrides settings.toml)")
-    group.add_argument("--model", type=Path, metavar="PATH.gguf", help="a GGUF model (default: the embedded Gemma 3 270M)")
+    group.add_argument(
+        "--model", type=Path, metavar="PATH.gguf", help="a GGUF model (default: the embedded Gemma 3 270M)"
+    )
     group.add_argument("--n-ctx", type=int, metavar="N", help="context size in tokens")
     group.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: physical cores)")
     group.add_argument("--gpu-layers", type=int, metavar="N", help="layers to offload to the GPU (-1: all)")
     group.add_argument(
-        "--no-context-shift", dest="context_shift", action="store_false",
+        "--no-context-shift",
+        dest="context_shift",
+        action="store_false",
         help="when the context is full, re-evaluate the kept window instead of shifting the KV cache",
     )
-    group.add_argument("--settings", type=Path, metavar="FILE", help=f"settings file (default: {paths.settings_file()})")
+    group.add_argument(
+        "--settings", type=Path, metavar="FILE", help=f"settings file (default: {paths.settings_file()})"
+    )
     return parent
 
 
@@ -53,7 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--episode", metavar="ID", help="start at this episode of the pack")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    bench = commands.add_parser("bench", help="benchmarks").add_subparsers(dest="bench", metavar="BENCHMARK", required=True)
+    bench = commands.add_parser("bench", help="benchmarks").add_subparsers(
+        dest="bench", metavar="BENCHMARK", required=True
+    )
     decode = bench.add_parser(
         "decode", parents=[_model_options()], help="streaming tokens/s of the session vs a raw llama-cpp-python loop"
     )
@@ -67,7 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     long_session.set_defaults(n_ctx=1024)
     long_session.add_argument("--reply-tokens", type=int, default=40, help="tokens per reply (default: 40)")
     long_session.add_argument("--json", type=Path, metavar="PATH", help="also write the figures as JSON")
-    resume = bench.add_parser("resume", parents=[_model_options()], help="resuming from a KV state file vs re-evaluating")
+    resume = bench.add_parser(
+        "resume", parents=[_model_options()], help="resuming from a KV state file vs re-evaluating"
+    )
     resume.set_defaults(n_ctx=2048)
     resume.add_argument("--rounds", type=int, default=3, help="measurements per side (default: 3)")
     resume.add_argument("--json", type=Path, metavar="PATH", help="also write the figures as JSON")

@@ -113,9 +113,7 @@ def parse_toml(path: Path) -> tuple[dict[str, Any], str]:
         ) from None
 
 
-def validation_problems(
-    path: Path, source: str, error: ValidationError, model: type[BaseModel]
-) -> list[Problem]:
+def validation_problems(path: Path, source: str, error: ValidationError, model: type[BaseModel]) -> list[Problem]:
     """Pydantic errors as located problems; unknown keys get a "did you mean" from the schema."""
     problems = []
     for item in error.errors():
@@ -125,8 +123,10 @@ def validation_problems(
         if item["type"] == "extra_forbidden":
             known = _known_keys(model, loc[:-1])
             guess = difflib.get_close_matches(str(loc[-1]), known, n=1)
-            suggestion = f"; did you mean '{guess[0]}'?" if guess else (
-                f"; known keys: {', '.join(sorted(known))}" if known else ""
+            suggestion = (
+                f"; did you mean '{guess[0]}'?"
+                if guess
+                else (f"; known keys: {', '.join(sorted(known))}" if known else "")
             )
             message = f"unknown key '{dotted}'{suggestion}"
         else:

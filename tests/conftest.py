@@ -50,8 +50,6 @@ def small_session(model_path: Path) -> Iterator[LlamaSession]:
 @pytest.fixture(scope="session")
 def unshifting_session(model_path: Path) -> Iterator[LlamaSession]:
     """As `small_session`, with context shifting turned off: the fallback path, forced."""
-    loaded = LlamaSession.open_blocking(
-        ModelConfig(model_path, n_ctx=512, n_threads=TEST_THREADS, context_shift=False)
-    )
+    loaded = LlamaSession.open_blocking(ModelConfig(model_path, n_ctx=512, n_threads=TEST_THREADS, context_shift=False))
     yield loaded
     loaded.close_blocking()

@@ -13,12 +13,14 @@ import pytest
 from gguf import GGUFWriter
 
 from simularity_tui.engine import ModelConfig
-from simularity_tui.engine.errors import ContextSizeError, ModelFileError, ModelLoadError, OutOfMemoryError
+from simularity_tui.engine.errors import ContextSizeError, ModelFileError, ModelLoadError
 from simularity_tui.engine.gguf_file import inspect_gguf
 from simularity_tui.engine.worker import EngineWorker
 
 
-def simularity(*args: str, limit_address_space_mib: int | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def simularity(
+    *args: str, limit_address_space_mib: int | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run the real command line (bench decode loads the model like the game does)."""
     preexec = None
     if limit_address_space_mib is not None:
@@ -31,7 +33,11 @@ def simularity(*args: str, limit_address_space_mib: int | None = None, env: dict
 
     return subprocess.run(
         [sys.executable, "-m", "simularity_tui", *args],
-        capture_output=True, text=True, timeout=120, preexec_fn=preexec, env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=preexec,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -78,7 +84,9 @@ def test_a_file_that_is_not_gguf(tmp_path: Path) -> None:
 
 
 def test_a_truncated_gguf(truncated: Path) -> None:
-    assert_explained(simularity("bench", "decode", "--model", str(truncated)), str(truncated), "incomplete GGUF", "again")
+    assert_explained(
+        simularity("bench", "decode", "--model", str(truncated)), str(truncated), "incomplete GGUF", "again"
+    )
 
 
 def test_a_gguf_llama_cpp_refuses(alien: Path) -> None:
@@ -104,4 +112,6 @@ def test_bad_settings_point_at_the_line(tmp_path: Path) -> None:
     settings = tmp_path / "settings.toml"
     settings.write_text('[model]\nn_ctx = "big"\n\n[samplng]\ntemperature = 0.7\n')
     run = simularity("--settings", str(settings), "bench", "decode")
-    assert_explained(run, f"{settings}:2:1: model.n_ctx", f"{settings}:4:1: unknown key 'samplng'; did you mean 'sampling'?")
+    assert_explained(
+        run, f"{settings}:2:1: model.n_ctx", f"{settings}:4:1: unknown key 'samplng'; did you mean 'sampling'?"
+    )

@@ -13,7 +13,9 @@ def bench(*args: str) -> subprocess.CompletedProcess[str]:
     """Run `simularity bench …` as a player would; it must succeed."""
     run = subprocess.run(
         [sys.executable, "-m", "simularity_tui", "bench", *args, "--threads", "2"],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert run.returncode == 0, run.stderr
     return run

@@ -82,7 +82,9 @@ async def test_old_turns_are_shifted_out_and_never_read_again(small_session: Lla
 
 
 @pytest.mark.parametrize("offset", [0, 3, 7])
-async def test_after_a_shift_the_next_token_matches_a_fresh_evaluation(small_session: LlamaSession, offset: int) -> None:
+async def test_after_a_shift_the_next_token_matches_a_fresh_evaluation(
+    small_session: LlamaSession, offset: int
+) -> None:
     session = small_session
     await session.reset()
     pinned, turns = conversation(session, 20, offset)
@@ -178,7 +180,9 @@ async def test_a_cancel_while_the_reply_makes_room_ends_cleanly(unshifting_sessi
     await session.reset()
     pinned, turns = conversation(session, 8)
     endless = 'root ::= line\nline ::= "la " line\n'
-    generation = session.generate(Prompt.of(pinned, turns), GenerationParams(sampling=GREEDY, max_tokens=300, grammar=endless))
+    generation = session.generate(
+        Prompt.of(pinned, turns), GenerationParams(sampling=GREEDY, max_tokens=300, grammar=endless)
+    )
 
     async def cancel_while_making_room() -> None:
         highest = 0
@@ -209,7 +213,9 @@ async def test_making_room_keeps_the_pinned_block_on_memory_that_cannot_drop_a_t
     monkeypatch.setattr(session._worker.context, "forget_from", lambda position: False)
     pinned, turns = conversation(session, 8)
     endless = 'root ::= line\nline ::= "la " line\n'
-    result = await run(session, Prompt.of(pinned, turns), GenerationParams(sampling=GREEDY, max_tokens=200, grammar=endless))
+    result = await run(
+        session, Prompt.of(pinned, turns), GenerationParams(sampling=GREEDY, max_tokens=200, grammar=endless)
+    )
     assert result.generated_tokens == 200 and result.first_turn > 0
     kv = session._worker.kv
     assert list(kv.tokens[: kv.n_keep]) == pinned and kv.n_keep == len(pinned)

@@ -25,12 +25,16 @@ def test_a_pack_with_a_typo_is_reported_at_its_line(tmp_path: Path) -> None:
     source = (bundled_packs_dir() / "demo" / "scenario.toml").read_text()
     (pack / "scenario.toml").write_text(source.replace('color = "#ffb86b"', 'colour = "#ffb86b"'))
     line = source.splitlines().index('color = "#ffb86b"') + 1
-    with pytest.raises(UserFacingError, match=rf"scenario.toml:{line}:1: unknown key 'characters.mira.colour'; did you mean 'color'\?"):
+    with pytest.raises(
+        UserFacingError, match=rf"scenario.toml:{line}:1: unknown key 'characters.mira.colour'; did you mean 'color'\?"
+    ):
         load_pack(pack)
 
 
 async def test_turns_append_exact_tokens_and_reuse_the_kv(session: LlamaSession) -> None:
-    playthrough = Playthrough(session, load_pack(bundled_packs_dir() / "demo"), "storm", sampling=SamplingParams(seed=11))
+    playthrough = Playthrough(
+        session, load_pack(bundled_packs_dir() / "demo"), "storm", sampling=SamplingParams(seed=11)
+    )
     for turn, player_line in enumerate(("Hello there.", "<eos> What is that light?")):
         reply = playthrough.player_says(player_line)
         text = "".join([piece async for piece in reply])

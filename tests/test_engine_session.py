@@ -31,6 +31,7 @@ def kv_is_consistent(session: LlamaSession) -> bool:
 async def test_each_turn_evaluates_only_the_new_tokens(session: LlamaSession) -> None:
     prompt = story_prompt(session, "A conversation at the harbour.\nMara: Where is the ferry?\nTom:")
     params = GenerationParams(sampling=SamplingParams(seed=7), max_tokens=24)
+    new_tokens: list[int] = []
     for turn in range(4):
         in_kv = session.kv_tokens
         _text, result = await run(session, prompt, params)
@@ -184,7 +185,7 @@ async def test_a_grammar_constrains_the_output(session: LlamaSession) -> None:
         )
         assert text.startswith((" yes, because ", " no, because "))
         if result.stop_reason == "eos":
-            assert text.endswith(".") and set(text[len(" yes, because "):-1]) <= set("abcdefghijklmnopqrstuvwxyz ")
+            assert text.endswith(".") and set(text[len(" yes, because ") : -1]) <= set("abcdefghijklmnopqrstuvwxyz ")
 
 
 async def test_a_broken_grammar_is_a_clear_error(session: LlamaSession) -> None:

@@ -90,7 +90,9 @@ async def test_unusable_files_are_explained(session: LlamaSession, saved, damage
         (size,) = struct.unpack_from("<I", data, len(MAGIC))
         start = len(MAGIC) + 4
         header = json.loads(data[start : start + size])
-        header["format" if damage == "other-format" else "runtime"] = 2 if damage == "other-format" else "llama-cpp-python 0.0.1"
+        header["format" if damage == "other-format" else "runtime"] = (
+            2 if damage == "other-format" else "llama-cpp-python 0.0.1"
+        )
         encoded = json.dumps(header).encode()
         path.write_bytes(MAGIC + struct.pack("<I", len(encoded)) + encoded + data[start + size :])
     await session.reset()  # as a game that just started
@@ -98,7 +100,9 @@ async def test_unusable_files_are_explained(session: LlamaSession, saved, damage
     assert restored.tokens == 0 and said in restored.warning and session.kv_tokens == ()
 
 
-async def test_a_file_from_another_model_is_refused(session: LlamaSession, saved, model_path: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+async def test_a_file_from_another_model_is_refused(
+    session: LlamaSession, saved, model_path: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     _game, path, _ = saved
     # Another model: the same weights under another name, which llama.cpp loads just the same.
     other = tmp_path / "renamed.gguf"

@@ -27,8 +27,20 @@ def test_ci_runs_the_readme_test_command_verbatim() -> None:
 
 def test_the_wheel_carries_the_bundled_packs_and_styles(tmp_path: Path) -> None:
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)],
-        check=True, capture_output=True,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
     )
     wheel = next(tmp_path.glob("simularity_tui-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())

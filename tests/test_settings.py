@@ -45,7 +45,8 @@ def test_every_problem_is_reported_with_its_line(tmp_path: Path) -> None:
     assert lines == [
         f"{path}:4:1: model.n_ctx: Input should be greater than or equal to 256 (got 100)",
         f"{path}:5:1: unknown key 'model.threds'; did you mean 'threads'?",
-        f"{path}:8:1: sampling.temperature: Input should be a valid number, unable to parse string as a number (got 'hot')",
+        f"{path}:8:1: sampling.temperature: Input should be a valid number, "
+        "unable to parse string as a number (got 'hot')",
     ]
     assert "every key is optional" in raised.value.hint
 

@@ -39,7 +39,7 @@ class Pane:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             screen = self.text()
-            if (predicate(screen) if callable(predicate) else predicate in screen):
+            if predicate(screen) if callable(predicate) else predicate in screen:
                 return screen
             time.sleep(0.1)
         raise AssertionError(f"timed out; the screen shows:\n{self.text()}")

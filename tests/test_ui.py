@@ -63,7 +63,9 @@ async def test_the_reply_is_shown_while_it_is_written(session: LlamaSession) -> 
         for _attempt in range(5):  # replies vary in length: watch until one is long enough to see grow
             lines_before = len(screen.playthrough.lines)
             screen.action_continue_story()
-            await wait_for(lambda: screen.reply is not None or len(screen.playthrough.lines) > lines_before, every=0.002)
+            await wait_for(
+                lambda: screen.reply is not None or len(screen.playthrough.lines) > lines_before, every=0.002
+            )
             sizes: list[int] = []
 
             def done() -> bool:
@@ -85,7 +87,9 @@ async def test_escape_stops_the_reply_and_keeps_what_was_written(session: LlamaS
             # Started directly: pilot.press() waits for the app to idle, i.e. for the whole reply.
             lines_before = len(screen.playthrough.lines)
             screen.action_continue_story()
-            await wait_for(lambda: screen.reply is not None or len(screen.playthrough.lines) > lines_before, every=0.002)
+            await wait_for(
+                lambda: screen.reply is not None or len(screen.playthrough.lines) > lines_before, every=0.002
+            )
             await wait_for(lambda: screen.reply is None or len(screen.reply.text) > 10, every=0.005)
             reply = screen.reply
             if reply is None:
@@ -134,7 +138,7 @@ async def test_bad_model_input_shows_an_error_screen(
     if case == "not-gguf":
         chosen.write_text("not weights")
     elif case == "truncated":
-        chosen.write_bytes(model_path.read_bytes()[: 50_000_000])
+        chosen.write_bytes(model_path.read_bytes()[:50_000_000])
     elif case == "context":
         chosen, settings.model.n_ctx = model_path, 65536
     app = SimularityApp(LaunchOptions(settings, model_override=chosen))

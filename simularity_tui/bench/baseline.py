@@ -27,8 +27,14 @@ def prepared_model_path(settings: Settings, override: Path | None, console: Cons
 def load_baseline(path: Path, n_ctx: int, n_batch: int, threads: int, gpu_layers: int) -> Llama:
     try:
         return Llama(
-            model_path=str(path), n_ctx=n_ctx, n_batch=n_batch, n_ubatch=n_batch, n_threads=threads,
-            n_threads_batch=threads, n_gpu_layers=gpu_layers, verbose=False,
+            model_path=str(path),
+            n_ctx=n_ctx,
+            n_batch=n_batch,
+            n_ubatch=n_batch,
+            n_threads=threads,
+            n_threads_batch=threads,
+            n_gpu_layers=gpu_layers,
+            verbose=False,
         )
     except ValueError as error:  # llama-cpp-python says only "Failed to create llama_context"
         raise OutOfMemoryError(

@@ -48,9 +48,7 @@ def run_decode_bench(args: argparse.Namespace, settings: Settings, model_overrid
     console = Console(stderr=True)
     path = prepared_model_path(settings, model_override, console)
     config = settings.model_config_for(path)
-    sampling = SamplingParams(
-        temperature=0.8, top_k=40, top_p=0.95, min_p=0.05, repeat_penalty=1.1, repeat_last_n=64
-    )
+    sampling = SamplingParams(temperature=0.8, top_k=40, top_p=0.95, min_p=0.05, repeat_penalty=1.1, repeat_last_n=64)
     console.print(f"Loading {path.name} twice (session and baseline), n_ctx={config.n_ctx}…")
     session = LlamaSession.open_blocking(config)
     baseline = load_baseline(path, config.n_ctx, config.n_batch, session.info.n_threads, config.n_gpu_layers)
@@ -61,31 +59,40 @@ def run_decode_bench(args: argparse.Namespace, settings: Settings, model_overrid
             seed = 1000 + number
             rounds.append(_time_session(session, prompt, sampling, seed, args.tokens))
             rounds.append(_time_baseline(baseline, prompt, sampling, seed, args.tokens))
-            console.print(f"round {number + 1}/{args.rounds}: "
-                          f"session {rounds[-2].tokens_per_second:.1f} tok/s, baseline {rounds[-1].tokens_per_second:.1f} tok/s")
+            console.print(
+                f"round {number + 1}/{args.rounds}: "
+                f"session {rounds[-2].tokens_per_second:.1f} tok/s, baseline {rounds[-1].tokens_per_second:.1f} tok/s"
+            )
     finally:
         session.close_blocking()
     session_rate = statistics.median(r.tokens_per_second for r in rounds if r.side == "session")
     baseline_rate = statistics.median(r.tokens_per_second for r in rounds if r.side == "baseline")
     ratio = session_rate / baseline_rate
-    print(f"model: {session.info.description} ({path.name}), threads: {session.info.n_threads}, "
-          f"n_ctx: {config.n_ctx}, tokens/generation: {args.tokens}, rounds: {args.rounds}")
+    print(
+        f"model: {session.info.description} ({path.name}), threads: {session.info.n_threads}, "
+        f"n_ctx: {config.n_ctx}, tokens/generation: {args.tokens}, rounds: {args.rounds}"
+    )
     print(f"session  (async stream, text): {session_rate:7.1f} tok/s (median)")
     print(f"baseline (Llama.generate, ids): {baseline_rate:7.1f} tok/s (median)")
     print(f"ratio: {ratio:.2f}")
     if args.json:
-        args.json.write_text(json.dumps({
-            "benchmark": "decode",
-            "model": str(path),
-            "threads": session.info.n_threads,
-            "n_ctx": config.n_ctx,
-            "tokens": args.tokens,
-            "sampling": asdict(sampling),
-            "session_tokens_per_second": session_rate,
-            "baseline_tokens_per_second": baseline_rate,
-            "ratio": ratio,
-            "rounds": [asdict(r) | {"tokens_per_second": r.tokens_per_second} for r in rounds],
-        }, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "benchmark": "decode",
+                    "model": str(path),
+                    "threads": session.info.n_threads,
+                    "n_ctx": config.n_ctx,
+                    "tokens": args.tokens,
+                    "sampling": asdict(sampling),
+                    "session_tokens_per_second": session_rate,
+                    "baseline_tokens_per_second": baseline_rate,
+                    "ratio": ratio,
+                    "rounds": [asdict(r) | {"tokens_per_second": r.tokens_per_second} for r in rounds],
+                },
+                indent=2,
+            )
+        )
     return 0
 
 
@@ -111,8 +118,13 @@ def _time_baseline(llm: Llama, prompt: list[int], sampling: SamplingParams, seed
     count = 0
     first = last = 0.0
     for token in llm.generate(
-        prompt, top_k=sampling.top_k, top_p=sampling.top_p, min_p=sampling.min_p, temp=sampling.temperature,
-        repeat_penalty=sampling.repeat_penalty, reset=True,
+        prompt,
+        top_k=sampling.top_k,
+        top_p=sampling.top_p,
+        min_p=sampling.min_p,
+        temp=sampling.temperature,
+        repeat_penalty=sampling.repeat_penalty,
+        reset=True,
     ):
         if llama_cpp.llama_vocab_is_eog(llm._model.vocab, token):
             break

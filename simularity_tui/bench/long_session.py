@@ -74,7 +74,9 @@ async def _play_all(
 ) -> dict:
     engine_game, lower_game = ScriptedGame(engine), ScriptedGame(lower)
     naive_turns: list[str] = []
-    strategies = {name: {"prefill_tokens": [], "ttft_s": []} for name in ("engine", "naive", "lower_bound")}
+    strategies: dict[str, dict[str, list[float]]] = {
+        name: {"prefill_tokens": [], "ttft_s": []} for name in ("engine", "naive", "lower_bound")
+    }
     shifts = 0
     for turn in range(args.turns):
         result = await engine_game.play(turn, args.reply_tokens)
@@ -124,11 +126,18 @@ def _naive_turn(llm: Llama, turns: list[str], turn: int, args: argparse.Namespac
     first = 0.0
     reply = ""
     for chunk in llm.create_completion(
-        prompt, max_tokens=args.reply_tokens, temperature=params.temperature, top_k=params.top_k,
-        top_p=params.top_p, min_p=params.min_p, repeat_penalty=params.repeat_penalty, seed=params.seed, stream=True,
+        prompt,
+        max_tokens=args.reply_tokens,
+        temperature=params.temperature,
+        top_k=params.top_k,
+        top_p=params.top_p,
+        min_p=params.min_p,
+        repeat_penalty=params.repeat_penalty,
+        seed=params.seed,
+        stream=True,
     ):
         first = first or time.perf_counter()
-        reply += chunk["choices"][0]["text"]
+        reply += chunk["choices"][0]["text"]  # type: ignore[index]  # streamed chunks are dicts
     turns.append(new + reply + "\n")
     return evaluated, (first or time.perf_counter()) - started
 
@@ -170,13 +179,17 @@ def _print_table(figures: dict, checks: dict) -> None:
         early = data["ttft_s"][4:25] or data["ttft_s"]
         last = data["ttft_s"][max(0, turns - 50) :]
         table.add_row(
-            name, f"{sum(data['prefill_tokens']):,}", f"{statistics.median(early) * 1000:.0f} ms",
+            name,
+            f"{sum(data['prefill_tokens']):,}",
+            f"{statistics.median(early) * 1000:.0f} ms",
             f"{statistics.median(last) * 1000:.0f} ms",
         )
     Console().print(table)
     change = figures["summary_change"]
-    print(f"engine shifts: {figures['engine_shifts']}; summary change: {change['prefill_tokens']} tokens "
-          f"re-read, {change['ttft_s'] * 1000:.0f} ms to first token")
+    print(
+        f"engine shifts: {figures['engine_shifts']}; summary change: {change['prefill_tokens']} tokens "
+        f"re-read, {change['ttft_s'] * 1000:.0f} ms to first token"
+    )
     print(f"engine ttft last 50 / turns 5-25: {checks['engine_ttft_last50_over_turns5to25']:.2f} (target <= 1.5)")
     print(f"engine ttft / naive ttft, last 50: {checks['engine_ttft_last50_over_naive_last50']:.2f} (target <= 0.25)")
     print(f"engine prefill / lower bound: {checks['engine_prefill_over_lower_bound']:.2f} (target <= 1.2)")

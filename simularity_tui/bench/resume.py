@@ -34,12 +34,21 @@ def run_resume_bench(args: argparse.Namespace, settings: Settings, model_overrid
         figures = asyncio.run(_measure(session, args, console))
     finally:
         session.close_blocking()
-    figures["settings"] = {"model": str(path), "n_ctx": args.n_ctx, "threads": session.info.n_threads, "rounds": args.rounds}
-    print(f"window: {figures['window_tokens']:,} tokens after {figures['turns_played']} turns; "
-          f"state file {figures['state_file_bytes'] / 2**20:.1f} MiB")
+    figures["settings"] = {
+        "model": str(path),
+        "n_ctx": args.n_ctx,
+        "threads": session.info.n_threads,
+        "rounds": args.rounds,
+    }
+    print(
+        f"window: {figures['window_tokens']:,} tokens after {figures['turns_played']} turns; "
+        f"state file {figures['state_file_bytes'] / 2**20:.1f} MiB"
+    )
     print(f"re-evaluate: {figures['reevaluate_ttft_s'] * 1000:.0f} ms to first token (median)")
-    print(f"restore:     {figures['restore_ttft_s'] * 1000:.0f} ms to first token, "
-          f"of which {figures['restore_load_s'] * 1000:.0f} ms reading the file (median)")
+    print(
+        f"restore:     {figures['restore_ttft_s'] * 1000:.0f} ms to first token, "
+        f"of which {figures['restore_load_s'] * 1000:.0f} ms reading the file (median)"
+    )
     print(f"ratio: {figures['ratio']:.1f}")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))

@@ -45,7 +45,9 @@ def player_text(turn: int) -> str:
 
 
 def reply_params(turn: int, reply_tokens: int, *, heal: bool) -> GenerationParams:
-    sampling = SamplingParams(temperature=0.8, top_k=40, top_p=0.95, min_p=0.05, repeat_penalty=1.1, seed=SEED_BASE + turn)
+    sampling = SamplingParams(
+        temperature=0.8, top_k=40, top_p=0.95, min_p=0.05, repeat_penalty=1.1, seed=SEED_BASE + turn
+    )
     return GenerationParams(sampling=sampling, max_tokens=reply_tokens, heal=heal)
 
 
@@ -71,5 +73,7 @@ class ScriptedGame:
             pass
         result = await generation.result()
         opened = list(prompt.turns[-1])
-        self.turns.append(opened[: len(opened) - result.healed_tokens] + list(result.tokens) + self.session.tokenize("\n"))
+        self.turns.append(
+            opened[: len(opened) - result.healed_tokens] + list(result.tokens) + self.session.tokenize("\n")
+        )
         return result

@@ -61,4 +61,3 @@ def plan_window(prompt: Prompt, n_ctx: int, reserve: int, first_turn: int) -> Wi
     if cut:
         del tokens[n_keep : n_keep + cut]
     return Window(first, tokens, n_keep, [start - cut if start > n_keep else start for start in starts], cut)
-

@@ -21,11 +21,16 @@ from .errors import ModelFileError
 
 GGUF_MAGIC = b"GGUF"
 _SCALARS: dict[GGUFValueType, str] = {
-    GGUFValueType.UINT8: "<B", GGUFValueType.INT8: "<b",
-    GGUFValueType.UINT16: "<H", GGUFValueType.INT16: "<h",
-    GGUFValueType.UINT32: "<I", GGUFValueType.INT32: "<i",
-    GGUFValueType.UINT64: "<Q", GGUFValueType.INT64: "<q",
-    GGUFValueType.FLOAT32: "<f", GGUFValueType.FLOAT64: "<d",
+    GGUFValueType.UINT8: "<B",
+    GGUFValueType.INT8: "<b",
+    GGUFValueType.UINT16: "<H",
+    GGUFValueType.INT16: "<h",
+    GGUFValueType.UINT32: "<I",
+    GGUFValueType.INT32: "<i",
+    GGUFValueType.UINT64: "<Q",
+    GGUFValueType.INT64: "<q",
+    GGUFValueType.FLOAT32: "<f",
+    GGUFValueType.FLOAT64: "<d",
     GGUFValueType.BOOL: "<?",
 }
 _DEFAULT_ALIGNMENT = 32
@@ -97,7 +102,9 @@ def inspect_gguf(path: Path) -> GgufInfo:
             path=path,
         )
     if path.is_dir():
-        raise ModelFileError(f"{path} is a directory, not a model file", hint="Give the path of a .gguf file.", path=path)
+        raise ModelFileError(
+            f"{path} is a directory, not a model file", hint="Give the path of a .gguf file.", path=path
+        )
     try:
         with path.open("rb") as handle:
             size = path.stat().st_size

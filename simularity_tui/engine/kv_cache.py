@@ -24,20 +24,12 @@ on Gemma 3 270M over a following turn: mean per-token KL 0.012-0.014 -> 0.007-0.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from .context_window import LOW_WATER, Window
 from .native import DecodeError, NativeContext
 
 REFRESH_TOKENS = 16
 MIN_SHIFT_KEEP = 16  # a shift that keeps fewer tokens than this is not worth it: re-evaluate them
-
-
-@dataclass
-class KvStats:
-    shifts: int = 0
-    shifted_out: int = 0  # tokens evicted by shifting, never re-evaluated
-    fallbacks: int = 0  # times the kept window had to be re-evaluated instead
 
 
 class KvCache:
@@ -47,7 +39,7 @@ class KvCache:
         self.n_keep = 0
         self.turn_starts: list[int] = []
         self.can_shift = shift and context.can_shift()
-        self.stats = KvStats()
+        self.shifted_out = 0  # tokens evicted by shifting since the start: never re-evaluated
 
     @property
     def n_ctx(self) -> int:
@@ -87,7 +79,6 @@ class KvCache:
             return evicted_turns, self._refresh(len(self.tokens))
         kept = self.tokens[: self.n_keep] + self.tokens[cut:]
         self.turn_starts = [start - (cut - self.n_keep) for start in self.turn_starts if start >= cut]
-        self.stats.fallbacks += 1
         self._truncate(self.n_keep)  # may empty the KV (memory that cannot drop a tail)
         return evicted_turns, self._evaluate(kept[len(self.tokens) :])
 
@@ -121,8 +112,7 @@ class KvCache:
         removed = end - start
         del self.tokens[start:end]
         self.turn_starts = [s if s < start else s - removed for s in self.turn_starts if not start <= s < end]
-        self.stats.shifts += 1
-        self.stats.shifted_out += removed
+        self.shifted_out += removed
         return True
 
     def _refresh(self, end: int) -> int:

@@ -138,7 +138,9 @@ class EngineWorker:
 
     # -- generation -----------------------------------------------------------------------------
 
-    def generate(self, prompt: Prompt, params: GenerationParams, emit: Emit, cancel: threading.Event) -> GenerationResult:
+    def generate(
+        self, prompt: Prompt, params: GenerationParams, emit: Emit, cancel: threading.Event
+    ) -> GenerationResult:
         started = time.perf_counter()
         seed = params.sampling.seed if params.sampling.seed is not None else fresh_seed()
         if not len(prompt):
@@ -148,7 +150,7 @@ class EngineWorker:
         last_turn = window.turn_starts[-1] if window.turn_starts else window.n_keep
         healed = healable_tail(self.model, window.tokens, last_turn) if params.heal and not params.grammar else 0
         until = len(window.tokens) - healed
-        shifted_before = self.kv.stats.shifted_out
+        shifted_before = self.kv.shifted_out
         self.context.abort.watch(cancel)
         self.first_turn = window.first_turn
         evaluated = 0
@@ -249,7 +251,7 @@ class EngineWorker:
             seed=seed,
             first_turn=self.first_turn,
             evaluated_tokens=evaluated,
-            shifted_tokens=self.kv.stats.shifted_out - shifted_before,
+            shifted_tokens=self.kv.shifted_out - shifted_before,
             generated_tokens=len(generated),
             prefill_s=run.prefill_s,
             first_token_s=first_token_at - run.started,
@@ -306,7 +308,9 @@ class EngineWorker:
         try:
             header, payload = read_state(path, model=self.info.identity)
             if len(header.tokens) >= self.context.n_ctx:
-                raise StateFileError(f"{path.name} holds {len(header.tokens):,} tokens; this context holds {self.context.n_ctx:,}")
+                raise StateFileError(
+                    f"{path.name} holds {len(header.tokens):,} tokens; this context holds {self.context.n_ctx:,}"
+                )
         except StateFileError as problem:
             return RestoredState(0, f"{problem}; the story is read again instead.")
         self.reset()

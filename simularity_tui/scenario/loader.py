@@ -38,7 +38,8 @@ def load_pack(root: Path) -> LoadedPack:
         raise UserFacingError(f"{root}: no such pack directory", hint="Give the directory that holds scenario.toml.")
     if not manifest.is_file():
         raise UserFacingError(
-            f"{root} is not a pack: it has no {SCENARIO_FILE}", hint="A pack is a directory with scenario.toml at its root."
+            f"{root} is not a pack: it has no {SCENARIO_FILE}",
+            hint="A pack is a directory with scenario.toml at its root.",
         )
     pack = load_model(manifest, Pack, hint=f"Fix {manifest} and save it again.")
     assert isinstance(pack, Pack)
