@@ -48,3 +48,18 @@ def test_the_wheel_carries_the_bundled_packs_and_styles(tmp_path: Path) -> None:
     assert "simularity_tui/ui/app.tcss" in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "simularity = simularity_tui.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    # Installed from the wheel, away from the source tree, the game finds its packs.
+    site = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(wheel)], check=True
+    )
+    found = subprocess.run(
+        [sys.executable, "-c", "from simularity_tui.scenario import bundled_packs_dir as d; print(d())"],
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(site)},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert Path(found) == site / "simularity_tui" / "_scenarios"
+    assert (Path(found) / "demo" / "scenario.toml").is_file()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib.resources import files
 from pathlib import Path
 
 from ..errors import UserFacingError
@@ -22,13 +21,11 @@ class LoadedPack:
 def bundled_packs_dir() -> Path:
     """The packs that ship with Simularity: `scenarios/` at the top of the source tree.
 
-    A wheel carries them as the package `simularity_tui._scenarios` (see pyproject.toml); a source
+    A wheel carries them inside the package as `_scenarios/` (see pyproject.toml); a source
     checkout or an editable install reads the directory itself.
     """
-    try:
-        return Path(str(files("simularity_tui._scenarios")))
-    except ModuleNotFoundError:
-        return Path(__file__).resolve().parents[2] / "scenarios"
+    installed = Path(__file__).resolve().parents[1] / "_scenarios"
+    return installed if installed.is_dir() else Path(__file__).resolve().parents[2] / "scenarios"
 
 
 def load_pack(root: Path) -> LoadedPack:
