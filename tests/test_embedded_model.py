@@ -34,6 +34,7 @@ def test_first_use_joins_the_chunks_with_progress(tmp_path: Path) -> None:
     assert len(seen) > 10 and seen[-1][0] == seen[-1][1] == path.stat().st_size
     assert [done for done, _ in seen] == sorted(done for done, _ in seen)
     assert is_prepared(tmp_path)
+    assert path.stat().st_mode & 0o777 == 0o644
     # The second start finds it ready: no copy, no progress.
     again: list[tuple[int, int]] = []
     assert prepare_embedded_model(tmp_path, lambda d, t: again.append((d, t))) == path and again == []

@@ -68,6 +68,7 @@ def prepare_embedded_model(cache_dir: Path, progress: Progress | None = None) ->
             hint="Free some disk space (about 260 MB) or set SIMULARITY_CACHE_DIR to a writable place.",
             path=target,
         ) from None
+    target.chmod(0o644)  # public weights: other accounts on a shared host may read the same cache
     _write_stamp(target, digest.hexdigest())
     return target
 
