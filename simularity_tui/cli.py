@@ -59,6 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--episode", metavar="ID", help="start at this episode of the pack")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
+    check = commands.add_parser("check", help="validate a scenario pack and list every problem")
+    check.add_argument("pack_dir", type=Path, metavar="PACK_DIR")
+    card = commands.add_parser("import-card", help="turn a SillyTavern character card into a pack")
+    card.add_argument("card", type=Path, metavar="CARD", help="a card: PNG (V1/V2/V3) or JSON")
+    card.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="the pack directory to create")
+    card.add_argument("--force", action="store_true", help="replace OUT_DIR's scenario.toml if it exists")
+
     bench = commands.add_parser("bench", help="benchmarks").add_subparsers(
         dest="bench", metavar="BENCHMARK", required=True
     )
@@ -116,6 +123,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "bench":
             return _bench(args)
+        if args.command == "check":
+            return _check(args.pack_dir)
+        if args.command == "import-card":
+            return _import_card(args)
         return _play(args)
     except UserFacingError as error:
         print(f"simularity: {error.message}", file=sys.stderr)
@@ -124,6 +135,44 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _check(pack_dir: Path) -> int:
+    from .scenario import PackProblems, load_pack
+
+    try:
+        loaded = load_pack(pack_dir)
+    except PackProblems as problems:
+        for problem in problems.problems:
+            print(problem)
+        print(f"{_count(len(problems.problems), 'problem')} in {pack_dir}")
+        return 1
+    pack = loaded.pack
+    counts = (
+        (len(pack.characters), "character"),
+        (len(pack.scenes), "scene"),
+        (len(pack.episodes), "episode"),
+        (len(pack.lore), "lore entry"),
+        (len(pack.achievements), "achievement"),
+        (loaded.asset_count, "image"),
+        (len(loaded.files), "TOML file"),
+    )
+    print(f"{pack_dir}: valid: {pack.name} {pack.version}, " + ", ".join(_count(n, word) for n, word in counts))
+    return 0
+
+
+def _count(number: int, word: str) -> str:
+    plural = word[:-1] + "ies" if word.endswith("y") else word + "s"
+    return f"{number} {word if number == 1 else plural}"
+
+
+def _import_card(args: argparse.Namespace) -> int:
+    from .scenario.card_import import import_card
+
+    loaded = import_card(args.card, args.out_dir, replace=args.force)
+    print(f"{args.out_dir}: made the pack {loaded.pack.name!r} from {args.card.name}")
+    print(f"play it: simularity --pack {args.out_dir}")
+    return 0
 
 
 def _bench(args: argparse.Namespace) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import re
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import UnionType
@@ -41,7 +41,7 @@ class Problem:
 
 
 class TomlProblems(UserFacingError):
-    """Every problem found in a TOML file, each as `file:line:col: message`."""
+    """Every problem found in one or more TOML files (a pack), each as `file:line:col: message`."""
 
     def __init__(self, problems: list[Problem], *, hint: str) -> None:
         self.problems = problems
@@ -54,13 +54,20 @@ def _split_dotted(key: str) -> list[str]:
 
 
 def locate(source: str, key_path: KeyPath) -> tuple[int, int]:
-    """Best 1-based (line, col) for `key_path`: the key itself, or the nearest enclosing table."""
+    """Best 1-based (line, col) for `key_path`: the key itself; else the first key inside it (a
+    table written only as `[a.b]` for `a`); else the nearest enclosing table."""
     target = list(key_path)
     best = (1, 1)
     best_len = -1
+    first_inside: tuple[int, int] | None = None
     table: list[str | int] = []
     array_counts: dict[tuple[str | int, ...], int] = {}
+    in_multiline: str | None = None  # the delimiter of a multi-line string being skipped
     for number, line in enumerate(source.splitlines(), start=1):
+        if in_multiline is not None:
+            if line.count(in_multiline) % 2:
+                in_multiline = None
+            continue
         header = _HEADER.match(line)
         if header:
             names: list[str | int] = list(_split_dotted(header.group(2)))
@@ -74,6 +81,9 @@ def locate(source: str, key_path: KeyPath) -> tuple[int, int]:
             key_match = _KEY.match(line)
             if not key_match:
                 continue
+            for delimiter in ('"""', "'''"):
+                if line.count(delimiter) % 2:
+                    in_multiline = delimiter
             candidate = table + list(_split_dotted(key_match.group(1)))
             col = key_match.start(1) + 1
         common = 0
@@ -81,11 +91,13 @@ def locate(source: str, key_path: KeyPath) -> tuple[int, int]:
             if a != b:
                 break
             common += 1
+        if common == len(target) and len(candidate) > len(target) and first_inside is None:
+            first_inside = (number, col)
         if common == len(candidate) and common > best_len:
             best, best_len = (number, col), common
             if common == len(target):
                 return best
-    return best
+    return first_inside or best
 
 
 def parse_toml(path: Path) -> tuple[dict[str, Any], str]:
@@ -101,25 +113,46 @@ def parse_toml(path: Path) -> tuple[dict[str, Any], str]:
         ) from None
     except OSError as error:
         raise UserFacingError(f"{path}: cannot read ({error.strerror})", path=path) from None
+    return parse_toml_text(path, source), source
+
+
+def parse_toml_text(path: Path, source: str) -> dict[str, Any]:
     try:
-        return tomllib.loads(source), source
+        return tomllib.loads(source)
     except tomllib.TOMLDecodeError as error:
-        position = _SYNTAX_POSITION.search(str(error))
-        line, col = (int(position.group(1)), int(position.group(2))) if position else (1, 1)
-        message = _SYNTAX_POSITION.sub("", str(error)).strip()
         raise TomlProblems(
-            [Problem(path, line, col, f"TOML syntax error: {message}")],
-            hint="Fix the syntax at that line (see https://toml.io).",
+            [syntax_problem(path, error)], hint="Fix the syntax at that line (see https://toml.io)."
         ) from None
 
 
-def validation_problems(path: Path, source: str, error: ValidationError, model: type[BaseModel]) -> list[Problem]:
+def syntax_problem(path: Path, error: tomllib.TOMLDecodeError) -> Problem:
+    position = _SYNTAX_POSITION.search(str(error))
+    line, col = (int(position.group(1)), int(position.group(2))) if position else (1, 1)
+    message = _SYNTAX_POSITION.sub("", str(error)).strip()
+    return Problem(path, line, col, f"TOML syntax error: {message}")
+
+
+Locator = Callable[[KeyPath], tuple[Path, int, int]]
+
+
+def in_file(path: Path, source: str) -> Locator:
+    """A locator for data that all comes from one file."""
+
+    def at(key_path: KeyPath) -> tuple[Path, int, int]:
+        return (path, *locate(source, key_path))
+
+    return at
+
+
+def validation_problems(error: ValidationError, model: type[BaseModel], where: Locator) -> list[Problem]:
     """Pydantic errors as located problems; unknown keys get a "did you mean" from the schema."""
     problems = []
     for item in error.errors():
         loc = [part for part in item["loc"] if isinstance(part, (str, int))]
-        line, col = locate(source, loc)
-        dotted = ".".join(str(part) for part in loc) or "(top level)"
+        if item["type"] == "missing":
+            loc = loc[:-1]  # point at the table that lacks the key
+        path, line, col = where(loc)
+        dotted = ".".join(str(part) for part in item["loc"] if isinstance(part, (str, int))) or "(top level)"
         if item["type"] == "extra_forbidden":
             known = _known_keys(model, loc[:-1])
             guess = difflib.get_close_matches(str(loc[-1]), known, n=1)
@@ -129,12 +162,23 @@ def validation_problems(path: Path, source: str, error: ValidationError, model: 
                 else (f"; known keys: {', '.join(sorted(known))}" if known else "")
             )
             message = f"unknown key '{dotted}'{suggestion}"
+        elif item["type"] == "missing":
+            message = f"{dotted}: required, but missing"
         else:
-            message = f"{dotted}: {item['msg']}"
-            if "input" in item and item["type"] != "missing" and not isinstance(item["input"], dict):
-                message += f" (got {item['input']!r})"
+            message = f"{dotted}: {_plain(item['msg'])}"
+            if "input" in item and not isinstance(item["input"], (dict, list)):
+                message += f" (got {_short(item['input'])})"
         problems.append(Problem(path, line, col, message))
     return problems
+
+
+def _plain(message: str) -> str:
+    return message.removeprefix("Value error, ")
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _known_keys(model: type[BaseModel], loc: KeyPath) -> list[str]:
@@ -174,4 +218,4 @@ def load_model(path: Path, model: type[BaseModel], *, hint: str) -> BaseModel:
     try:
         return model.model_validate(data)
     except ValidationError as error:
-        raise TomlProblems(validation_problems(path, source, error, model), hint=hint) from None
+        raise TomlProblems(validation_problems(error, model, in_file(path, source)), hint=hint) from None

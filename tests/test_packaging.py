@@ -44,7 +44,8 @@ def test_the_wheel_carries_the_bundled_packs_and_styles(tmp_path: Path) -> None:
     )
     wheel = next(tmp_path.glob("simularity_tui-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
-    assert "simularity_tui/_scenarios/demo/scenario.toml" in names
+    assert "simularity_tui/_scenarios/lighthouse/scenario.toml" in names
+    assert "simularity_tui/_scenarios/lighthouse/art/mira/smile.png" in names
     assert "simularity_tui/ui/app.tcss" in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "simularity = simularity_tui.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
@@ -62,4 +63,4 @@ def test_the_wheel_carries_the_bundled_packs_and_styles(tmp_path: Path) -> None:
         check=True,
     ).stdout.strip()
     assert Path(found) == site / "simularity_tui" / "_scenarios"
-    assert (Path(found) / "demo" / "scenario.toml").is_file()
+    assert (Path(found) / "lighthouse" / "scenario.toml").is_file()

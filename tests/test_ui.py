@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 from textual.app import App
 
 from simularity_tui.engine import LlamaSession
+from simularity_tui.scenario import bundled_packs_dir
 from simularity_tui.settings import Settings
 from simularity_tui.ui.app import LaunchOptions, SimularityApp
 from simularity_tui.ui.error_screen import ErrorScreen
@@ -147,3 +149,24 @@ async def test_bad_model_input_shows_an_error_screen(
         assert chosen.name in screen_text(app)
         await pilot.press("q")
     assert app.error is not None and chosen.name in app.error.message
+
+
+async def test_the_game_follows_pack_saves_and_shows_broken_ones(session: LlamaSession, tmp_path: Path) -> None:
+    pack = Path(shutil.copytree(bundled_packs_dir() / "lighthouse", tmp_path / "lighthouse"))
+    app = SimularityApp(LaunchOptions(Settings(), pack_dir=pack), session=session)
+    async with app.run_test(size=SIZE):
+        screen = await play_screen(app)
+        await asyncio.sleep(0.3)  # the watcher is listening
+        mira = screen.query(LineView)[1]
+        assert mira.speaker_name == "Mira" and mira.colour == "#ffb86b"
+        characters = pack / "characters.toml"
+        characters.write_text(characters.read_text().replace('name = "Mira"', 'name = "Mirabel"'))
+        await wait_for(lambda: mira.speaker_name == "Mirabel", timeout=1.0)
+        characters.write_text(characters.read_text().replace('name = "Pip"', "name = ["))
+
+        def notified() -> str:  # what the game's notifications say (Textual keeps them on the app)
+            return " ".join(f"{note.title} {note.message}" for note in app._notifications)
+
+        await wait_for(lambda: f"{characters}:" in notified(), timeout=1.0)
+        assert "TOML syntax error" in notified() and "last good version" in notified()
+        assert screen.playthrough.pack.characters["pip"].name == "Pip"

@@ -1,75 +1,194 @@
-"""What a `scenario.toml` may hold, validated with precise errors.
+"""What a pack's TOML may hold: the types, the allowed keys and the shape of every table.
 
-This is the first slice of the format: metadata, the prompt, characters and episodes with scripted
-opening lines. Every table forbids unknown keys so that a typo is reported, not ignored.
+Every table forbids unknown keys, so a typo is reported rather than ignored; `extensions` tables
+are the one place for free-form data (kept from imported character cards, or an author's own).
+References between ids and the assets on disk are checked after this, in `references.py` and
+`assets.py`, where the whole pack is known.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 Identifier = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 Colour = Annotated[str, StringConstraints(pattern=r"^#[0-9a-fA-F]{6}$")]
+AssetPath = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+Text = Annotated[str, StringConstraints(max_length=20_000)]
+ShortText = Annotated[str, StringConstraints(min_length=1, max_length=120)]
+Keyword = Annotated[str, StringConstraints(min_length=1, max_length=80)]
 NARRATOR = "narrator"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
 
 
 class Prompt(_Strict):
-    scenario: str = Field(description="The world and the situation, as the model reads it.")
-    instructions: str = ""
+    scenario: Text = Field(description="The world and the situation, as the model reads it.")
+    instructions: Text = ""
+
+
+class Theme(_Strict):
+    """Colours for the game while this pack plays (Textual theme colours)."""
+
+    primary: Colour | None = None
+    accent: Colour | None = None
+    background: Colour | None = None
+    surface: Colour | None = None
+    foreground: Colour | None = None
+    dark: bool = True
+
+
+class Outfit(_Strict):
+    name: ShortText
+    description: Text = ""
 
 
 class Character(_Strict):
-    name: Annotated[str, StringConstraints(min_length=1, max_length=40)]
+    name: ShortText
     color: Colour = "#c0c0c0"
     player: bool = False
-    description: str = ""
+    description: Text = ""
+    personality: Text = ""
+    appearance: Text = ""
+    example_lines: list[Text] = Field(default=[], max_length=50)
+    expressions: dict[Identifier, AssetPath] = Field(default={}, max_length=64)
+    default_expression: Identifier | None = None
+    outfits: dict[Identifier, Outfit] = Field(default={}, max_length=32)
+    default_outfit: Identifier | None = None
+    extensions: dict[str, Any] = {}
+
+    @property
+    def first_expression(self) -> str | None:
+        return self.default_expression or next(iter(self.expressions), None)
+
+
+class Scene(_Strict):
+    name: ShortText
+    description: Text = ""
+    background: AssetPath | None = None
+
+
+class Direction(_Strict):
+    """One stage command: exactly one of its command keys, with what that command needs."""
+
+    set_scene: Identifier | None = None
+    add_character: Identifier | None = None
+    remove_character: Identifier | None = None
+    set_expression: Identifier | None = None
+    set_outfit: Identifier | None = None
+    character: Identifier | None = None  # whose expression or outfit (set_expression, set_outfit)
+    expression: Identifier | None = None  # with add_character
+    outfit: Identifier | None = None  # with add_character
+
+    @model_validator(mode="after")
+    def _one_command(self) -> Direction:
+        commands = [name for name in COMMANDS if getattr(self, name) is not None]
+        if len(commands) != 1:
+            raise ValueError(f"a direction needs exactly one of {', '.join(COMMANDS)} (found {len(commands)})")
+        command = commands[0]
+        if command in ("set_expression", "set_outfit") and self.character is None:
+            raise ValueError(f"{command} needs 'character': whose {command.removeprefix('set_')} changes")
+        if command not in ("set_expression", "set_outfit") and self.character is not None:
+            raise ValueError(f"'character' goes with set_expression or set_outfit, not {command}")
+        if command != "add_character" and (self.expression is not None or self.outfit is not None):
+            raise ValueError("'expression' and 'outfit' go with add_character")
+        return self
+
+    @property
+    def command(self) -> str:
+        return next(name for name in COMMANDS if getattr(self, name) is not None)
+
+
+COMMANDS = ("set_scene", "add_character", "remove_character", "set_expression", "set_outfit")
+
+
+class OnStage(_Strict):
+    id: Identifier
+    expression: Identifier | None = None
+    outfit: Identifier | None = None
 
 
 class OpeningLine(_Strict):
-    speaker: str = Field(description="A character id, or 'narrator'.")
-    text: Annotated[str, StringConstraints(min_length=1)]
+    speaker: str = Field(description="A character id, or 'narrator'.", max_length=64)
+    text: Annotated[str, StringConstraints(min_length=1, max_length=4000)]
+    directions: list[Direction] = Field(default=[], max_length=16)
 
 
 class Episode(_Strict):
-    name: str
-    description: str = ""
-    lines: list[OpeningLine] = []
+    name: ShortText
+    description: Text = ""
+    scene: Identifier | None = None  # default: the pack's first scene
+    characters: list[OnStage] = Field(default=[], max_length=16)
+    lines: list[OpeningLine] = Field(default=[], max_length=200)
+
+
+class LoreEntry(_Strict):
+    keywords: list[Keyword] = Field(default=[], max_length=64)
+    content: Text
+    always: bool = False  # always in the prompt, whatever is said
+    enabled: bool = True
+    extensions: dict[str, Any] = {}
+
+
+class Condition(_Strict):
+    """When an achievement unlocks. Exactly one kind; `all` and `any` combine others."""
+
+    scene: Identifier | None = None  # the current scene is this one
+    on_stage: Identifier | None = None  # this character is on stage
+    expression: Identifier | None = None  # `character` shows this expression
+    character: Identifier | None = None
+    player_says: list[Keyword] | None = None  # a line by the player contains one of these words
+    mentioned: list[Keyword] | None = None  # any line contains one of these words
+    turns: Annotated[int, Field(ge=1, le=100_000)] | None = None  # the story has this many lines
+    all: list[Condition] | None = None
+    any: list[Condition] | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Condition:
+        kinds = [name for name in CONDITION_KINDS if getattr(self, name) is not None]
+        if len(kinds) != 1:
+            raise ValueError(f"a condition needs exactly one of {', '.join(CONDITION_KINDS)} (found {len(kinds)})")
+        if (kinds[0] == "expression") != (self.character is not None):
+            raise ValueError("'expression' and 'character' go together")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(name for name in CONDITION_KINDS if getattr(self, name) is not None)
+
+
+CONDITION_KINDS = ("scene", "on_stage", "expression", "player_says", "mentioned", "turns", "all", "any")
+
+
+class Achievement(_Strict):
+    title: ShortText
+    description: Text = ""
+    points: Annotated[int, Field(ge=0, le=10_000)] = 10
+    condition: Condition
 
 
 class Pack(_Strict):
     id: Identifier
-    name: str
-    version: str = "1.0.0"
-    author: str = ""
-    description: str = ""
-    tags: list[str] = []
+    name: ShortText
+    version: Annotated[str, StringConstraints(min_length=1, max_length=40)] = "1.0.0"
+    author: Annotated[str, StringConstraints(max_length=200)] = ""
+    description: Text = ""
+    tags: list[Keyword] = Field(default=[], max_length=32)
+    content_rating: Literal["general", "teen", "mature"] = "general"
+    recommended_n_ctx: Annotated[int, Field(ge=512, le=1 << 20)] | None = None
+    cover: AssetPath | None = None
+    include: list[AssetPath] = Field(default=[], max_length=64)
     prompt: Prompt
-    characters: dict[Identifier, Character]
-    episodes: dict[Identifier, Episode]
-
-    @model_validator(mode="after")
-    def _references_hold(self) -> Pack:
-        players = [cid for cid, character in self.characters.items() if character.player]
-        if len(players) != 1:
-            raise ValueError(f"exactly one character must have player = true (found {len(players)})")
-        if len(self.characters) < 2:
-            raise ValueError("a pack needs the player and at least one other character")
-        if not self.episodes:
-            raise ValueError("a pack needs at least one episode")
-        for eid, episode in self.episodes.items():
-            for number, line in enumerate(episode.lines, start=1):
-                if line.speaker != NARRATOR and line.speaker not in self.characters:
-                    raise ValueError(
-                        f"episodes.{eid}.lines[{number}]: speaker '{line.speaker}' is not a character id "
-                        f"(known: {', '.join([NARRATOR, *self.characters])})"
-                    )
-        return self
+    theme: Theme | None = None
+    characters: dict[Identifier, Character] = Field(max_length=64)
+    scenes: dict[Identifier, Scene] = Field(default={}, max_length=128)
+    episodes: dict[Identifier, Episode] = Field(max_length=64)
+    lore: dict[Identifier, LoreEntry] = Field(default={}, max_length=1000)
+    achievements: dict[Identifier, Achievement] = Field(default={}, max_length=200)
+    extensions: dict[str, Any] = {}
 
     @property
     def player_id(self) -> str:
@@ -80,4 +199,12 @@ class Pack(_Strict):
         return self.characters[self.player_id]
 
     def speaker_name(self, speaker: str) -> str:
-        return "Narrator" if speaker == NARRATOR else self.characters[speaker].name
+        """A speaker's display name; a speaker no longer in the pack (a hot reload removed it) keeps its id."""
+        if speaker == NARRATOR:
+            return "Narrator"
+        character = self.characters.get(speaker)
+        return character.name if character is not None else speaker
+
+
+# Tables an included file may add entries to (one table of entries per section).
+ENTRY_SECTIONS = ("characters", "scenes", "episodes", "lore", "achievements")

@@ -13,8 +13,11 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 from ..engine import Generation, GenerationParams, GenerationResult, LlamaSession, Prompt, SamplingParams
+from ..errors import UserFacingError
 from ..scenario.loader import LoadedPack
-from ..scenario.schema import NARRATOR, Pack
+from ..scenario.macros import expand
+from ..scenario.schema import NARRATOR, Character, Pack
+from ..scenario.watch import watch_pack
 
 
 @dataclass(frozen=True)
@@ -72,25 +75,45 @@ class Playthrough:
     ) -> None:
         self.session = session
         self.pack: Pack = loaded.pack
+        self.pack_root = loaded.root
         self.episode_id = episode_id
         self.sampling = sampling or SamplingParams()
         self.max_reply_tokens = max_reply_tokens
-        bos = [session.bos_token] if session.bos_token is not None else []
-        self._preamble: list[int] = bos + session.tokenize(self._preamble_text())
+        self._bos = [session.bos_token] if session.bos_token is not None else []
+        self._preamble: list[int] = self._bos + session.tokenize(self._preamble_text())
         self.lines: list[Line] = []
+        user = self.pack.player.name
         for opening in self.pack.episodes[episode_id].lines:
-            self._add_line(opening.speaker, opening.text)
+            self._add_line(
+                opening.speaker, expand(opening.text, user=user, char=self.pack.speaker_name(opening.speaker))
+            )
 
     # -- what the model reads ---------------------------------------------------------------------
 
     def _preamble_text(self) -> str:
         pack = self.pack
-        cast = "\n".join(
-            f"- {c.name}{' (the player)' if c.player else ''}: {c.description}".rstrip(": ")
-            for c in pack.characters.values()
-        )
-        parts = [pack.name, pack.prompt.scenario.strip(), pack.prompt.instructions.strip(), f"Characters:\n{cast}"]
+        user = pack.player.name
+        cast = "\n".join(_character_sheet(c, user) for c in pack.characters.values())
+        episode = pack.episodes.get(self.episode_id)
+        scene_id = episode.scene if episode and episode.scene else next(iter(pack.scenes), None)
+        scene = pack.scenes.get(scene_id) if scene_id else None
+        lore = [expand(entry.content, user=user) for entry in pack.lore.values() if entry.always and entry.enabled]
+        parts = [
+            pack.name,
+            expand(pack.prompt.scenario.strip(), user=user),
+            expand(pack.prompt.instructions.strip(), user=user),
+            f"Characters:\n{cast}",
+            "Background:\n" + "\n".join(f"- {fact}" for fact in lore) if lore else "",
+            f"Scene: {scene.name}. {expand(scene.description, user=user)}".strip() if scene else "",
+        ]
         return "\n\n".join(part for part in parts if part) + "\n\nStory:\n"
+
+    def apply_pack(self, loaded: LoadedPack) -> None:
+        """Play on from here with a changed pack (hot reload). The lines so far stay as they are;
+        the engine re-reads only from the first token of the prompt that changed."""
+        self.pack = loaded.pack
+        self.pack_root = loaded.root
+        self._preamble = self._bos + self.session.tokenize(self._preamble_text())
 
     def prompt(self) -> Prompt:
         """The preamble, pinned, then every line as a turn: the engine keeps what fits."""
@@ -109,6 +132,14 @@ class Playthrough:
         alternatives = " | ".join(_gbnf_literal(name) for name in names)
         grammar = f'root ::= speaker ": " text "\\n"\nspeaker ::= {alternatives}\ntext ::= [^\\n]+\n'
         return grammar, names
+
+    async def follow_pack_changes(self) -> AsyncIterator[LoadedPack | UserFacingError]:
+        """Watch the pack's files; apply each valid save, and pass on what happened (the problems
+        of an invalid save leave the last good pack in play)."""
+        async for change in watch_pack(self.pack_root):
+            if isinstance(change, LoadedPack):
+                self.apply_pack(change)
+            yield change
 
     # -- turns ------------------------------------------------------------------------------------
 
@@ -137,6 +168,13 @@ class Playthrough:
         if not result.text.endswith("\n"):  # cut short (stopped, or out of tokens): close the line
             tokens += self.session.tokenize("\n")
         return self._add_line(reply.speaker, reply.text.strip(), tokens)
+
+
+def _character_sheet(character: Character, user: str) -> str:
+    facts = [character.description, character.personality, character.appearance]
+    text = " ".join(expand(fact.strip(), user=user, char=character.name) for fact in facts if fact.strip())
+    role = " (the player)" if character.player else ""
+    return f"- {character.name}{role}: {text}" if text else f"- {character.name}{role}"
 
 
 def _gbnf_literal(text: str) -> str:

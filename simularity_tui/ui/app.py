@@ -19,7 +19,7 @@ from .error_screen import ErrorScreen
 from .loading_screen import LoadingScreen
 from .play_screen import PlayScreen
 
-DEMO_PACK = "demo"
+DEMO_PACK = "lighthouse"
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,10 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static
 
+from ..scenario.loader import LoadedPack
 from ..scenario.schema import NARRATOR
 from ..story import Line, Playthrough, Reply
+from ..untrusted_text import printable
 from .transcript import LineView, Transcript
 
 
@@ -40,6 +42,7 @@ class PlayScreen(Screen[None]):
             transcript.add(self._view_for(line))
         self.query_one(Input).focus()
         self._show_status()
+        self.watch_pack_files()
 
     def _view_for(self, line: Line) -> LineView:
         view = LineView(None, "")
@@ -51,8 +54,33 @@ class PlayScreen(Screen[None]):
         pack = self.playthrough.pack
         if speaker == NARRATOR:
             view.set_speaker("Narrator", "", narration=True)
-        else:
-            view.set_speaker(pack.characters[speaker].name, pack.characters[speaker].color, narration=False)
+            return
+        character = pack.characters.get(speaker)
+        view.set_speaker(pack.speaker_name(speaker), character.color if character else "#c0c0c0", narration=False)
+
+    # -- hot reload -------------------------------------------------------------------------------
+
+    @work(exclusive=True, group="pack-watch")
+    async def watch_pack_files(self) -> None:
+        async for change in self.playthrough.follow_pack_changes():
+            if isinstance(change, LoadedPack):
+                for view, line in zip(self.query(LineView), self.playthrough.lines):
+                    self._name_view(view, line.speaker)
+                self.app.sub_title = change.pack.name
+                self.notify(
+                    printable(f"{change.pack.name}: the change is in play."),
+                    title="Pack reloaded",
+                    timeout=3,
+                    markup=False,
+                )
+            else:  # pack text is a stranger's: shown as plain text, never as markup
+                self.notify(
+                    printable(change.message),
+                    title="Pack not reloaded: still playing the last good version",
+                    severity="error",
+                    timeout=20,
+                    markup=False,
+                )
 
     # -- input ------------------------------------------------------------------------------------
 
