@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 
-from simularity_tui.scenario import PackProblems, bundled_packs_dir, load_pack
+from simularity_tui.scenario import Pack, PackProblems, bundled_packs_dir, load_pack
 from tests.packs import MORE, TINY, line_of, png, png_claiming, tiny_pack
 
 
@@ -186,3 +188,10 @@ def test_check_lists_problems_and_exits_1(tmp_path: Path) -> None:
         f"{root / 'scenario.toml'}:{line_of(TINY, 'scene = ')}:1: no scene 'rooom'; did you mean 'room'?",
         f"1 problem in {root}",
     ]
+
+
+def test_the_authors_guide_example_matches_the_schema() -> None:
+    guide = (Path(__file__).resolve().parents[1] / "docs" / "pack-format.md").read_text()
+    example = re.search(r"```toml\n(.+?)\n```", guide, re.DOTALL)
+    assert example is not None
+    Pack.model_validate(tomllib.loads(example.group(1)))  # every key it shows is a real one, rightly typed
