@@ -32,12 +32,6 @@ def embedded_model_path(cache_dir: Path) -> Path:
     return cache_dir / "models" / MODEL_FILE_NAME
 
 
-def is_prepared(cache_dir: Path) -> bool:
-    """True when the assembled model is in the cache and its stamp still matches the file."""
-    target = embedded_model_path(cache_dir)
-    return target.exists() and _stamp_matches(target)
-
-
 def prepare_embedded_model(cache_dir: Path, progress: Progress | None = None) -> Path:
     """Return the path of the assembled model, joining the chunks first if needed."""
     target = embedded_model_path(cache_dir)

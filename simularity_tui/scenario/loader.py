@@ -16,7 +16,7 @@ from ..toml_source import Problem, TomlProblems, validation_problems
 from .assets import asset_references, check_assets
 from .references import check_references
 from .schema import Pack
-from .sources import SCENARIO_FILE, read_sources, resolve_inside
+from .sources import SCENARIO_FILE, read_sources
 
 
 @dataclass(frozen=True)
@@ -24,10 +24,6 @@ class LoadedPack:
     root: Path
     pack: Pack
     files: tuple[Path, ...] = field(default=())  # the TOML files it was read from
-
-    def asset(self, relative: str) -> Path:
-        """The checked path of an asset the pack names."""
-        return resolve_inside(self.root, relative)
 
     @property
     def asset_count(self) -> int:

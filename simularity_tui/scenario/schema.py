@@ -60,10 +60,6 @@ class Character(_Strict):
     default_outfit: Identifier | None = None
     extensions: dict[str, Any] = {}
 
-    @property
-    def first_expression(self) -> str | None:
-        return self.default_expression or next(iter(self.expressions), None)
-
 
 class Scene(_Strict):
     name: ShortText
