@@ -9,6 +9,7 @@ from llama_cpp import Llama
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress
 
+from ..engine.config import SamplingParams
 from ..engine.errors import OutOfMemoryError
 from ..engine.gguf_file import inspect_gguf
 from ..model_choice import model_path
@@ -22,6 +23,17 @@ def prepared_model_path(settings: Settings, override: Path | None, console: Cons
         path = model_path(settings, override, lambda done, total: bar.update(task, completed=done, total=total))
     inspect_gguf(path)  # a bad file is explained before anything loads it
     return path
+
+
+def baseline_sampling(sampling: SamplingParams) -> dict[str, float | int]:
+    """The same sampler settings, as llama-cpp-python's `generate`/`create_completion` take them."""
+    return {
+        "top_k": sampling.top_k,
+        "top_p": sampling.top_p,
+        "min_p": sampling.min_p,
+        "temp": sampling.temperature,
+        "repeat_penalty": sampling.repeat_penalty,
+    }
 
 
 def load_baseline(path: Path, n_ctx: int, n_batch: int, threads: int, gpu_layers: int) -> Llama:

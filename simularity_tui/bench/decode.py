@@ -23,7 +23,7 @@ from rich.console import Console
 
 from ..engine import GenerationParams, LlamaSession, SamplingParams
 from ..settings import Settings
-from .baseline import load_baseline, prepared_model_path
+from .baseline import baseline_sampling, load_baseline, prepared_model_path
 
 PROMPT = (
     "The old lighthouse keeper climbed the spiral stairs for the last time that winter. "
@@ -117,15 +117,7 @@ def _time_baseline(llm: Llama, prompt: list[int], sampling: SamplingParams, seed
     llm.set_seed(seed)
     count = 0
     first = last = 0.0
-    for token in llm.generate(
-        prompt,
-        top_k=sampling.top_k,
-        top_p=sampling.top_p,
-        min_p=sampling.min_p,
-        temp=sampling.temperature,
-        repeat_penalty=sampling.repeat_penalty,
-        reset=True,
-    ):
+    for token in llm.generate(prompt, reset=True, **baseline_sampling(sampling)):  # type: ignore[arg-type]
         if llama_cpp.llama_vocab_is_eog(llm._model.vocab, token):
             break
         last = time.perf_counter()

@@ -28,7 +28,7 @@ from ..engine import LlamaSession
 from ..engine.context_window import LOW_WATER
 from ..engine.kv_cache import REFRESH_TOKENS
 from ..settings import Settings
-from .baseline import load_baseline, prepared_model_path
+from .baseline import baseline_sampling, load_baseline, prepared_model_path
 from .script import SEED_BASE, SUMMARIES, ScriptedGame, pinned_text, player_text, reply_params
 
 
@@ -125,16 +125,14 @@ def _naive_turn(llm: Llama, turns: list[str], turn: int, args: argparse.Namespac
     started = time.perf_counter()
     first = 0.0
     reply = ""
+    sampling = baseline_sampling(params)
+    sampling["temperature"] = sampling.pop("temp")  # create_completion's name for it
     for chunk in llm.create_completion(
         prompt,
         max_tokens=args.reply_tokens,
-        temperature=params.temperature,
-        top_k=params.top_k,
-        top_p=params.top_p,
-        min_p=params.min_p,
-        repeat_penalty=params.repeat_penalty,
         seed=params.seed,
         stream=True,
+        **sampling,  # type: ignore[arg-type]
     ):
         first = first or time.perf_counter()
         reply += chunk["choices"][0]["text"]  # type: ignore[index]  # streamed chunks are dicts
