@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"simularity {__version__}")
     parser.add_argument("--pack", type=Path, metavar="DIR", help="play this pack (default: the bundled demo)")
     parser.add_argument("--episode", metavar="ID", help="start at this episode of the pack")
+    parser.add_argument("--save", default="autosave", metavar="NAME", help="the save to play (resumed if it exists)")
+    parser.add_argument("--new", action="store_true", help="start a new game, in a new save")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     check = commands.add_parser("check", help="validate a scenario pack and list every problem")
@@ -65,6 +67,17 @@ def build_parser() -> argparse.ArgumentParser:
     card.add_argument("card", type=Path, metavar="CARD", help="a card: PNG (V1/V2/V3) or JSON")
     card.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="the pack directory to create")
     card.add_argument("--force", action="store_true", help="replace OUT_DIR's scenario.toml if it exists")
+
+    run = commands.add_parser(
+        "run", parents=[_model_options()], help="play a pack headless from a script; the transcript goes to stdout"
+    )
+    run.add_argument("pack_dir", type=Path, metavar="PACK_DIR")
+    run.add_argument("--episode", metavar="ID", help="the episode to start (default: the pack's first)")
+    run.add_argument(
+        "--script", type=Path, required=True, metavar="FILE", help="player lines and /commands; - reads stdin"
+    )
+    run.add_argument("--save", default="run", metavar="NAME", help="the save to write (default: run)")
+    run.add_argument("--resume", action="store_true", help="go on with the save NAME instead of starting afresh")
 
     bench = commands.add_parser("bench", help="benchmarks").add_subparsers(
         dest="bench", metavar="BENCHMARK", required=True
@@ -82,6 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
     long_session.set_defaults(n_ctx=1024)
     long_session.add_argument("--reply-tokens", type=int, default=40, help="tokens per reply (default: 40)")
     long_session.add_argument("--json", type=Path, metavar="PATH", help="also write the figures as JSON")
+    story = bench.add_parser(
+        "story", parents=[_model_options()], help="a whole story game with summaries, turn after turn"
+    )
+    story.add_argument("--turns", type=int, default=300, help="turns to play (default: 300)")
+    story.add_argument("--reply-tokens", type=int, default=40, help="tokens per line (default: 40)")
+    story.add_argument("--json", type=Path, metavar="PATH", help="also write the figures as JSON")
+    story.set_defaults(n_ctx=1024)
     resume = bench.add_parser(
         "resume", parents=[_model_options()], help="resuming from a KV state file vs re-evaluating"
     )
@@ -127,6 +147,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _check(args.pack_dir)
         if args.command == "import-card":
             return _import_card(args)
+        if args.command == "run":
+            return _run(args)
         return _play(args)
     except UserFacingError as error:
         print(f"simularity: {error.message}", file=sys.stderr)
@@ -175,12 +197,62 @@ def _import_card(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from .engine import LlamaSession
+    from .model_choice import model_path
+    from .scenario import load_pack
+    from .story import open_game
+    from .story.saves import save_path
+    from .story.script import play_script
+
+    settings = settings_with_overrides(args)
+    loaded = load_pack(args.pack_dir)
+    path = save_path(loaded.pack.id, args.save)
+    if path.exists() and not args.resume:
+        raise UserFacingError(
+            f"There is already a save '{args.save}' of {loaded.pack.name} ({path}).",
+            hint="Pass --resume to go on with it, or choose another --save name.",
+        )
+    script = sys.stdin if str(args.script) == "-" else _read_script(args.script)
+
+    async def play() -> None:
+        session = await LlamaSession.open(settings.model_config_for(model_path(settings, getattr(args, "model", None))))
+        try:
+            saved = await open_game(
+                session, loaded, path, episode=args.episode, resume=args.resume,
+                sampling=settings.sampling_params(), budgets=settings.budgets(),
+            )  # fmt: skip
+            for warning in saved.warnings:
+                print(f"simularity: warning: {warning}", file=sys.stderr)
+            await play_script(saved, script, source=str(args.script))
+        finally:
+            await session.close()
+
+    asyncio.run(play())
+    return 0
+
+
+def _read_script(path: Path) -> list[str]:
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except OSError as error:
+        raise UserFacingError(f"{path}: cannot read the script ({error.strerror})", path=path) from None
+    except UnicodeDecodeError:
+        raise UserFacingError(f"{path}: the script is not UTF-8 text", path=path) from None
+
+
 def _bench(args: argparse.Namespace) -> int:
     from .bench.decode import run_decode_bench
     from .bench.long_session import run_long_session_bench
     from .bench.resume import run_resume_bench
+    from .bench.story import run_story_bench
 
-    run = {"decode": run_decode_bench, "long-session": run_long_session_bench, "resume": run_resume_bench}[args.bench]
+    run = {
+        "decode": run_decode_bench, "long-session": run_long_session_bench, "resume": run_resume_bench,
+        "story": run_story_bench,
+    }[args.bench]  # fmt: skip
     return run(args, settings_with_overrides(args), getattr(args, "model", None))
 
 
@@ -188,7 +260,8 @@ def _play(args: argparse.Namespace) -> int:
     from .ui.app import LaunchOptions, SimularityApp
 
     settings = settings_with_overrides(args)
-    app = SimularityApp(LaunchOptions(settings, getattr(args, "model", None), args.pack, args.episode))
+    options = LaunchOptions(settings, getattr(args, "model", None), args.pack, args.episode, args.save, args.new)
+    app = SimularityApp(options)
     app.run()
     if app.error is not None:  # shown in the game; said again here, where it stays after the screen clears
         raise app.error

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from . import paths
 from .atomic import write_atomic
 from .engine.config import ModelConfig, SamplingParams
+from .story.game import Budgets
 from .toml_source import load_model
 
 
@@ -43,7 +44,8 @@ class SamplingSettings(_Section):
 
 class GameSettings(_Section):
     scenarios_dir: Annotated[str, Field(description="Extra packs, beside the bundled ones.")] = ""
-    max_reply_tokens: Annotated[int, Field(ge=1, le=4096)] = 160
+    max_reply_tokens: Annotated[int, Field(ge=1, le=4096, description="The budget of a line.")] = 160
+    max_direction_tokens: Annotated[int, Field(ge=4, le=256, description="The budget of its stage commands.")] = 24
 
 
 class Settings(_Section):
@@ -60,6 +62,9 @@ class Settings(_Section):
             n_batch=self.model.batch,
             context_shift=self.model.context_shift,
         )
+
+    def budgets(self) -> Budgets:
+        return Budgets(directions=self.game.max_direction_tokens, line=self.game.max_reply_tokens)
 
     def sampling_params(self) -> SamplingParams:
         s = self.sampling

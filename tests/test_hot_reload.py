@@ -13,20 +13,20 @@ import pytest
 from simularity_tui.engine import LlamaSession, SamplingParams
 from simularity_tui.errors import UserFacingError
 from simularity_tui.scenario import LoadedPack, bundled_packs_dir, load_pack
-from simularity_tui.story import Playthrough
+from simularity_tui.story import Budgets, Game
 from tests.packs import png
 
 
 class Follower:
     """The story following its pack's files, as the play screen does."""
 
-    def __init__(self, playthrough: Playthrough) -> None:
-        self.playthrough = playthrough
+    def __init__(self, game: Game) -> None:
+        self.game = game
         self.changes: asyncio.Queue[LoadedPack | UserFacingError] = asyncio.Queue()
         self.task = asyncio.create_task(self._follow())
 
     async def _follow(self) -> None:
-        async for change in self.playthrough.follow_pack_changes():
+        async for change in self.game.follow_pack_changes():
             await self.changes.put(change)
 
     async def after(self, edit_file: Path, old: str, new: str) -> tuple[LoadedPack | UserFacingError, float]:
@@ -42,11 +42,9 @@ class Follower:
         return change, time.perf_counter() - started
 
 
-async def turn(playthrough: Playthrough, line: str):  # type: ignore[no-untyped-def]
-    reply = playthrough.player_says(line)
-    async for _piece in reply:
-        pass
-    return reply.generation_result
+async def turn(game: Game, line: str) -> int:
+    """Play a turn; return how many prompt tokens the engine read for it."""
+    return (await game.say(line).finish()).evaluated_tokens
 
 
 @pytest.fixture
@@ -58,28 +56,26 @@ async def test_saves_apply_within_a_second_and_bad_ones_keep_the_last_good_pack(
     session: LlamaSession, pack_copy: Path
 ) -> None:
     await session.reset()
-    playthrough = Playthrough(
-        session, load_pack(pack_copy), "storm", sampling=SamplingParams(seed=3), max_reply_tokens=24
-    )
-    follower = Follower(playthrough)
+    game = Game(session, load_pack(pack_copy), "storm", sampling=SamplingParams(seed=3), budgets=Budgets(line=24))
+    follower = Follower(game)
     characters = pack_copy / "characters.toml"
     try:
-        await turn(playthrough, "Hello?")
+        await turn(game, "Hello?")
 
         # A colour: nothing the model reads changes, so nothing in the KV cache is lost.
         change, seconds = await follower.after(characters, 'color = "#ffb86b"', 'color = "#ff3355"')
         assert isinstance(change, LoadedPack) and seconds < 1.0
-        assert playthrough.pack.characters["mira"].color == "#ff3355"
-        before = len(playthrough.lines[-1].tokens)
-        result = await turn(playthrough, "Is it always this loud?")
-        assert result.evaluated_tokens <= len(playthrough.lines[-2].tokens) + 1 + before  # only the new lines
+        assert game.pack.characters["mira"].color == "#ff3355"
+        evaluated = await turn(game, "Is it always this loud?")
+        player, reply = game.lines[-2:]
+        assert evaluated <= len(player.tokens) + len(reply.tokens)  # only the new lines: the KV was kept
 
         # A description: the prompt changes there, and only from there is read again.
         change, seconds = await follower.after(characters, "kind underneath, and lonely", "kind underneath, and tired")
         assert isinstance(change, LoadedPack) and seconds < 1.0
-        result = await turn(playthrough, "Can I help with the lamp?")
-        window = len(session.kv_tokens)
-        assert 0 < result.evaluated_tokens < window - 150  # the pinned block up to the change was kept
+        evaluated = await turn(game, "Can I help with the lamp?")
+        assert len(game.lines[-2].tokens) + len(game.lines[-1].tokens) < evaluated  # read again from the change…
+        assert evaluated < len(session.kv_tokens) - 150  # …but the pinned block up to it was kept
 
         # A new lore entry and a new expression image.
         png(pack_copy / "art" / "mira" / "sleepy.png")
@@ -88,30 +84,26 @@ async def test_saves_apply_within_a_second_and_bad_ones_keep_the_last_good_pack(
             'surprised = "art/mira/surprised.png"',
             'surprised = "art/mira/surprised.png"\nsleepy = "art/mira/sleepy.png"',
         )
-        assert (
-            isinstance(change, LoadedPack)
-            and seconds < 1.0
-            and "sleepy" in playthrough.pack.characters["mira"].expressions
-        )
+        assert isinstance(change, LoadedPack) and seconds < 1.0 and "sleepy" in game.pack.characters["mira"].expressions
         change, seconds = await follower.after(
             pack_copy / "lore.toml",
             "[lore.logbook]",
             '[lore.cocoa]\nalways = true\ncontent = "Mira hoards cocoa."\n\n[lore.logbook]',
         )
-        assert isinstance(change, LoadedPack) and seconds < 1.0 and "cocoa" in playthrough.pack.lore
+        assert isinstance(change, LoadedPack) and seconds < 1.0 and "cocoa" in game.pack.lore
 
         # An invalid save: reported at its file and line; the game plays on with the last good pack.
-        lines_before = len(playthrough.lines)
+        lines_before = len(game.lines)
         change, seconds = await follower.after(characters, 'name = "Pip"', "name = [")
         assert isinstance(change, UserFacingError) and seconds < 1.0
         assert f"{characters}:" in change.message and "TOML syntax error" in change.message
-        assert playthrough.pack.characters["pip"].name == "Pip"
-        await turn(playthrough, "Did you hear that?")
-        assert len(playthrough.lines) == lines_before + 2
+        assert game.pack.characters["pip"].name == "Pip"
+        await turn(game, "Did you hear that?")
+        assert len(game.lines) == lines_before + 2
 
         # The next valid save applies.
         change, seconds = await follower.after(characters, "name = [", 'name = "Pipkin"')
         assert isinstance(change, LoadedPack) and seconds < 1.0
-        assert playthrough.pack.characters["pip"].name == "Pipkin"
+        assert game.pack.characters["pip"].name == "Pipkin"
     finally:
         follower.task.cancel()

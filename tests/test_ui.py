@@ -50,12 +50,12 @@ async def test_a_typed_line_gets_a_streamed_reply(session: LlamaSession) -> None
         assert len(opening) == 3 and "Shut that door" in rendered(opening[1])
         await pilot.click("#say")
         await pilot.press(*"Can I stay until the storm passes?", "enter")
-        await wait_for(lambda: len(screen.playthrough.lines) == 5 and screen.reply is None)
+        await wait_for(lambda: len(screen.game.lines) == 5 and screen.turn is None)
         lines = list(screen.query(LineView))
         assert "Ash: Can I stay until the storm passes?" in rendered(lines[3])
         reply = lines[4]
         assert reply.speaker_name in {"Mira", "Pip", "Narrator"} and reply.text.strip()
-        assert screen.playthrough.lines[-1].text == reply.text
+        assert screen.game.lines[-1].text == reply.text
 
 
 async def test_the_reply_is_shown_while_it_is_written(session: LlamaSession) -> None:
@@ -63,16 +63,14 @@ async def test_the_reply_is_shown_while_it_is_written(session: LlamaSession) -> 
     async with app.run_test(size=SIZE):
         screen = await play_screen(app)
         for _attempt in range(5):  # replies vary in length: watch until one is long enough to see grow
-            lines_before = len(screen.playthrough.lines)
+            lines_before = len(screen.game.lines)
             screen.action_continue_story()
-            await wait_for(
-                lambda: screen.reply is not None or len(screen.playthrough.lines) > lines_before, every=0.002
-            )
+            await wait_for(lambda: screen.turn is not None or len(screen.game.lines) > lines_before, every=0.002)
             sizes: list[int] = []
 
             def done() -> bool:
                 sizes.append(len(screen.query(LineView)[-1].text))
-                return screen.reply is None
+                return screen.turn is None
 
             await wait_for(done, every=0.005)
             partial = {size for size in sizes[:-1] if 0 < size < sizes[-1]}
@@ -87,29 +85,27 @@ async def test_escape_stops_the_reply_and_keeps_what_was_written(session: LlamaS
         screen = await play_screen(app)
         for _attempt in range(5):  # a short reply may end before Esc arrives: try another
             # Started directly: pilot.press() waits for the app to idle, i.e. for the whole reply.
-            lines_before = len(screen.playthrough.lines)
+            lines_before = len(screen.game.lines)
             screen.action_continue_story()
-            await wait_for(
-                lambda: screen.reply is not None or len(screen.playthrough.lines) > lines_before, every=0.002
-            )
-            await wait_for(lambda: screen.reply is None or len(screen.reply.text) > 10, every=0.005)
-            reply = screen.reply
+            await wait_for(lambda: screen.turn is not None or len(screen.game.lines) > lines_before, every=0.002)
+            await wait_for(lambda: screen.turn is None or len(screen.turn.text) > 10, every=0.005)
+            reply = screen.turn
             if reply is None:
                 continue
             await pilot.press("escape")
-            await wait_for(lambda: screen.reply is None, timeout=1.0)
-            assert reply.generation_result is not None
-            if reply.generation_result.stop_reason == "cancelled":
+            await wait_for(lambda: screen.turn is None, timeout=1.0)
+            assert reply.result is not None
+            if reply.result.stop_reason == "cancelled":
                 break
         else:
             raise AssertionError("never caught a reply mid-way")
-        last = screen.playthrough.lines[-1]
+        last = screen.game.lines[-1]
         shown = screen.query(LineView)[-1]
         assert shown.text == last.text == reply.text.strip() and last.text
         # The next turn works after a stop.
         await pilot.press(*"Hello?", "enter")
-        await wait_for(lambda: screen.playthrough.lines[-1].text != last.text and screen.reply is None)
-        assert any(line.text == "Hello?" for line in screen.playthrough.lines[-2:])
+        await wait_for(lambda: screen.game.lines[-1].text != last.text and screen.turn is None)
+        assert any(line.text == "Hello?" for line in screen.game.lines[-2:])
 
 
 async def test_model_output_cannot_drive_the_terminal() -> None:
@@ -169,4 +165,4 @@ async def test_the_game_follows_pack_saves_and_shows_broken_ones(session: LlamaS
 
         await wait_for(lambda: f"{characters}:" in notified(), timeout=1.0)
         assert "TOML syntax error" in notified() and "last good version" in notified()
-        assert screen.playthrough.pack.characters["pip"].name == "Pip"
+        assert screen.game.pack.characters["pip"].name == "Pip"

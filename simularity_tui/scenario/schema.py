@@ -113,9 +113,13 @@ class OpeningLine(_Strict):
     directions: list[Direction] = Field(default=[], max_length=16)
 
 
+Clock = Annotated[str, StringConstraints(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
+
+
 class Episode(_Strict):
     name: ShortText
     description: Text = ""
+    time: Clock = "20:00"  # the in-story clock when the episode starts
     scene: Identifier | None = None  # default: the pack's first scene
     characters: list[OnStage] = Field(default=[], max_length=16)
     lines: list[OpeningLine] = Field(default=[], max_length=200)

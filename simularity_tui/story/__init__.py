@@ -1,6 +1,10 @@
-"""The simulation: what is said, by whom, and the prompt that carries it. Drives the engine; knows
-nothing of the screen, so it runs headless (tests, benchmarks, `simularity run`)."""
+"""The simulation: the story tree, the stage, lore, memory, achievements and saves, and the prompt
+that carries them. Drives the engine; knows nothing of the screen, so it runs headless (tests,
+benchmarks, `simularity run`)."""
 
-from .playthrough import Line, Playthrough, Reply
+from .game import Budgets, Game, Turn
+from .play import SavedGame, open_game
+from .stage import Stage, StageCommand
+from .tree import Line, StoryTree
 
-__all__ = ["Line", "Playthrough", "Reply"]
+__all__ = ["Budgets", "Game", "Line", "SavedGame", "Stage", "StageCommand", "StoryTree", "Turn", "open_game"]

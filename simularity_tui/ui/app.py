@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from textual import work
@@ -14,12 +15,13 @@ from ..errors import UserFacingError
 from ..model_choice import model_path
 from ..scenario import bundled_packs_dir, load_pack
 from ..settings import Settings
-from ..story import Playthrough
+from ..story import SavedGame, open_game
+from ..story.saves import save_path
 from .error_screen import ErrorScreen
 from .loading_screen import LoadingScreen
 from .play_screen import PlayScreen
 
-DEMO_PACK = "lighthouse"
+DEFAULT_PACK = "lighthouse"
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,8 @@ class LaunchOptions:
     model_override: Path | None = None
     pack_dir: Path | None = None
     episode: str | None = None
+    save: str = "autosave"  # resumed when it exists
+    new_game: bool = False  # start afresh, in a new save
 
 
 class SimularityApp(App[None]):
@@ -40,6 +44,7 @@ class SimularityApp(App[None]):
         self.options = options
         self.session = session
         self._owns_session = session is None
+        self.saved: SavedGame | None = None
         self.error: UserFacingError | None = None
 
     def on_mount(self) -> None:
@@ -49,31 +54,33 @@ class SimularityApp(App[None]):
     @work(exclusive=True, group="startup")
     async def start(self) -> None:
         try:
-            playthrough = await self._prepare()
+            saved = await self._prepare()
         except UserFacingError as error:
             self.error = error
             await self.switch_screen(ErrorScreen(error))
             return
-        await self.switch_screen(PlayScreen(playthrough))
+        await self.switch_screen(PlayScreen(saved))
 
-    async def _prepare(self) -> Playthrough:
+    async def _prepare(self) -> SavedGame:
         options = self.options
-        loaded = load_pack(options.pack_dir or bundled_packs_dir() / DEMO_PACK)
-        episode = options.episode or next(iter(loaded.pack.episodes))
-        if episode not in loaded.pack.episodes:
+        loaded = load_pack(options.pack_dir or bundled_packs_dir() / DEFAULT_PACK)
+        if options.episode is not None and options.episode not in loaded.pack.episodes:
             raise UserFacingError(
-                f"{loaded.root / 'scenario.toml'}: no episode '{episode}'",
+                f"{loaded.root / 'scenario.toml'}: no episode '{options.episode}'",
                 hint=f"Episodes of this pack: {', '.join(loaded.pack.episodes)}",
             )
+        name = f"game {datetime.now():%Y-%m-%d %H.%M.%S}" if options.new_game else options.save
         if self.session is None:
             self.session = await self._load_model()
-        return Playthrough(
+        self.saved = await open_game(
             self.session,
             loaded,
-            episode,
+            save_path(loaded.pack.id, name),
+            episode=options.episode,
             sampling=options.settings.sampling_params(),
-            max_reply_tokens=options.settings.game.max_reply_tokens,
+            budgets=options.settings.budgets(),
         )
+        return self.saved
 
     async def _load_model(self) -> LlamaSession:
         loading = self.screen
@@ -88,5 +95,7 @@ class SimularityApp(App[None]):
         return await LlamaSession.open(settings.model_config_for(path))
 
     async def on_unmount(self) -> None:
+        if self.saved is not None:
+            await self.saved.write_kv()  # resuming then reads only what is new
         if self.session is not None and self._owns_session:
             await self.session.close()

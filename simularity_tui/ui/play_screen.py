@@ -1,4 +1,4 @@
-"""The play screen: the story streaming in, the player's line, and how the engine is doing."""
+"""The play screen: the story streaming in, the player's line, and every story control."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from textual.widgets import Footer, Header, Input, Static
 
 from ..scenario.loader import LoadedPack
 from ..scenario.schema import NARRATOR
-from ..story import Line, Playthrough, Reply
+from ..story import Game, Line, SavedGame, Turn
 from ..untrusted_text import printable
 from .transcript import LineView, Transcript
 
@@ -19,16 +19,27 @@ class PlayScreen(Screen[None]):
     BINDINGS = [
         Binding("escape", "stop", "Stop writing"),
         Binding("ctrl+n", "continue_story", "Continue"),
+        Binding("ctrl+r", "regenerate", "Regenerate"),
+        Binding("ctrl+left", "variant(-1)", "Previous variant", show=False),
+        Binding("ctrl+right", "variant(1)", "Next variant", show=False),
+        Binding("ctrl+z", "undo", "Undo", show=False),
+        Binding("ctrl+y", "redo", "Redo", show=False),
+        Binding("ctrl+e", "edit_last", "Edit last line", show=False),
     ]
 
-    def __init__(self, playthrough: Playthrough) -> None:
+    def __init__(self, saved: SavedGame) -> None:
         super().__init__()
-        self.playthrough = playthrough
-        self.reply: Reply | None = None
+        self.saved = saved
+        self.turn: Turn | None = None
+        self.editing = False
         self.tokens_per_second = 0.0
 
+    @property
+    def game(self) -> Game:
+        return self.saved.game
+
     def compose(self) -> ComposeResult:
-        player = self.playthrough.pack.player.name
+        player = self.game.pack.player.name
         yield Header()
         yield Transcript(id="transcript")
         yield Input(placeholder=f"Say something as {player}, or press Enter to let the story go on", id="say")
@@ -36,13 +47,21 @@ class PlayScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.app.sub_title = self.playthrough.pack.name
-        transcript = self.query_one(Transcript)
-        for line in self.playthrough.lines:
-            transcript.add(self._view_for(line))
+        self.app.sub_title = self.game.pack.name
+        self._show_transcript()
         self.query_one(Input).focus()
-        self._show_status()
+        for warning in self.saved.warnings:
+            self.notify(printable(warning), title="Loaded with warnings", severity="warning", markup=False)
         self.watch_pack_files()
+
+    # -- the transcript -------------------------------------------------------------------------
+
+    def _show_transcript(self) -> None:
+        transcript = self.query_one(Transcript)
+        transcript.remove_children()
+        for line in self.game.lines:
+            transcript.add(self._view_for(line))
+        self._show_status()
 
     def _view_for(self, line: Line) -> LineView:
         view = LineView(None, "")
@@ -51,7 +70,7 @@ class PlayScreen(Screen[None]):
         return view
 
     def _name_view(self, view: LineView, speaker: str) -> None:
-        pack = self.playthrough.pack
+        pack = self.game.pack
         if speaker == NARRATOR:
             view.set_speaker("Narrator", "", narration=True)
             return
@@ -62,9 +81,9 @@ class PlayScreen(Screen[None]):
 
     @work(exclusive=True, group="pack-watch")
     async def watch_pack_files(self) -> None:
-        async for change in self.playthrough.follow_pack_changes():
+        async for change in self.game.follow_pack_changes():
             if isinstance(change, LoadedPack):
-                for view, line in zip(self.query(LineView), self.playthrough.lines):
+                for view, line in zip(self.query(LineView), self.game.lines):
                     self._name_view(view, line.speaker)
                 self.app.sub_title = change.pack.name
                 self.notify(
@@ -82,55 +101,100 @@ class PlayScreen(Screen[None]):
                     markup=False,
                 )
 
-    # -- input ------------------------------------------------------------------------------------
+    # -- what the player does ---------------------------------------------------------------------
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        if self.reply is not None:
+        if self.turn is not None:
             self.app.bell()  # one line at a time: Esc stops the one being written
             return
         event.input.clear()
-        self.write_reply(event.value)
+        if self.editing:
+            self.editing = False
+            self.game.edit(event.value)
+            self._show_transcript()
+            return
+        self.write(lambda: self.game.say(event.value))
 
     def action_continue_story(self) -> None:
-        if self.reply is None:
-            self.write_reply("")
+        if self.turn is None:
+            self.write(self.game.continue_story)
+
+    def action_regenerate(self) -> None:
+        if self.turn is None:
+            self.write(self.game.regenerate)
 
     def action_stop(self) -> None:
-        if self.reply is not None:
-            self.reply.cancel()
+        if self.turn is not None:
+            self.turn.cancel()
+        elif self.editing:
+            self.editing = False
+            self.query_one(Input).clear()
 
-    @work(exclusive=True, group="reply")
-    async def write_reply(self, player_text: str) -> None:
+    def action_undo(self) -> None:
+        if self.turn is None and self.game.undo():
+            self._show_transcript()
+
+    def action_redo(self) -> None:
+        if self.turn is None and self.game.redo():
+            self._show_transcript()
+
+    def action_variant(self, step: int) -> None:
+        if self.turn is None:
+            self.game.switch_variant(step)
+            self._show_transcript()
+
+    def action_edit_last(self) -> None:
+        lines = self.game.lines
+        if self.turn is None and lines:
+            self.editing = True
+            field = self.query_one(Input)
+            field.value = lines[-1].text
+            field.focus()
+            self.notify("Enter saves the edit; Esc leaves the line as it was.", title="Editing the last line")
+
+    @work(exclusive=True, group="turn")
+    async def write(self, start: object) -> None:
         transcript = self.query_one(Transcript)
-        lines_before = len(self.playthrough.lines)
-        reply = self.reply = self.playthrough.player_says(player_text)
-        for line in self.playthrough.lines[lines_before:]:
+        lines_before = len(self.game.lines)
+        turn = self.turn = start()  # type: ignore[operator]
+        if len(self.game.lines) < lines_before:  # regenerate stepped back over the old variant
+            self._show_transcript()
+        for line in self.game.lines[lines_before:]:
             transcript.add(self._view_for(line))
         view = transcript.add(LineView(None, ""))
         self._show_status()
         try:
-            async for piece in reply:
-                if view.speaker_name is None and reply.speaker is not None:
-                    self._name_view(view, reply.speaker)
+            async for piece in turn:
+                if view.speaker_name is None and turn.speaker is not None:
+                    self._name_view(view, turn.speaker)
                 view.append(piece)
                 transcript.follow()
         finally:
-            self.reply = None
-        if reply.line is None:
+            self.turn = None
+        if turn.node_id is None:
             await view.remove()
         else:
-            view.set_text(reply.line.text)
-        result = reply.generation_result
-        if result is not None and result.tokens_per_second:
-            self.tokens_per_second = result.tokens_per_second
+            view.set_text(self.game.lines[-1].text)
+        if turn.result is not None and turn.result.tokens_per_second:
+            self.tokens_per_second = turn.result.tokens_per_second
+        for achievement in turn.unlocked:
+            title = self.game.pack.achievements[achievement].title
+            self.notify(printable(title), title="Achievement unlocked", markup=False)
+        await self.saved.after_turn()
         self._show_status()
 
     def _show_status(self) -> None:
-        session = self.playthrough.session
+        game, session = self.game, self.game.session
+        stage = game.stage
+        scene = game.pack.scenes[stage.scene].name if stage.scene in game.pack.scenes else ""
+        cast = ", ".join(game.pack.speaker_name(c) for c in stage.cast)
+        index, count = game.variants()
         parts = [
-            session.info.description,
+            f"{scene} ({cast})" if cast else scene,
+            f"{game.clock}",
+            f"variant {index + 1}/{count}" if count > 1 else "",
             f"{self.tokens_per_second:.1f} tok/s" if self.tokens_per_second else "",
             f"context {len(session.kv_tokens):,}/{session.n_ctx:,}",
-            "writing… (Esc stops)" if self.reply is not None else "",
+            "writing… (Esc stops)" if self.turn is not None else f"saved: {self.saved.path.stem}",
         ]
-        self.query_one("#status", Static).update(" · ".join(part for part in parts if part))
+        self.query_one("#status", Static).update(printable(" · ".join(part for part in parts if part)))

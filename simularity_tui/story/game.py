@@ -1,0 +1,413 @@
+"""A game in play: the story tree, the stage, lore, memory and achievements, driving the engine.
+
+Everything a player can do is a method here (say a line, let the story go on, regenerate, switch
+variants, undo and redo, edit a line, change the scene, choose who may speak), and each line the
+model writes is a `Turn` to stream. The TUI, `simularity run` and the benchmarks all play through
+this class; it knows nothing of the screen.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, replace
+
+from ..engine import Generation, GenerationParams, GenerationResult, LlamaSession, Prompt, SamplingParams
+from ..errors import UserFacingError
+from ..scenario.loader import LoadedPack
+from ..scenario.macros import expand
+from ..scenario.schema import NARRATOR, Pack
+from ..scenario.watch import watch_pack
+from .achievements import newly_unlocked
+from .lore import triggered
+from .stage import Stage, StageCommand, stage_line
+from .tree import Line, LineKind, StoryTree
+from .writing import (
+    STAGE_OPEN,
+    directions_grammar,
+    later_clock,
+    line_grammar,
+    line_text,
+    next_minute,
+    note_text,
+    parse_directions,
+    parse_line_head,
+    preamble,
+)
+
+KV_SAVE_EVERY = 10  # lines between KV state files (and at every named save and on quitting)
+
+
+@dataclass(frozen=True)
+class Budgets:
+    directions: int = 24  # tokens for a line's stage commands
+    line: int = 160  # tokens for the line itself
+    summary: int = 120
+
+
+class Turn:
+    """A line being written by the model: iterate it for the text as it streams."""
+
+    def __init__(self, game: Game, seed: int | None) -> None:
+        self._game = game
+        self._seed = seed
+        self._generation: Generation | None = None
+        self.cancelled = False
+        self.speaker: str | None = None
+        self.text = ""
+        self.directions: list[StageCommand] = []
+        self.node_id: int | None = None  # the committed line, if any
+        self.result: GenerationResult | None = None  # the line's generation
+        self.evaluated_tokens = 0  # prompt tokens the engine read for this turn (both steps)
+        self.unlocked: list[str] = []
+        self.summary_written = False
+        self.started = time.perf_counter()
+        self.first_text_at: float | None = None
+
+    @property
+    def time_to_first_text(self) -> float | None:
+        return None if self.first_text_at is None else self.first_text_at - self.started
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        if self._generation is not None:
+            self._generation.cancel()
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        return self._game._write(self)
+
+    async def finish(self) -> Turn:
+        """Run to the end without streaming."""
+        async for _piece in self:
+            pass
+        return self
+
+
+class Game:
+    def __init__(
+        self,
+        session: LlamaSession,
+        loaded: LoadedPack,
+        episode: str,
+        *,
+        sampling: SamplingParams | None = None,
+        budgets: Budgets | None = None,
+        tree: StoryTree | None = None,
+        unlocked: dict[str, int] | None = None,
+        silent: set[str] | None = None,
+        on_commit: Callable[[Game], None] | None = None,
+    ) -> None:
+        if episode not in loaded.pack.episodes:
+            raise UserFacingError(
+                f"{loaded.root / 'scenario.toml'}: no episode '{episode}'",
+                hint=f"Episodes of this pack: {', '.join(loaded.pack.episodes)}",
+            )
+        self.session = session
+        self.loaded = loaded
+        self.episode = episode
+        self.sampling = sampling or SamplingParams()
+        self.budgets = budgets or Budgets()
+        self.unlocked: dict[str, int] = dict(unlocked or {})  # achievement id -> lines when it unlocked
+        self.silent: set[str] = set(silent or ())  # characters the player has told not to speak
+        self.on_commit = on_commit  # called after each change to the story (autosave)
+        self._bos = [session.bos_token] if session.bos_token is not None else []
+        self._pinned: tuple[str | None, list[int]] | None = None
+        self._window_start = 0
+        self.tree = tree if tree is not None else self._opening()
+
+    @property
+    def pack(self) -> Pack:
+        return self.loaded.pack
+
+    # -- the story as it stands -----------------------------------------------------------------
+
+    @property
+    def lines(self) -> list[Line]:
+        return self.tree.lines()
+
+    @property
+    def stage(self) -> Stage:
+        return self._stage_after(self.lines)
+
+    def _stage_after(self, lines: list[Line]) -> Stage:
+        stage = Stage.opening(self.pack, self.episode)
+        for line in lines:
+            for command in line.directions:
+                if stage.is_legal(self.pack, command):  # a pack edited since may have dropped a scene
+                    stage = stage.apply(self.pack, command)
+        return stage
+
+    @property
+    def clock(self) -> str:
+        lines = self.lines
+        return lines[-1].clock if lines else self.pack.episodes[self.episode].time
+
+    @property
+    def summary(self) -> str | None:
+        found = self.tree.summary_at()
+        return found[1] if found else None
+
+    def speakers(self, stage: Stage | None = None) -> list[str]:
+        """Who may speak next: characters on stage the player has not silenced, and the narrator."""
+        stage = stage or self.stage
+        cast = [c for c in stage.cast if c in self.pack.characters and not self.pack.characters[c].player]
+        return [c for c in cast if c not in self.silent] + [NARRATOR]
+
+    @property
+    def covered(self) -> int:
+        """How many lines, from the start, the summary in the pinned block stands for."""
+        found = self.tree.summary_at()
+        return found[0] if found else 0
+
+    def prompt(self, open_turn: list[int]) -> Prompt:
+        """The pinned block (with the summary), then every line the summary does not cover."""
+        summary = self.summary
+        if self._pinned is None or self._pinned[0] != summary:
+            self._pinned = (summary, self._bos + self.session.tokenize(preamble(self.pack, self.episode, summary)))
+        lines = self.lines[self.covered :]
+        return Prompt.of(self._pinned[1], [*(line.tokens for line in lines), open_turn])
+
+    # -- what the player does -------------------------------------------------------------------
+
+    def say(self, text: str) -> Turn:
+        """The player's line, then a line in reply."""
+        text = " ".join(text.split())
+        if text:
+            self._commit(self._line(self.pack.player_id, text, "player", clock=self.clock))
+        return self.continue_story()
+
+    def continue_story(self, seed: int | None = None) -> Turn:
+        """Let the model write the next line."""
+        return Turn(self, seed if seed is not None else self.sampling.seed)
+
+    def regenerate(self) -> Turn:
+        """A new variant of the last line, with a fresh seed (the old one stays a variant)."""
+        head = self.tree.nodes[self.tree.head].line
+        if head is not None and head.kind == "model":
+            self.tree.undo()
+        return Turn(self, None)
+
+    def undo(self) -> bool:
+        moved = self.tree.undo()
+        self._changed()
+        return moved
+
+    def redo(self) -> bool:
+        moved = self.tree.redo()
+        self._changed()
+        return moved
+
+    def switch_variant(self, step: int) -> tuple[int, int]:
+        """Show the previous/next variant of the last line; returns (index, count)."""
+        if self.tree.head:
+            self.tree.switch_variant(self.tree.head, step)
+            self._changed()
+        return self.variants()
+
+    def variants(self) -> tuple[int, int]:
+        return self.tree.variants(self.tree.head) if self.tree.head else (0, 1)
+
+    def edit(self, text: str, node_id: int | None = None) -> None:
+        """Rewrite a line (the last by default); the engine reads again only from there."""
+        node_id = node_id or self.tree.head
+        line = self.tree.nodes[node_id].line
+        if line is None or not text.strip():
+            return
+        edited = replace(line, text=" ".join(text.split()))
+        self.tree.edit(node_id, replace(edited, tokens=self._tokens(edited)))
+        self._changed()
+
+    def set_scene(self, scene_id: str) -> None:
+        """Move the story to another scene, as a line of narration."""
+        command = StageCommand("set_scene", scene_id)
+        if not self.stage.is_legal(self.pack, command):
+            raise UserFacingError(
+                f"No scene '{scene_id}' to move to (or the story is already there).",
+                hint=f"Scenes: {', '.join(self.pack.scenes)}",
+            )
+        text = f"({self.pack.scenes[scene_id].name})"
+        self._commit(self._line(NARRATOR, text, "narration", clock=self.clock, directions=(command,)))
+
+    def toggle_speaker(self, character_id: str) -> bool:
+        """Let a character speak, or stop them; returns whether they may speak now."""
+        if character_id in self.silent:
+            self.silent.discard(character_id)
+            return True
+        self.silent.add(character_id)
+        return False
+
+    def apply_pack(self, loaded: LoadedPack) -> None:
+        """Play on with a changed pack (hot reload); the engine re-reads from the first change."""
+        self.loaded = loaded
+        self._pinned = None
+
+    async def follow_pack_changes(self) -> AsyncIterator[LoadedPack | UserFacingError]:
+        """Watch the pack's files; apply each valid save, and pass on what happened (the problems
+        of an invalid save leave the last good pack in play)."""
+        async for change in watch_pack(self.loaded.root):
+            if isinstance(change, LoadedPack):
+                self.apply_pack(change)
+            yield change
+
+    # -- lines ----------------------------------------------------------------------------------
+
+    def _opening(self) -> StoryTree:
+        self.tree = StoryTree()
+        clock = self.pack.episodes[self.episode].time
+        stage = Stage.opening(self.pack, self.episode)
+        for number, scripted in enumerate(self.pack.episodes[self.episode].lines):
+            commands = []
+            for direction in scripted.directions:
+                command = StageCommand.from_direction(direction)
+                if stage.is_legal(self.pack, command):
+                    stage = stage.apply(self.pack, command)
+                    commands.append(command)
+            text = expand(scripted.text, user=self.pack.player.name, char=self.pack.speaker_name(scripted.speaker))
+            line = self._line(
+                scripted.speaker, text, "scripted", clock=next_minute(clock, number), directions=tuple(commands)
+            )
+            self.tree.add(line)
+        return self.tree
+
+    def _line(
+        self, speaker: str, text: str, kind: LineKind, *, clock: str, directions: tuple[StageCommand, ...] = ()
+    ) -> Line:
+        line = Line(speaker=speaker, text=text, clock=clock, kind=kind, tokens=(), directions=directions)
+        return replace(line, tokens=self._tokens(line))
+
+    def _tokens(self, line: Line) -> tuple[int, ...]:
+        as_model_line = line.speaker != self.pack.player_id
+        return tuple(self.session.tokenize(line_text(self.pack, line, stage=as_model_line)))
+
+    def retokenize(self) -> None:
+        """Tokenize every line again from its text (a save from another model)."""
+        for node in self.tree.nodes.values():
+            if node.line is not None:
+                node.line = replace(node.line, tokens=self._tokens(node.line))
+
+    def _commit(self, line: Line) -> int:
+        node = self.tree.add(line)
+        self._changed()
+        return node.id
+
+    def _changed(self) -> None:
+        if self.on_commit is not None:
+            self.on_commit(self)
+
+    # -- writing a line -------------------------------------------------------------------------
+
+    async def _write(self, turn: Turn) -> AsyncIterator[str]:
+        pack, stage, lines = self.pack, self.stage, self.lines
+        present = {lid for line in lines[self._window_start :] for lid in line.notes}
+        notes = tuple(triggered(pack, [line.text for line in lines], present))
+        notes_tokens = self.session.tokenize(note_text(pack, notes)) if notes else []
+        stage_open = self.session.tokenize(STAGE_OPEN)
+
+        # 1. The stage commands, from those legal now, on their own budget.
+        grammar, table = directions_grammar(pack, stage)
+        params = GenerationParams(
+            sampling=self._sampling(turn), max_tokens=self.budgets.directions, grammar=grammar, heal=False
+        )
+        turn._generation = self.session.generate(self.prompt(notes_tokens + stage_open), params)
+        written = "".join([piece async for piece in turn._generation])
+        directed = await turn._generation.result()
+        turn.evaluated_tokens += directed.evaluated_tokens
+        if turn.cancelled or directed.stop_reason == "cancelled":
+            return
+        turn.directions = parse_directions(pack, stage, written, table)
+        complete = written.endswith("]\n") and written.count(";") + 1 == max(1, len(turn.directions))
+        if complete and (turn.directions or written.strip() == "none]"):
+            stage_tokens = stage_open + list(directed.tokens)
+        else:  # cut short, or a command no longer legal: write the stage line as it was applied
+            stage_tokens = self.session.tokenize(stage_line(pack, turn.directions))
+        for command in turn.directions:
+            stage = stage.apply(pack, command)
+
+        # 2. The line, by someone who may speak, on its own budget.
+        speakers = self.speakers(stage)
+        open_turn = notes_tokens + stage_tokens
+        params = GenerationParams(
+            sampling=self._sampling(turn),
+            max_tokens=self.budgets.line,
+            grammar=line_grammar(pack, speakers, self.clock),
+            heal=False,
+        )
+        turn._generation = self.session.generate(self.prompt(open_turn), params)
+        written, clock = "", self.clock
+        async for piece in turn._generation:
+            if turn.speaker is None:
+                written += piece
+                head = parse_line_head(pack, written, speakers)
+                if head is None:
+                    continue
+                turn.speaker, clock, piece = head
+            piece = piece.replace("\n", "")
+            if piece:
+                turn.first_text_at = turn.first_text_at or time.perf_counter()
+                turn.text += piece
+                yield piece
+        turn.result = await turn._generation.result()
+        turn.evaluated_tokens += turn.result.evaluated_tokens
+        if turn.speaker is None or not turn.text.strip():
+            return  # stopped before anyone said anything: nothing to keep
+        line_tokens = list(turn.result.tokens)
+        if not turn.result.text.endswith("\n"):  # cut short (stopped, or out of tokens): close the line
+            line_tokens += self.session.tokenize("\n")
+        line = Line(
+            speaker=turn.speaker,
+            text=turn.text.strip(),
+            clock=later_clock(self.clock, clock),
+            kind="model",
+            tokens=tuple(open_turn + line_tokens),
+            directions=tuple(turn.directions),
+            notes=notes,
+            seed=turn.result.seed,
+        )
+        node = self.tree.add(line)
+        turn.node_id = node.id
+        self._window_start = self.covered + turn.result.first_turn  # as an index into all the lines
+        turn.unlocked = self._unlock()
+        turn.summary_written = await self._remember(turn)
+        self._changed()
+
+    def _sampling(self, turn: Turn) -> SamplingParams:
+        return replace(self.sampling, seed=turn._seed)
+
+    def _unlock(self) -> list[str]:
+        lines = self.lines
+        fresh = newly_unlocked(self.pack, self.stage, lines, self.unlocked)
+        for achievement in fresh:
+            self.unlocked[achievement] = len(lines)
+        return fresh
+
+    # -- memory ---------------------------------------------------------------------------------
+
+    async def _remember(self, turn: Turn) -> bool:
+        """When the engine has evicted lines no summary covers yet, summarise them into the pinned
+        block (any language) and leave them out of the prompt from then on. It costs a summary and
+        one re-read of the window (the summary was written on the same context), paid once per
+        eviction, which the engine makes rare."""
+        evicted = self._window_start
+        covered, previous = self.tree.summary_at() or (0, None)
+        if evicted <= covered or turn.cancelled:
+            return False
+        lines = self.lines[covered:evicted]
+        events = "\n".join(f"{self.pack.speaker_name(line.speaker)}: {line.text}" for line in lines)
+        request = (
+            f"{self.pack.name}\n\nSummary of the story so far: {previous or '(the story has just begun)'}\n\n"
+            f"What happened next:\n{events}\n\n"
+            "A new summary of the whole story so far, in one short paragraph, in the language of the story:\n"
+        )
+        params = GenerationParams(
+            sampling=SamplingParams(temperature=0.0, repeat_penalty=1.15),
+            max_tokens=self.budgets.summary,
+            stop=("\n\n",),
+            heal=False,
+        )
+        turn._generation = self.session.generate(self._bos + self.session.tokenize(request), params)
+        async for _piece in turn._generation:
+            pass
+        written = (await turn._generation.result()).text.strip()
+        summary = " ".join(written.split()) or previous or ""
+        self.tree.nodes[self.tree.head].summary = (evicted, summary)
+        return True

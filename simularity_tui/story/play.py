@@ -1,0 +1,68 @@
+"""Starting or resuming a game with its save: the one way the TUI and `simularity run` open one.
+
+The save is written after every change to the story (atomically); its KV state file every
+KV_SAVE_EVERY lines and when the game closes, so that resuming reads only what is new.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ..engine import LlamaSession, SamplingParams
+from ..scenario.loader import LoadedPack
+from .game import KV_SAVE_EVERY, Budgets, Game
+from .saves import kv_path, read_save, write_save
+
+
+@dataclass
+class SavedGame:
+    game: Game
+    path: Path
+    created: datetime
+    warnings: list[str] = field(default_factory=list)
+    _kv_lines: int = 0
+
+    def write(self, game: Game) -> None:
+        write_save(self.path, game=game, created=self.created)
+
+    async def after_turn(self) -> None:
+        """Refresh the KV state file now and then (it is cheap to keep, costly to write each turn)."""
+        if len(self.game.lines) - self._kv_lines >= KV_SAVE_EVERY:
+            await self.write_kv()
+
+    async def write_kv(self) -> None:
+        await self.game.session.save_state(kv_path(self.path))
+        self._kv_lines = len(self.game.lines)
+
+
+async def open_game(
+    session: LlamaSession,
+    loaded: LoadedPack,
+    path: Path,
+    *,
+    episode: str | None = None,
+    resume: bool = True,
+    sampling: SamplingParams | None = None,
+    budgets: Budgets | None = None,
+) -> SavedGame:
+    """Resume the save at `path` if there is one (and `resume`), else start `episode` afresh."""
+    if resume and path.exists():
+        saved = read_save(path, loaded, model=session.info.identity)
+        game = Game(
+            session, loaded, saved.episode, sampling=sampling, budgets=budgets, tree=saved.tree,
+            unlocked=saved.unlocked, silent=saved.silent,
+        )  # fmt: skip
+        if saved.stale_tokens:
+            game.retokenize()
+        opened = SavedGame(game, path, saved.created, saved.warnings, _kv_lines=len(game.lines))
+        restored = await session.restore_state(kv_path(path))
+        if restored.warning and kv_path(path).exists():
+            opened.warnings.append(restored.warning)
+    else:
+        game = Game(session, loaded, episode or next(iter(loaded.pack.episodes)), sampling=sampling, budgets=budgets)
+        opened = SavedGame(game, path, datetime.now(UTC).replace(microsecond=0))
+    game.on_commit = opened.write
+    opened.write(game)
+    return opened

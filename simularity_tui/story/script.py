@@ -1,0 +1,133 @@
+"""Headless play: a script of player lines and commands, the transcript on stdout.
+
+Each script line is the player's line, or a command:
+
+    /continue           the story goes on without the player
+    /regen              a new variant of the last line (a fresh seed)
+    /undo, /redo        step back, or forward again along the chosen variants
+    /variant N          show variant N (1 = the first) of the last line; /variant +1, /variant -1
+    /edit TEXT          rewrite the last line
+    /scene ID           move the story to a scene
+    /mute ID, /unmute ID   stop a character speaking, or let them again
+    /save NAME          write a copy of the game under another name (a branch)
+    /export PATH        write the transcript as Markdown
+    /quit               stop here
+
+Blank lines and lines starting with # are skipped. The game is saved after every change, as in the
+TUI; what is printed is untrusted model text made safe for a terminal.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TextIO
+
+from ..errors import UserFacingError
+from ..untrusted_text import printable
+from .game import Game, Turn
+from .play import SavedGame
+from .saves import save_path, transcript_markdown, write_save
+from .stage import describe
+from .tree import Line
+
+
+class ScriptError(UserFacingError):
+    pass
+
+
+async def play_script(saved: SavedGame, script: Iterable[str], *, source: str, out: TextIO = sys.stdout) -> None:
+    game = saved.game
+    for line in game.lines:
+        _print_line(game, line, out)
+    for number, raw in enumerate(script, start=1):
+        entry = raw.rstrip("\n")
+        if not entry.strip() or entry.lstrip().startswith("#"):
+            continue
+        try:
+            if not entry.startswith("/"):
+                before = len(game.lines)
+                turn = game.say(entry)
+                for said in game.lines[before:]:
+                    _print_line(game, said, out)
+                await _stream(game, turn, out)
+            elif await _command(saved, entry, out) is False:
+                break
+        except ValueError:
+            raise ScriptError(f"{source}:{number}: '{entry}' needs a number", hint="For example: /variant 2") from None
+        except UserFacingError as error:
+            raise ScriptError(f"{source}:{number}: {error.message}", hint=error.hint) from None
+        await saved.after_turn()
+    await saved.write_kv()
+
+
+async def _command(saved: SavedGame, entry: str, out: TextIO) -> bool:
+    game = saved.game
+    name, _, argument = entry[1:].partition(" ")
+    argument = argument.strip()
+    if name == "continue":
+        await _stream(game, game.continue_story(), out)
+    elif name == "regen":
+        await _stream(game, game.regenerate(), out)
+    elif name in ("undo", "redo"):
+        moved = game.undo() if name == "undo" else game.redo()
+        print(f"[{name}: {'now' if moved else 'nothing to ' + name + ', still'} at line {len(game.lines)}]", file=out)
+    elif name == "variant":
+        index, count = game.variants()
+        target = index + int(argument) if argument[:1] in "+-" else int(argument or "1") - 1
+        index, count = game.switch_variant(target - index)
+        print(f"[variant {index + 1} of {count}]", file=out)
+        _print_line(game, game.lines[-1], out)
+    elif name == "edit":
+        game.edit(argument)
+        _print_line(game, game.lines[-1], out)
+    elif name == "scene":
+        game.set_scene(argument)
+        _print_line(game, game.lines[-1], out)
+    elif name in ("mute", "unmute"):
+        if argument not in game.pack.characters:
+            raise ScriptError(f"no character '{argument}'", hint=f"Characters: {', '.join(game.pack.characters)}")
+        if (argument in game.silent) != (name == "mute"):
+            game.toggle_speaker(argument)
+        print(f"[{argument} {'may not' if name == 'mute' else 'may'} speak]", file=out)
+    elif name == "save":
+        write_save(save_path(game.pack.id, argument), game=game, created=saved.created)
+        print(f"[saved a copy as '{argument}']", file=out)
+    elif name == "export":
+        Path(argument).write_text(transcript_markdown(game), encoding="utf-8")
+        print(f"[transcript written to {argument}]", file=out)
+    elif name == "quit":
+        return False
+    else:
+        raise ScriptError(
+            f"unknown command '/{name}'",
+            hint="Commands: /continue /regen /undo /redo /variant N /edit TEXT /scene ID /mute ID /unmute ID "
+            "/save NAME /export PATH /quit",
+        )
+    return True
+
+
+async def _stream(game: Game, turn: Turn, out: TextIO) -> None:
+    printed = False
+    async for piece in turn:
+        if not printed:
+            for command in turn.directions:
+                print(f"[stage: {printable(describe(game.pack, command))}]", file=out)
+            out.write(f"{printable(game.pack.speaker_name(turn.speaker or 'narrator'))}: ")
+            printed = True
+        out.write(printable(piece))
+        out.flush()
+    if printed:
+        out.write("\n")
+    for achievement in turn.unlocked:
+        print(f"[achievement: {printable(game.pack.achievements[achievement].title)}]", file=out)
+    if turn.summary_written:
+        print("[the story so far was summarised]", file=out)
+    out.flush()
+
+
+def _print_line(game: Game, line: Line, out: TextIO) -> None:
+    for command in line.directions:
+        print(f"[stage: {printable(describe(game.pack, command))}]", file=out)
+    print(f"{printable(game.pack.speaker_name(line.speaker))}: {printable(line.text)}", file=out, flush=True)

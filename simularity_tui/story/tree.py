@@ -1,0 +1,129 @@
+"""The story as a tree: every line keeps its variants, and the story in play is one path.
+
+Each node is a line. Its children are the variants of the line that follows it; `chosen` says
+which one the story goes on with. `head` is the last line in play: undo moves it back, redo moves
+it forward along the chosen variants, and nothing is ever thrown away. The root (id 0) holds no
+line; the first line is one of its children.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+from .stage import StageCommand
+
+LineKind = Literal["scripted", "player", "model", "narration"]
+
+
+@dataclass(frozen=True)
+class Line:
+    speaker: str  # a character id, or "narrator"
+    text: str
+    clock: str  # in-story time, HH:MM
+    kind: LineKind
+    tokens: tuple[int, ...]  # exactly what the model reads for this line (notes, stage line, line)
+    directions: tuple[StageCommand, ...] = ()  # stage commands applied just before the line
+    notes: tuple[str, ...] = ()  # lore entries this line brought into the prompt
+    seed: int | None = None  # the sampling seed of a model line
+
+
+@dataclass
+class Node:
+    id: int
+    parent: int | None
+    line: Line | None
+    children: list[int] = field(default_factory=list)
+    chosen: int = 0  # index into children
+    summary: tuple[int, str] | None = None  # (lines it covers from the start, text), written at this line
+
+
+class StoryTree:
+    def __init__(self) -> None:
+        self.nodes: dict[int, Node] = {0: Node(0, None, None)}
+        self.head = 0
+        self._next_id = 1
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def path(self, until: int | None = None) -> list[Node]:
+        """The nodes from the first line to `until` (default: the head), in order."""
+        nodes = []
+        node = self.nodes[self.head if until is None else until]
+        while node.parent is not None:
+            nodes.append(node)
+            node = self.nodes[node.parent]
+        return nodes[::-1]
+
+    def lines(self) -> list[Line]:
+        return [node.line for node in self.path() if node.line is not None]
+
+    def variants(self, node_id: int) -> tuple[int, int]:
+        """(index, count) of a line among its variants."""
+        parent = self.nodes[self.nodes[node_id].parent or 0]
+        return parent.children.index(node_id), len(parent.children)
+
+    def forward(self) -> list[Node]:
+        """The lines after the head along the chosen variants (what redo would bring back)."""
+        ahead = []
+        node = self.nodes[self.head]
+        while node.children:
+            node = self.nodes[node.children[node.chosen]]
+            ahead.append(node)
+        return ahead
+
+    # -- changing -----------------------------------------------------------------------------
+
+    def add(self, line: Line) -> Node:
+        """A new line after the head (a new variant, if the head already had a next line)."""
+        parent = self.nodes[self.head]
+        node = Node(self._next_id, parent.id, line)
+        self._next_id += 1
+        self.nodes[node.id] = node
+        parent.children.append(node.id)
+        parent.chosen = len(parent.children) - 1
+        self.head = node.id
+        return node
+
+    def undo(self) -> bool:
+        node = self.nodes[self.head]
+        if node.parent is None:
+            return False
+        self.head = node.parent
+        return True
+
+    def redo(self) -> bool:
+        node = self.nodes[self.head]
+        if not node.children:
+            return False
+        self.head = node.children[node.chosen]
+        return True
+
+    def switch_variant(self, node_id: int, step: int) -> int:
+        """Show another variant of a line; it becomes the head. Returns the new node's id."""
+        parent = self.nodes[self.nodes[node_id].parent or 0]
+        index = (parent.children.index(node_id) + step) % len(parent.children)
+        parent.chosen = index
+        self.head = parent.children[index]
+        return self.head
+
+    def edit(self, node_id: int, line: Line) -> None:
+        """Replace a line's text in place; the lines after it stay."""
+        node = self.nodes[node_id]
+        assert node.line is not None
+        node.line = replace(line, seed=node.line.seed)
+
+    def summary_at(self, node_id: int | None = None) -> tuple[int, str] | None:
+        """The newest summary written on the path to `node_id` (default: the head)."""
+        for node in reversed(self.path(node_id)):
+            if node.summary is not None:
+                return node.summary
+        return None
+
+    @classmethod
+    def from_nodes(cls, nodes: dict[int, Node], head: int) -> StoryTree:
+        tree = cls()
+        tree.nodes = nodes
+        tree.head = head
+        tree._next_id = max(nodes) + 1
+        return tree

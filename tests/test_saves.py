@@ -1,0 +1,94 @@
+"""Saves: the whole story tree in TOML, resumed exactly, with warnings when things changed."""
+
+from __future__ import annotations
+
+import shutil
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from simularity_tui.engine import LlamaSession, SamplingParams
+from simularity_tui.errors import UserFacingError
+from simularity_tui.scenario import bundled_packs_dir, load_pack
+from simularity_tui.story import Budgets, open_game
+from simularity_tui.story.saves import kv_path, list_saves, save_path, transcript_markdown
+from simularity_tui.toml_source import TomlProblems
+
+SHORT = Budgets(line=20)
+
+
+@pytest.fixture
+def lighthouse(tmp_path: Path):  # type: ignore[no-untyped-def]
+    return load_pack(Path(shutil.copytree(bundled_packs_dir() / "lighthouse", tmp_path / "lighthouse")))
+
+
+async def test_a_game_resumes_exactly_and_reads_only_what_is_new(session: LlamaSession, lighthouse) -> None:  # type: ignore[no-untyped-def]
+    path = save_path("lighthouse", "mine")
+    saved = await open_game(session, lighthouse, path, sampling=SamplingParams(seed=8), budgets=SHORT)
+    game = saved.game
+    await game.say("Hello! Is there any tea?").finish()
+    await game.regenerate().finish()
+    await game.say("Thank you.").finish()
+    game.toggle_speaker("pip")
+    await game.say("What now?").finish()
+    await saved.write_kv()
+    assert path.is_file() and kv_path(path).is_file() and list_saves("lighthouse") == [path]
+
+    text = path.read_text()
+    document = tomllib.loads(text)
+    assert 'text = "Hello! Is there any tea?"' in text  # readable by a person
+    assert document["achievements"] == [{"id": "proper-cuppa", "at_line": 5}] and document["silent"] == ["pip"]
+
+    await session.reset()  # as a new process would start
+    resumed = await open_game(session, load_pack(lighthouse.root), path, sampling=SamplingParams(seed=8), budgets=SHORT)
+    again = resumed.game
+    assert resumed.warnings == []
+    assert again.lines == game.lines
+    assert again.tree.variants(again.tree.path()[4].id) == (1, 2)  # the regenerated reply
+    assert again.unlocked == game.unlocked and again.silent == {"pip"} and again.stage == game.stage
+    turn = await again.say("And then?").finish()
+    assert turn.evaluated_tokens <= len(again.lines[-2].tokens) + len(again.lines[-1].tokens) + 2
+
+
+async def test_a_save_whose_pack_changed_loads_with_warnings(session: LlamaSession, lighthouse) -> None:  # type: ignore[no-untyped-def]
+    path = save_path("lighthouse", "changed")
+    saved = await open_game(session, lighthouse, path, sampling=SamplingParams(seed=3), budgets=SHORT)
+    await saved.game.say("Hello, cat.").finish()
+    for toml in lighthouse.root.glob("*.toml"):  # the cat's id changes: to the save, Pip is gone
+        toml.write_text(toml.read_text().replace("characters.pip", "characters.cat").replace('"pip"', '"cat"'))
+    manifest = lighthouse.root / "scenario.toml"
+    manifest.write_text(manifest.read_text().replace('version = "1.1.0"', 'version = "2.0.0"'))
+    changed = load_pack(lighthouse.root)
+    resumed = await open_game(session, changed, path, budgets=SHORT)
+    warnings = " ".join(resumed.warnings)
+    assert "version 1.1.0" in warnings and "2.0.0" in warnings and "pip" in warnings
+    assert "pip" not in resumed.game.stage.cast and "cat" in resumed.game.stage.cast  # the stage follows the pack
+    assert any(line.speaker == "pip" for line in resumed.game.lines)  # its lines stay
+    assert (await resumed.game.say("Where did the cat go?").finish()).speaker
+
+
+async def test_a_save_from_another_model_is_tokenized_again(session: LlamaSession, lighthouse) -> None:  # type: ignore[no-untyped-def]
+    path = save_path("lighthouse", "other")
+    saved = await open_game(session, lighthouse, path, budgets=SHORT)
+    tokens = [line.tokens for line in saved.game.lines]
+    path.write_text(path.read_text().replace(f'model = "{session.info.identity}"', 'model = "another"'))
+    for node in tomllib.loads(path.read_text())["nodes"]:
+        assert node["tokens"]
+    path.write_text(path.read_text().replace('tokens = "', 'tokens = "9 '))  # this model's tokens are wrong now
+    resumed = await open_game(session, lighthouse, path, budgets=SHORT)
+    assert "another model" in " ".join(resumed.warnings)
+    assert [line.tokens for line in resumed.game.lines] == tokens
+
+
+async def test_damaged_and_newer_saves_are_explained(session: LlamaSession, lighthouse) -> None:  # type: ignore[no-untyped-def]
+    path = save_path("lighthouse", "broken")
+    saved = await open_game(session, lighthouse, path, budgets=SHORT)
+    good = path.read_text()
+    path.write_text(good.replace('clock = "20:01"', 'clock = "twenty past"'))
+    with pytest.raises(TomlProblems, match=r"broken\.toml:\d+:1: nodes\.1\.clock"):
+        await open_game(session, lighthouse, path, budgets=SHORT)
+    path.write_text(good.replace("format = 1", "format = 7"))
+    with pytest.raises(UserFacingError, match="newer Simularity"):
+        await open_game(session, lighthouse, path, budgets=SHORT)
+    assert transcript_markdown(saved.game).startswith("# The Lighthouse at Gull Point\n")
