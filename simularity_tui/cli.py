@@ -79,6 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--save", default="run", metavar="NAME", help="the save to write (default: run)")
     run.add_argument("--resume", action="store_true", help="go on with the save NAME instead of starting afresh")
 
+    saves = commands.add_parser("saves", help="list the saves of a pack, or delete one")
+    saves.add_argument("pack_dir", type=Path, metavar="PACK_DIR")
+    saves.add_argument("--delete", metavar="NAME", help="delete this save (and its KV state file)")
+
     bench = commands.add_parser("bench", help="benchmarks").add_subparsers(
         dest="bench", metavar="BENCHMARK", required=True
     )
@@ -149,6 +153,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _import_card(args)
         if args.command == "run":
             return _run(args)
+        if args.command == "saves":
+            return _saves(args)
         return _play(args)
     except UserFacingError as error:
         print(f"simularity: {error.message}", file=sys.stderr)
@@ -231,6 +237,30 @@ def _run(args: argparse.Namespace) -> int:
             await session.close()
 
     asyncio.run(play())
+    return 0
+
+
+def _saves(args: argparse.Namespace) -> int:
+    import tomllib
+
+    from .scenario import load_pack
+    from .story.saves import delete_save, list_saves, save_path
+
+    pack = load_pack(args.pack_dir).pack
+    if args.delete:
+        path = save_path(pack.id, args.delete)
+        if not path.exists():
+            raise UserFacingError(f"{pack.name} has no save '{args.delete}'", hint=f"simularity saves {args.pack_dir}")
+        delete_save(path)
+        print(f"deleted the save '{args.delete}' of {pack.name}")
+        return 0
+    for path in list_saves(pack.id):
+        try:
+            document = tomllib.loads(path.read_text(encoding="utf-8"))
+            about = f"{document.get('updated', '?')}, {len(document.get('nodes', []))} lines"
+        except (OSError, ValueError):
+            about = "unreadable"
+        print(f"{path.stem}\t{about}\t{path}")
     return 0
 
 

@@ -45,6 +45,17 @@ def test_a_script_plays_commands_and_writes_a_save(tmp_path: Path, model_path: P
     lines = tomllib.loads(first.read_text())["nodes"]
     assert any(node["text"] == "Mira shrugs." for node in lines)
 
+    listed = subprocess.run(
+        [sys.executable, "-m", "simularity_tui", "saves", str(LIGHTHOUSE)], capture_output=True, text=True
+    )
+    assert {line.split("\t")[0] for line in listed.stdout.splitlines()} == {"first", "branch"}
+    deleted = subprocess.run(
+        [sys.executable, "-m", "simularity_tui", "saves", str(LIGHTHOUSE), "--delete", "branch"],
+        capture_output=True,
+        text=True,
+    )
+    assert deleted.returncode == 0 and not branch.exists()
+
     again = run("--save", "first", script="Goodnight.\n", tmp_path=tmp_path)
     assert again.returncode == 2 and "--resume" in again.stderr and "Traceback" not in again.stderr
     resumed = run("--save", "first", "--resume", script="Goodnight.\n", tmp_path=tmp_path)

@@ -367,8 +367,10 @@ class Game:
         turn.node_id = node.id
         self._window_start = self.covered + turn.result.first_turn  # as an index into all the lines
         turn.unlocked = self._unlock()
+        self._changed()  # saved before anything else can go wrong
         turn.summary_written = await self._remember(turn)
-        self._changed()
+        if turn.summary_written:
+            self._changed()
 
     def _sampling(self, turn: Turn) -> SamplingParams:
         return replace(self.sampling, seed=turn._seed)
@@ -407,7 +409,9 @@ class Game:
         turn._generation = self.session.generate(self._bos + self.session.tokenize(request), params)
         async for _piece in turn._generation:
             pass
-        written = (await turn._generation.result()).text.strip()
-        summary = " ".join(written.split()) or previous or ""
+        result = await turn._generation.result()
+        if result.stop_reason == "cancelled":
+            return False  # the next line tries again
+        summary = " ".join(result.text.split()) or previous or ""
         self.tree.nodes[self.tree.head].summary = (evicted, summary)
         return True

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -153,10 +155,10 @@ class PlayScreen(Screen[None]):
             self.notify("Enter saves the edit; Esc leaves the line as it was.", title="Editing the last line")
 
     @work(exclusive=True, group="turn")
-    async def write(self, start: object) -> None:
+    async def write(self, start: Callable[[], Turn]) -> None:
         transcript = self.query_one(Transcript)
         lines_before = len(self.game.lines)
-        turn = self.turn = start()  # type: ignore[operator]
+        turn = self.turn = start()
         if len(self.game.lines) < lines_before:  # regenerate stepped back over the old variant
             self._show_transcript()
         for line in self.game.lines[lines_before:]:
