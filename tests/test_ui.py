@@ -166,3 +166,23 @@ async def test_the_game_follows_pack_saves_and_shows_broken_ones(session: LlamaS
         await wait_for(lambda: f"{characters}:" in notified(), timeout=1.0)
         assert "TOML syntax error" in notified() and "last good version" in notified()
         assert screen.game.pack.characters["pip"].name == "Pip"
+
+
+async def test_story_controls_regenerate_switch_undo_and_edit(session: LlamaSession) -> None:
+    app = SimularityApp(LaunchOptions(Settings()), session=session)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await play_screen(app)
+        game = screen.game
+        await pilot.press(*"Hello", "enter")
+        await wait_for(lambda: len(game.lines) == 5 and screen.turn is None)
+        await pilot.press("ctrl+r")
+        await wait_for(lambda: game.variants() == (1, 2) and screen.turn is None)
+        await pilot.press("alt+left")
+        assert game.variants() == (0, 2)
+        await pilot.press("ctrl+z")
+        assert game.lines[-1].text == "Hello" and len(screen.query(LineView)) == 4
+        await pilot.press("ctrl+y", "ctrl+e")
+        assert screen.query_one("#say").value == game.lines[-1].text
+        await pilot.press(*" Truly.", "enter")
+        assert game.lines[-1].text.endswith("Truly.") and screen.query(LineView)[-1].text.endswith("Truly.")
+        assert game.tree.nodes[game.tree.head].line.kind == "model"  # edited in place

@@ -22,11 +22,12 @@ class PlayScreen(Screen[None]):
         Binding("escape", "stop", "Stop writing"),
         Binding("ctrl+n", "continue_story", "Continue"),
         Binding("ctrl+r", "regenerate", "Regenerate"),
-        Binding("ctrl+left", "variant(-1)", "Previous variant", show=False),
-        Binding("ctrl+right", "variant(1)", "Next variant", show=False),
-        Binding("ctrl+z", "undo", "Undo", show=False),
-        Binding("ctrl+y", "redo", "Redo", show=False),
-        Binding("ctrl+e", "edit_last", "Edit last line", show=False),
+        # priority: the input line would take these for moving between words
+        Binding("alt+left,ctrl+left", "variant(-1)", "Previous variant", show=False, priority=True),
+        Binding("alt+right,ctrl+right", "variant(1)", "Next variant", show=False, priority=True),
+        Binding("ctrl+z", "undo", "Undo", show=False, priority=True),
+        Binding("ctrl+y", "redo", "Redo", show=False, priority=True),
+        Binding("ctrl+e", "edit_last", "Edit last line", show=False, priority=True),
     ]
 
     def __init__(self, saved: SavedGame) -> None:
@@ -151,6 +152,7 @@ class PlayScreen(Screen[None]):
             self.editing = True
             field = self.query_one(Input)
             field.value = lines[-1].text
+            field.cursor_position = len(field.value)
             field.focus()
             self.notify("Enter saves the edit; Esc leaves the line as it was.", title="Editing the last line")
 
