@@ -53,3 +53,12 @@ def test_bench_resume_compares_restore_with_reevaluation(tmp_path: Path, model_p
     assert figures["window_tokens"] >= 0.9 * 512
     assert figures["ratio"] == figures["reevaluate_ttft_s"] / figures["restore_ttft_s"]
     assert re.fullmatch(r"ratio: \d+\.\d", run.stdout.strip().splitlines()[-1])
+
+
+def test_bench_story_plays_a_whole_game(tmp_path: Path, model_path: Path) -> None:
+    out = tmp_path / "story.json"
+    run = bench("story", "--turns", "12", "--n-ctx", "768", "--reply-tokens", "16", "--json", str(out))
+    figures = json.loads(out.read_text())
+    assert len(figures["ttft_s"]) == len(figures["prefill_tokens"]) == 12 and figures["lines"] >= 12 * 2
+    assert figures["summaries"] >= 1  # 12 turns overflow 768 tokens: memory was written
+    assert "ttft last 50 / turns 5-25:" in run.stdout

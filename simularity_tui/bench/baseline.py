@@ -3,12 +3,16 @@ llama-cpp-python `Llama` that baselines are measured with."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 from llama_cpp import Llama
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress
 
+from ..engine import LlamaSession, ModelInfo
 from ..engine.config import SamplingParams
 from ..engine.errors import OutOfMemoryError
 from ..engine.gguf_file import inspect_gguf
@@ -23,6 +27,21 @@ def prepared_model_path(settings: Settings, override: Path | None, console: Cons
         path = model_path(settings, override, lambda done, total: bar.update(task, completed=done, total=total))
     inspect_gguf(path)  # a bad file is explained before anything loads it
     return path
+
+
+Play = Callable[[LlamaSession, Console], Coroutine[Any, Any, dict[str, Any]]]
+
+
+def measure_on_session(settings: Settings, override: Path | None, play: Play) -> tuple[Path, ModelInfo, dict[str, Any]]:
+    """Load the model into a session, run `play` on it, close it: (model path, model, figures)."""
+    console = Console(stderr=True)
+    path = prepared_model_path(settings, override, console)
+    session = LlamaSession.open_blocking(settings.model_config_for(path))
+    try:
+        figures = asyncio.run(play(session, console))
+    finally:
+        session.close_blocking()
+    return path, session.info, figures
 
 
 def baseline_sampling(sampling: SamplingParams) -> dict[str, float | int]:

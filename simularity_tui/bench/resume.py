@@ -8,7 +8,6 @@ is re-evaluated, and when the state file is restored first (the restore counted 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import statistics
 import tempfile
@@ -20,24 +19,18 @@ from rich.console import Console
 
 from ..engine import GenerationParams, LlamaSession, Prompt
 from ..settings import Settings
-from .baseline import prepared_model_path
+from .baseline import measure_on_session
 from .script import ScriptedGame, reply_params
 
 FULL = 0.9  # "a game that fills the context": the window holds at least this share of it
 
 
 def run_resume_bench(args: argparse.Namespace, settings: Settings, model_override: Path | None) -> int:
-    console = Console(stderr=True)
-    path = prepared_model_path(settings, model_override, console)
-    session = LlamaSession.open_blocking(settings.model_config_for(path))
-    try:
-        figures = asyncio.run(_measure(session, args, console))
-    finally:
-        session.close_blocking()
+    path, model, figures = measure_on_session(settings, model_override, lambda s, c: _measure(s, args, c))
     figures["settings"] = {
         "model": str(path),
         "n_ctx": args.n_ctx,
-        "threads": session.info.n_threads,
+        "threads": model.n_threads,
         "rounds": args.rounds,
     }
     print(

@@ -6,10 +6,10 @@ stays flat (the median of the last 50 turns against turns 5–25, in the same ru
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import statistics
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
@@ -18,21 +18,15 @@ from ..engine import LlamaSession, SamplingParams
 from ..scenario import bundled_packs_dir, load_pack
 from ..settings import Settings
 from ..story import Budgets, Game
-from .baseline import prepared_model_path
+from .baseline import measure_on_session
 from .script import PLAYER_LINES, SEED_BASE
 
 
 def run_story_bench(args: argparse.Namespace, settings: Settings, model_override: Path | None) -> int:
-    console = Console(stderr=True)
-    path = prepared_model_path(settings, model_override, console)
-    session = LlamaSession.open_blocking(settings.model_config_for(path))
-    try:
-        figures = asyncio.run(_play(session, args, console))
-    finally:
-        session.close_blocking()
+    path, model, figures = measure_on_session(settings, model_override, lambda s, c: _play(s, args, c))
     figures["settings"] = {
         "model": str(path), "pack": "lighthouse", "episode": "storm", "turns": args.turns, "n_ctx": args.n_ctx,
-        "line_tokens": args.reply_tokens, "direction_tokens": 24, "threads": session.info.n_threads,
+        "line_tokens": args.reply_tokens, "direction_tokens": 24, "threads": model.n_threads,
         "seeds": f"{SEED_BASE} + turn",
     }  # fmt: skip
     ttft = figures["ttft_s"]
@@ -61,7 +55,7 @@ async def _play(session: LlamaSession, args: argparse.Namespace, console: Consol
     for turn_number in range(args.turns):
         line = PLAYER_LINES[turn_number % len(PLAYER_LINES)]
         started = time.perf_counter()
-        game.sampling = SamplingParams(**{**game.sampling.__dict__, "seed": SEED_BASE + turn_number})
+        game.sampling = replace(game.sampling, seed=SEED_BASE + turn_number)
         turn = game.say(line)
         async for _piece in turn:
             pass
