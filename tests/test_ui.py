@@ -186,3 +186,5 @@ async def test_story_controls_regenerate_switch_undo_and_edit(session: LlamaSess
         await pilot.press(*" Truly.", "enter")
         assert game.lines[-1].text.endswith("Truly.") and screen.query(LineView)[-1].text.endswith("Truly.")
         assert game.tree.nodes[game.tree.head].line.kind == "model"  # edited in place
+        await pilot.press("alt+1")  # Mira, the pack's first character besides the player
+        assert game.silent == {"mira"} and "mira" not in game.speakers()

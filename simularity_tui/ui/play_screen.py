@@ -28,6 +28,10 @@ class PlayScreen(Screen[None]):
         Binding("ctrl+z", "undo", "Undo", show=False, priority=True),
         Binding("ctrl+y", "redo", "Redo", show=False, priority=True),
         Binding("ctrl+e", "edit_last", "Edit last line", show=False, priority=True),
+        *(
+            Binding(f"alt+{n}", f"toggle_speaker({n})", f"Let character {n} speak, or not", show=False, priority=True)
+            for n in range(1, 10)
+        ),
     ]
 
     def __init__(self, saved: SavedGame) -> None:
@@ -146,6 +150,15 @@ class PlayScreen(Screen[None]):
             self.game.switch_variant(step)
             self._show_transcript()
 
+    def action_toggle_speaker(self, number: int) -> None:
+        """Alt+1…9: the pack's characters (the player aside), in order, may speak or not."""
+        cast = [cid for cid, character in self.game.pack.characters.items() if not character.player]
+        if number <= len(cast):
+            speaks = self.game.toggle_speaker(cast[number - 1])
+            name = self.game.pack.speaker_name(cast[number - 1])
+            self.notify(printable(f"{name} {'may speak' if speaks else 'will not speak'}."), markup=False, timeout=2)
+            self._show_status()
+
     def action_edit_last(self) -> None:
         lines = self.game.lines
         if self.turn is None and lines:
@@ -191,7 +204,7 @@ class PlayScreen(Screen[None]):
         game, session = self.game, self.game.session
         stage = game.stage
         scene = game.pack.scenes[stage.scene].name if stage.scene in game.pack.scenes else ""
-        cast = ", ".join(game.pack.speaker_name(c) for c in stage.cast)
+        cast = ", ".join(game.pack.speaker_name(c) + (" (silent)" if c in game.silent else "") for c in stage.cast)
         index, count = game.variants()
         parts = [
             f"{scene} ({cast})" if cast else scene,
