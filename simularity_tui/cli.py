@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -221,7 +221,7 @@ def _run(args: argparse.Namespace) -> int:
             f"There is already a save '{args.save}' of {loaded.pack.name} ({path}).",
             hint="Pass --resume to go on with it, or choose another --save name.",
         )
-    script = sys.stdin if str(args.script) == "-" else _read_script(args.script)
+    script = _stdin_lines() if str(args.script) == "-" else _read_script(args.script)
 
     async def play() -> None:
         session = await LlamaSession.open(settings.model_config_for(model_path(settings, getattr(args, "model", None))))
@@ -262,6 +262,17 @@ def _saves(args: argparse.Namespace) -> int:
             about = "unreadable"
         print(f"{path.stem}\t{about}\t{path}")
     return 0
+
+
+def _stdin_lines() -> Iterator[str]:
+    """Standard input, line by line as it comes (a script may be fed live), checked as UTF-8."""
+    for number, raw in enumerate(sys.stdin.buffer, start=1):
+        try:
+            yield raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise UserFacingError(
+                f"-:{number}: the script is not UTF-8 text", hint="Save the script as UTF-8."
+            ) from None
 
 
 def _read_script(path: Path) -> list[str]:

@@ -105,5 +105,11 @@ async def test_saves_apply_within_a_second_and_bad_ones_keep_the_last_good_pack(
         change, seconds = await follower.after(characters, "name = [", 'name = "Pipkin"')
         assert isinstance(change, LoadedPack) and seconds < 1.0
         assert game.pack.characters["pip"].name == "Pipkin"
+
+        # A valid pack without the episode in play cannot take over this game.
+        manifest = pack_copy / "scenario.toml"
+        change, seconds = await follower.after(manifest, "episodes.storm", "episodes.tempest")
+        assert isinstance(change, UserFacingError) and "'storm', is no longer in the pack" in change.message
+        assert "storm" in game.pack.episodes and game.stage.scene == "kitchen"
     finally:
         follower.task.cancel()

@@ -11,6 +11,8 @@ import time
 import tomllib
 from pathlib import Path
 
+import pytest
+
 from simularity_tui.scenario import bundled_packs_dir, load_pack
 from simularity_tui.story.saves import read_save
 
@@ -63,10 +65,30 @@ def test_a_script_plays_commands_and_writes_a_save(tmp_path: Path, model_path: P
     assert "Ash: Goodnight." in resumed.stdout.splitlines() and ": Mira shrugs." in resumed.stdout
 
 
-def test_a_bad_script_line_is_named(tmp_path: Path, model_path: Path) -> None:
-    done = run("--save", "bad", script="Hello.\n\n/fly away\n", tmp_path=tmp_path)
+@pytest.mark.parametrize(
+    ("script", "said"),
+    [
+        ("Hello.\n\n/fly away\n", ":3: unknown command '/fly'"),
+        ("/undo\n/undo\n/undo\n/undo\n/edit x\n", ":5: '/edit x': the story has no line yet"),
+        ("/regen\n/variant 5\n", ":2: the last line has 1 variant; there is no 5"),
+        ("/variant two\n", ":1: '/variant two' needs a variant number"),
+        ("/export /no/such/dir/story.md\n", ":1: cannot write /no/such/dir/story.md"),
+    ],
+)
+def test_a_bad_script_line_is_named(tmp_path: Path, model_path: Path, script: str, said: str) -> None:
+    done = run("--save", "bad", script=script, tmp_path=tmp_path)
     assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert f"{tmp_path / 'script.txt'}:3: unknown command '/fly'" in done.stderr
+    assert f"{tmp_path / 'script.txt'}{said}" in done.stderr
+
+
+def test_a_script_on_stdin_that_is_not_utf8_is_named(tmp_path: Path, model_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "simularity_tui", "run", str(LIGHTHOUSE), "--script", "-", "--threads", "2"],
+        input=b"Hello.\nhello \xff there\n", capture_output=True, timeout=300,
+    )  # fmt: skip
+    assert (
+        done.returncode == 2 and b"-:2: the script is not UTF-8 text" in done.stderr and b"Traceback" not in done.stderr
+    )
 
 
 def test_a_game_killed_at_any_moment_keeps_every_finished_line(tmp_path: Path, model_path: Path) -> None:

@@ -38,7 +38,7 @@ async def test_a_game_resumes_exactly_and_reads_only_what_is_new(session: LlamaS
     text = path.read_text()
     document = tomllib.loads(text)
     assert 'text = "Hello! Is there any tea?"' in text  # readable by a person
-    assert document["achievements"] == [{"id": "proper-cuppa", "at_line": 5}] and document["silent"] == ["pip"]
+    assert document["achievements"] == [{"id": "proper-cuppa", "at_line": 4}] and document["silent"] == ["pip"]
 
     await session.reset()  # as a new process would start
     resumed = await open_game(session, load_pack(lighthouse.root), path, sampling=SamplingParams(seed=8), budgets=SHORT)
@@ -92,3 +92,30 @@ async def test_damaged_and_newer_saves_are_explained(session: LlamaSession, ligh
     with pytest.raises(UserFacingError, match="newer Simularity"):
         await open_game(session, lighthouse, path, budgets=SHORT)
     assert transcript_markdown(saved.game).startswith("# The Lighthouse at Gull Point\n")
+
+
+async def test_lines_naming_what_the_pack_dropped_still_load_and_print(session: LlamaSession, lighthouse) -> None:  # type: ignore[no-untyped-def]
+    path = save_path("lighthouse", "dropped")
+    saved = await open_game(session, lighthouse, path, sampling=SamplingParams(seed=4), budgets=SHORT)
+    game = saved.game
+    await game.say("What is that signal?").finish()  # brings in the lore note "the-signal"
+    game.set_scene("shore")
+    game.toggle_speaker("pip")  # saved at once, with nothing else changing
+    assert tomllib.loads(path.read_text())["silent"] == ["pip"]
+    assert any("the-signal" in line.notes for line in game.lines)
+    manifest, lore = lighthouse.root / "scenario.toml", lighthouse.root / "lore.toml"
+    text = manifest.read_text()
+    manifest.write_text(text[: text.index("[scenes.shore]")] + text[text.index("[episodes.storm]") :])
+    lore.write_text(lore.read_text().replace("[lore.the-signal]", "[lore.the-sign]"))
+    path.write_text(path.read_text().replace(f'model = "{session.info.identity}"', 'model = "another"'))
+    resumed = await open_game(session, load_pack(lighthouse.root), path, budgets=SHORT)
+    warnings = " ".join(resumed.warnings)
+    assert "shore" in warnings and "the-signal" in warnings and "another model" in warnings
+    assert resumed.game.stage.scene == "kitchen"  # the move to a scene that is gone is left out
+    from io import StringIO
+
+    from simularity_tui.story.script import play_script
+
+    out = StringIO()
+    await play_script(resumed, ["/quit"], source="test", out=out)
+    assert "[stage: go to shore]" in out.getvalue()

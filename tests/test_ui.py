@@ -50,7 +50,7 @@ async def test_a_typed_line_gets_a_streamed_reply(session: LlamaSession) -> None
         assert len(opening) == 3 and "Shut that door" in rendered(opening[1])
         await pilot.click("#say")
         await pilot.press(*"Can I stay until the storm passes?", "enter")
-        await wait_for(lambda: len(screen.game.lines) == 5 and screen.turn is None)
+        await wait_for(lambda: len(screen.game.lines) == 5 and not screen.busy)
         lines = list(screen.query(LineView))
         assert "Ash: Can I stay until the storm passes?" in rendered(lines[3])
         reply = lines[4]
@@ -70,7 +70,7 @@ async def test_the_reply_is_shown_while_it_is_written(session: LlamaSession) -> 
 
             def done() -> bool:
                 sizes.append(len(screen.query(LineView)[-1].text))
-                return screen.turn is None
+                return not screen.busy
 
             await wait_for(done, every=0.005)
             partial = {size for size in sizes[:-1] if 0 < size < sizes[-1]}
@@ -88,12 +88,14 @@ async def test_escape_stops_the_reply_and_keeps_what_was_written(session: LlamaS
             lines_before = len(screen.game.lines)
             screen.action_continue_story()
             await wait_for(lambda: screen.turn is not None or len(screen.game.lines) > lines_before, every=0.002)
-            await wait_for(lambda: screen.turn is None or len(screen.turn.text) > 10, every=0.005)
+            await wait_for(
+                lambda: not screen.busy or (screen.turn is not None and len(screen.turn.text) > 10), every=0.005
+            )
             reply = screen.turn
             if reply is None:
                 continue
             await pilot.press("escape")
-            await wait_for(lambda: screen.turn is None, timeout=1.0)
+            await wait_for(lambda: not screen.busy, timeout=1.0)
             assert reply.result is not None
             if reply.result.stop_reason == "cancelled":
                 break
@@ -104,7 +106,7 @@ async def test_escape_stops_the_reply_and_keeps_what_was_written(session: LlamaS
         assert shown.text == last.text == reply.text.strip() and last.text
         # The next turn works after a stop.
         await pilot.press(*"Hello?", "enter")
-        await wait_for(lambda: screen.game.lines[-1].text != last.text and screen.turn is None)
+        await wait_for(lambda: screen.game.lines[-1].text != last.text and not screen.busy)
         assert any(line.text == "Hello?" for line in screen.game.lines[-2:])
 
 
@@ -174,9 +176,9 @@ async def test_story_controls_regenerate_switch_undo_and_edit(session: LlamaSess
         screen = await play_screen(app)
         game = screen.game
         await pilot.press(*"Hello", "enter")
-        await wait_for(lambda: len(game.lines) == 5 and screen.turn is None)
+        await wait_for(lambda: len(game.lines) == 5 and not screen.busy)
         await pilot.press("ctrl+r")
-        await wait_for(lambda: game.variants() == (1, 2) and screen.turn is None)
+        await wait_for(lambda: game.variants() == (1, 2) and not screen.busy)
         await pilot.press("alt+left")
         assert game.variants() == (0, 2)
         await pilot.press("ctrl+z")
@@ -188,3 +190,18 @@ async def test_story_controls_regenerate_switch_undo_and_edit(session: LlamaSess
         assert game.tree.nodes[game.tree.head].line.kind == "model"  # edited in place
         await pilot.press("alt+1")  # Mira, the pack's first character besides the player
         assert game.silent == {"mira"} and "mira" not in game.speakers()
+
+
+async def test_an_edit_in_progress_never_lands_on_another_line(session: LlamaSession) -> None:
+    app = SimularityApp(LaunchOptions(Settings()), session=session)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await play_screen(app)
+        game = screen.game
+        pip, mira = game.lines[-1].text, game.lines[-2].text
+        await pilot.press("ctrl+e")
+        assert screen.editing == game.tree.head and screen.query_one("#say").value == pip
+        await pilot.press("ctrl+z")  # stepping back ends the edit
+        assert screen.editing is None and screen.query_one("#say").value == ""
+        assert game.lines[-1].text == mira
+        await pilot.press("ctrl+y")
+        assert game.lines[-1].text == pip

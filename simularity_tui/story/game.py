@@ -48,9 +48,11 @@ class Budgets:
 class Turn:
     """A line being written by the model: iterate it for the text as it streams."""
 
-    def __init__(self, game: Game, seed: int | None) -> None:
+    def __init__(self, game: Game, seed: int | None, *, restore_head: int | None = None) -> None:
         self._game = game
         self._seed = seed
+        self._restore_head = restore_head  # a regenerated line to show again if no new one is written
+        self._unlocked_before = set(game.unlocked)
         self._generation: Generation | None = None
         self.cancelled = False
         self.speaker: str | None = None
@@ -59,7 +61,7 @@ class Turn:
         self.node_id: int | None = None  # the committed line, if any
         self.result: GenerationResult | None = None  # the line's generation
         self.evaluated_tokens = 0  # prompt tokens the engine read for this turn (both steps)
-        self.unlocked: list[str] = []
+        self.unlocked: list[str] = []  # achievements unlocked by this turn (the player's line included)
         self.summary_written = False
         self.started = time.perf_counter()
         self.first_text_at: float | None = None
@@ -172,9 +174,10 @@ class Game:
     def say(self, text: str) -> Turn:
         """The player's line, then a line in reply."""
         text = " ".join(text.split())
+        turn = self.continue_story()
         if text:
             self._commit(self._line(self.pack.player_id, text, "player", clock=self.clock))
-        return self.continue_story()
+        return turn
 
     def continue_story(self, seed: int | None = None) -> Turn:
         """Let the model write the next line."""
@@ -184,7 +187,9 @@ class Game:
         """A new variant of the last line, with a fresh seed (the old one stays a variant)."""
         head = self.tree.nodes[self.tree.head].line
         if head is not None and head.kind == "model":
+            restore = self.tree.head
             self.tree.undo()
+            return Turn(self, None, restore_head=restore)
         return Turn(self, None)
 
     def undo(self) -> bool:
@@ -217,24 +222,27 @@ class Game:
         self.tree.edit(node_id, replace(edited, tokens=self._tokens(edited)))
         self._changed()
 
-    def set_scene(self, scene_id: str) -> None:
-        """Move the story to another scene, as a line of narration."""
+    def set_scene(self, scene_id: str) -> list[str]:
+        """Move the story to another scene, as a line of narration; returns achievements it unlocked."""
         command = StageCommand("set_scene", scene_id)
         if not self.stage.is_legal(self.pack, command):
             raise UserFacingError(
                 f"No scene '{scene_id}' to move to (or the story is already there).",
                 hint=f"Scenes: {', '.join(self.pack.scenes)}",
             )
+        before = set(self.unlocked)
         text = f"({self.pack.scenes[scene_id].name})"
         self._commit(self._line(NARRATOR, text, "narration", clock=self.clock, directions=(command,)))
+        return [achievement for achievement in self.unlocked if achievement not in before]
 
     def toggle_speaker(self, character_id: str) -> bool:
         """Let a character speak, or stop them; returns whether they may speak now."""
         if character_id in self.silent:
             self.silent.discard(character_id)
-            return True
-        self.silent.add(character_id)
-        return False
+        else:
+            self.silent.add(character_id)
+        self._changed()
+        return character_id not in self.silent
 
     def apply_pack(self, loaded: LoadedPack) -> None:
         """Play on with a changed pack (hot reload); the engine re-reads from the first change."""
@@ -245,7 +253,12 @@ class Game:
         """Watch the pack's files; apply each valid save, and pass on what happened (the problems
         of an invalid save leave the last good pack in play)."""
         async for change in watch_pack(self.loaded.root):
-            if isinstance(change, LoadedPack):
+            if isinstance(change, LoadedPack) and self.episode not in change.pack.episodes:
+                change = UserFacingError(
+                    f"{change.root / 'scenario.toml'}: the episode in play, '{self.episode}', is no longer in the pack",
+                    hint="Put it back to go on with this pack's changes; this game plays the last good version.",
+                )
+            elif isinstance(change, LoadedPack):
                 self.apply_pack(change)
             yield change
 
@@ -286,7 +299,9 @@ class Game:
                 node.line = replace(node.line, tokens=self._tokens(node.line))
 
     def _commit(self, line: Line) -> int:
+        """Add a line after the head, unlock what it earns, and save."""
         node = self.tree.add(line)
+        self._unlock()
         self._changed()
         return node.id
 
@@ -313,6 +328,7 @@ class Game:
         directed = await turn._generation.result()
         turn.evaluated_tokens += directed.evaluated_tokens
         if turn.cancelled or directed.stop_reason == "cancelled":
+            self._nothing_written(turn)
             return
         turn.directions = parse_directions(pack, stage, written, table)
         complete = written.endswith("]\n") and written.count(";") + 1 == max(1, len(turn.directions))
@@ -349,7 +365,8 @@ class Game:
         turn.result = await turn._generation.result()
         turn.evaluated_tokens += turn.result.evaluated_tokens
         if turn.speaker is None or not turn.text.strip():
-            return  # stopped before anyone said anything: nothing to keep
+            self._nothing_written(turn)  # stopped before anyone said anything: nothing to keep
+            return
         line_tokens = list(turn.result.tokens)
         if not turn.result.text.endswith("\n"):  # cut short (stopped, or out of tokens): close the line
             line_tokens += self.session.tokenize("\n")
@@ -363,24 +380,26 @@ class Game:
             notes=notes,
             seed=turn.result.seed,
         )
-        node = self.tree.add(line)
-        turn.node_id = node.id
         self._window_start = self.covered + turn.result.first_turn  # as an index into all the lines
-        turn.unlocked = self._unlock()
-        self._changed()  # saved before anything else can go wrong
+        turn.node_id = self._commit(line)  # saved before anything else can go wrong
+        turn.unlocked = [achievement for achievement in self.unlocked if achievement not in turn._unlocked_before]
         turn.summary_written = await self._remember(turn)
         if turn.summary_written:
+            self._changed()
+
+    def _nothing_written(self, turn: Turn) -> None:
+        """A turn that wrote no line: a regenerated line shows again, as before."""
+        if turn._restore_head is not None:
+            self.tree.head = turn._restore_head
             self._changed()
 
     def _sampling(self, turn: Turn) -> SamplingParams:
         return replace(self.sampling, seed=turn._seed)
 
-    def _unlock(self) -> list[str]:
+    def _unlock(self) -> None:
         lines = self.lines
-        fresh = newly_unlocked(self.pack, self.stage, lines, self.unlocked)
-        for achievement in fresh:
+        for achievement in newly_unlocked(self.pack, self.stage, lines, self.unlocked):
             self.unlocked[achievement] = len(lines)
-        return fresh
 
     # -- memory ---------------------------------------------------------------------------------
 
@@ -393,8 +412,16 @@ class Game:
         covered, previous = self.tree.summary_at() or (0, None)
         if evicted <= covered or turn.cancelled:
             return False
-        lines = self.lines[covered:evicted]
-        events = "\n".join(f"{self.pack.speaker_name(line.speaker)}: {line.text}" for line in lines)
+        # Newest events first, as many as leave room in the context for the request and its answer.
+        room = self.session.n_ctx - self.budgets.summary - 200 - len(self.session.tokenize(previous or ""))
+        kept: list[str] = []
+        for line in reversed(self.lines[covered:evicted]):
+            event = f"{self.pack.speaker_name(line.speaker)}: {line.text}"
+            room -= len(self.session.tokenize(event)) + 1
+            if room < 0:
+                break
+            kept.insert(0, event)
+        events = "\n".join(kept)
         request = (
             f"{self.pack.name}\n\nSummary of the story so far: {previous or '(the story has just begun)'}\n\n"
             f"What happened next:\n{events}\n\n"
@@ -410,8 +437,8 @@ class Game:
         async for _piece in turn._generation:
             pass
         result = await turn._generation.result()
-        if result.stop_reason == "cancelled":
-            return False  # the next line tries again
-        summary = " ".join(result.text.split()) or previous or ""
+        summary = " ".join(result.text.split())
+        if result.stop_reason == "cancelled" or not summary:
+            return False  # nothing to stand for those lines yet: they stay in the prompt; the next line tries again
         self.tree.nodes[self.tree.head].summary = (evicted, summary)
         return True

@@ -196,6 +196,7 @@ def read_save(path: Path, loaded: LoadedPack, *, model: str) -> LoadedSave:
     if retokenize:
         warnings.append("saved with another model: its lines are read again as text")
     tree, missing = _tree(save, pack_ids=(set(pack.characters), set(pack.scenes)))
+    missing |= {lid for node in save.nodes for lid in node.notes if lid not in pack.lore}
     if missing:
         warnings.append(f"no longer in the pack: {', '.join(sorted(missing))} (their lines stay)")
     unlocked = {a.id: a.at_line for a in save.achievements}
@@ -228,6 +229,9 @@ def _tree(save: SaveFile, pack_ids: tuple[set[str], set[str]]) -> tuple[StoryTre
         nodes[saved.parent].children.append(saved.id)
     if save.head not in nodes:
         raise UserFacingError(f"the save's head {save.head} is not one of its lines (damaged save)")
+    for node in nodes.values():
+        if node.children and node.chosen >= len(node.children):
+            raise UserFacingError(f"the save's line {node.id} chooses a variant it does not have (damaged save)")
     return StoryTree.from_nodes(nodes, save.head), missing
 
 

@@ -19,6 +19,7 @@ TUI; what is printed is untrusted model text made safe for a terminal.
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -54,8 +55,6 @@ async def play_script(saved: SavedGame, script: Iterable[str], *, source: str, o
                 await _stream(game, turn, out)
             elif await _command(saved, entry, out) is False:
                 break
-        except ValueError:
-            raise ScriptError(f"{source}:{number}: '{entry}' needs a number", hint="For example: /variant 2") from None
         except UserFacingError as error:
             raise ScriptError(f"{source}:{number}: {error.message}", hint=error.hint) from None
         await saved.after_turn()
@@ -74,17 +73,24 @@ async def _command(saved: SavedGame, entry: str, out: TextIO) -> bool:
         moved = game.undo() if name == "undo" else game.redo()
         print(f"[{name}: {'now' if moved else 'nothing to ' + name + ', still'} at line {len(game.lines)}]", file=out)
     elif name == "variant":
+        _last_line(game, entry)
         index, count = game.variants()
-        target = index + int(argument) if argument[:1] in "+-" else int(argument or "1") - 1
+        if not re.fullmatch(r"[+-]?\d+", argument):
+            raise ScriptError(f"'{entry}' needs a variant number", hint="/variant 2, or /variant +1 or -1 to step")
+        target = index + int(argument) if argument[0] in "+-" else int(argument) - 1
+        if not 0 <= target < count:
+            raise ScriptError(f"the last line has {count} variant{'s' if count > 1 else ''}; there is no {target + 1}")
         index, count = game.switch_variant(target - index)
         print(f"[variant {index + 1} of {count}]", file=out)
         _print_line(game, game.lines[-1], out)
     elif name == "edit":
+        _last_line(game, entry)
         game.edit(argument)
         _print_line(game, game.lines[-1], out)
     elif name == "scene":
-        game.set_scene(argument)
+        unlocked = game.set_scene(argument)
         _print_line(game, game.lines[-1], out)
+        _print_unlocked(game, unlocked, out)
     elif name in ("mute", "unmute"):
         if argument not in game.pack.characters:
             raise ScriptError(f"no character '{argument}'", hint=f"Characters: {', '.join(game.pack.characters)}")
@@ -95,7 +101,10 @@ async def _command(saved: SavedGame, entry: str, out: TextIO) -> bool:
         write_save(save_path(game.pack.id, argument), game=game, created=saved.created)
         print(f"[saved a copy as '{argument}']", file=out)
     elif name == "export":
-        Path(argument).write_text(transcript_markdown(game), encoding="utf-8")
+        try:
+            Path(argument).write_text(transcript_markdown(game), encoding="utf-8")
+        except OSError as error:
+            raise ScriptError(f"cannot write {argument} ({error.strerror})") from None
         print(f"[transcript written to {argument}]", file=out)
     elif name == "quit":
         return False
@@ -120,11 +129,20 @@ async def _stream(game: Game, turn: Turn, out: TextIO) -> None:
         out.flush()
     if printed:
         out.write("\n")
-    for achievement in turn.unlocked:
-        print(f"[achievement: {printable(game.pack.achievements[achievement].title)}]", file=out)
+    _print_unlocked(game, turn.unlocked, out)
     if turn.summary_written:
         print("[the story so far was summarised]", file=out)
     out.flush()
+
+
+def _last_line(game: Game, entry: str) -> None:
+    if not game.lines:
+        raise ScriptError(f"'{entry}': the story has no line yet (everything was undone)")
+
+
+def _print_unlocked(game: Game, unlocked: list[str], out: TextIO) -> None:
+    for achievement in unlocked:
+        print(f"[achievement: {printable(game.pack.achievements[achievement].title)}]", file=out)
 
 
 def _print_line(game: Game, line: Line, out: TextIO) -> None:

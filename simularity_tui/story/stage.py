@@ -117,17 +117,23 @@ class Stage:
 
 
 def describe(pack: Pack, command: StageCommand) -> str:
-    """The words a command is written with in the transcript (and chosen with by the model)."""
+    """The words a command is written with in the transcript (and chosen with by the model).
+
+    A command an older line made may name what the pack no longer has: its id stands in.
+    """
     if command.kind == "set_scene":
-        return f"go to {pack.scenes[command.target].name}"
-    name = pack.characters[command.target].name
+        scene = pack.scenes.get(command.target)
+        return f"go to {scene.name if scene else command.target}"
+    character = pack.characters.get(command.target)
+    name = character.name if character else command.target
     if command.kind == "add_character":
         return f"{name} enters" + (f" ({command.value})" if command.value else "")
     if command.kind == "remove_character":
         return f"{name} leaves"
     if command.kind == "set_expression":
         return f"{name}: {command.value}"
-    return f"{name} wears {pack.characters[command.target].outfits[str(command.value)].name}"
+    outfit = character.outfits.get(str(command.value)) if character else None
+    return f"{name} wears {outfit.name if outfit else command.value}"
 
 
 def stage_line(pack: Pack, commands: list[StageCommand]) -> str:

@@ -54,8 +54,9 @@ def _character_sheet(character: Character, user: str) -> str:
 
 
 def note_text(pack: Pack, lore_ids: Iterable[str]) -> str:
+    """The lore notes a line brought in (entries the pack no longer has are left out)."""
     user = pack.player.name
-    return "".join(f"[note: {expand(pack.lore[lid].content, user=user)}]\n" for lid in lore_ids)
+    return "".join(f"[note: {expand(pack.lore[lid].content, user=user)}]\n" for lid in lore_ids if lid in pack.lore)
 
 
 def line_text(pack: Pack, line: Line, *, stage: bool) -> str:

@@ -10,6 +10,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static
 
+from ..errors import UserFacingError
 from ..scenario.loader import LoadedPack
 from ..scenario.schema import NARRATOR
 from ..story import Game, Line, SavedGame, Turn
@@ -38,7 +39,8 @@ class PlayScreen(Screen[None]):
         super().__init__()
         self.saved = saved
         self.turn: Turn | None = None
-        self.editing = False
+        self.busy = False  # a turn is starting or running: one at a time
+        self.editing: int | None = None  # the line being edited (its node id)
         self.tokens_per_second = 0.0
 
     @property
@@ -111,42 +113,50 @@ class PlayScreen(Screen[None]):
     # -- what the player does ---------------------------------------------------------------------
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        if self.turn is not None:
+        if self.busy:
             self.app.bell()  # one line at a time: Esc stops the one being written
             return
         event.input.clear()
-        if self.editing:
-            self.editing = False
-            self.game.edit(event.value)
+        if self.editing is not None:
+            node, self.editing = self.editing, None
+            self.game.edit(event.value, node)
             self._show_transcript()
             return
         self.write(lambda: self.game.say(event.value))
 
+    def _idle(self) -> bool:
+        """Whether a story action may run now; any of them ends an edit in progress."""
+        if self.busy:
+            return False
+        if self.editing is not None:
+            self.editing = None
+            self.query_one(Input).clear()
+        return True
+
     def action_continue_story(self) -> None:
-        if self.turn is None:
+        if self._idle():
             self.write(self.game.continue_story)
 
     def action_regenerate(self) -> None:
-        if self.turn is None:
+        if self._idle():
             self.write(self.game.regenerate)
 
     def action_stop(self) -> None:
         if self.turn is not None:
             self.turn.cancel()
-        elif self.editing:
-            self.editing = False
-            self.query_one(Input).clear()
+        else:
+            self._idle()
 
     def action_undo(self) -> None:
-        if self.turn is None and self.game.undo():
+        if self._idle() and self.game.undo():
             self._show_transcript()
 
     def action_redo(self) -> None:
-        if self.turn is None and self.game.redo():
+        if self._idle() and self.game.redo():
             self._show_transcript()
 
     def action_variant(self, step: int) -> None:
-        if self.turn is None:
+        if self._idle():
             self.game.switch_variant(step)
             self._show_transcript()
 
@@ -161,35 +171,44 @@ class PlayScreen(Screen[None]):
 
     def action_edit_last(self) -> None:
         lines = self.game.lines
-        if self.turn is None and lines:
-            self.editing = True
+        if self._idle() and lines:
+            self.editing = self.game.tree.head
             field = self.query_one(Input)
             field.value = lines[-1].text
             field.cursor_position = len(field.value)
             field.focus()
             self.notify("Enter saves the edit; Esc leaves the line as it was.", title="Editing the last line")
 
+    def write(self, start: Callable[[], Turn]) -> None:
+        self.busy = True  # before the worker starts: a second Enter must not start a second turn
+        self._write(start)
+
     @work(exclusive=True, group="turn")
-    async def write(self, start: Callable[[], Turn]) -> None:
+    async def _write(self, start: Callable[[], Turn]) -> None:
         transcript = self.query_one(Transcript)
         lines_before = len(self.game.lines)
-        turn = self.turn = start()
-        if len(self.game.lines) < lines_before:  # regenerate stepped back over the old variant
-            self._show_transcript()
-        for line in self.game.lines[lines_before:]:
-            transcript.add(self._view_for(line))
-        view = transcript.add(LineView(None, ""))
-        self._show_status()
         try:
+            turn = self.turn = start()
+            if len(self.game.lines) < lines_before:  # regenerate stepped back over the old variant
+                self._show_transcript()
+            for line in self.game.lines[lines_before:]:
+                transcript.add(self._view_for(line))
+            view = transcript.add(LineView(None, ""))
+            self._show_status()
             async for piece in turn:
                 if view.speaker_name is None and turn.speaker is not None:
                     self._name_view(view, turn.speaker)
                 view.append(piece)
                 transcript.follow()
+        except UserFacingError as error:  # e.g. a pinned block the context cannot hold any more
+            self.notify(printable(error.render()), title="The story cannot go on", severity="error", markup=False)
+            self._show_transcript()
+            return
         finally:
             self.turn = None
+            self.busy = False
         if turn.node_id is None:
-            await view.remove()
+            self._show_transcript()  # nothing written: show the story as it is (a regenerated line back)
         else:
             view.set_text(self.game.lines[-1].text)
         if turn.result is not None and turn.result.tokens_per_second:
@@ -212,6 +231,6 @@ class PlayScreen(Screen[None]):
             f"variant {index + 1}/{count}" if count > 1 else "",
             f"{self.tokens_per_second:.1f} tok/s" if self.tokens_per_second else "",
             f"context {len(session.kv_tokens):,}/{session.n_ctx:,}",
-            "writing… (Esc stops)" if self.turn is not None else f"saved: {self.saved.path.stem}",
+            "writing… (Esc stops)" if self.busy else f"saved: {self.saved.path.stem}",
         ]
         self.query_one("#status", Static).update(printable(" · ".join(part for part in parts if part)))
