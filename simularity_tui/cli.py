@@ -59,6 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--episode", metavar="ID", help="start at this episode of the pack")
     parser.add_argument("--save", default="autosave", metavar="NAME", help="the save to play (resumed if it exists)")
     parser.add_argument("--new", action="store_true", help="start a new game, in a new save")
+    parser.add_argument(
+        "--graphics", choices=["auto", "kitty", "sixel", "halfcell", "unicode", "none"],
+        help="how to draw the stage (default: auto, or [ui] graphics in settings.toml)",
+    )  # fmt: skip
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     check = commands.add_parser("check", help="validate a scenario pack and list every problem")
@@ -298,9 +302,14 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _play(args: argparse.Namespace) -> int:
+    # textual-image asks the terminal what it can draw: that must happen before Textual takes it.
+    import textual_image.widget  # noqa: F401
+
     from .ui.app import LaunchOptions, SimularityApp
 
     settings = settings_with_overrides(args)
+    if args.graphics is not None:
+        settings.ui.graphics = args.graphics
     options = LaunchOptions(settings, getattr(args, "model", None), args.pack, args.episode, args.save, args.new)
     app = SimularityApp(options)
     app.run()

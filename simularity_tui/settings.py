@@ -7,7 +7,7 @@ and wrong types are reported as `file:line:col` problems, never ignored silently
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field
@@ -48,10 +48,19 @@ class GameSettings(_Section):
     max_direction_tokens: Annotated[int, Field(ge=4, le=256, description="The budget of its stage commands.")] = 24
 
 
+GraphicsMode = Literal["auto", "kitty", "sixel", "halfcell", "unicode", "none"]
+
+
+class UiSettings(_Section):
+    graphics: Annotated[GraphicsMode, Field(description="How the stage is drawn; auto asks the terminal.")] = "auto"
+    theme: Annotated[str, Field(description="A theme's name, or 'pack' for each pack's own.")] = "pack"
+
+
 class Settings(_Section):
     model: ModelSettings = ModelSettings()
     sampling: SamplingSettings = SamplingSettings()
     game: GameSettings = GameSettings()
+    ui: UiSettings = UiSettings()
 
     def model_config_for(self, model_path: Path) -> ModelConfig:
         return ModelConfig(

@@ -19,6 +19,7 @@ from simularity_tui.ui.play_screen import PlayScreen
 from simularity_tui.ui.transcript import LineView
 
 SIZE = (100, 32)
+LIGHTHOUSE = bundled_packs_dir() / "lighthouse"
 
 
 async def wait_for(predicate: Callable[[], bool], timeout: float = 30.0, every: float = 0.02) -> None:
@@ -43,7 +44,7 @@ async def play_screen(app: SimularityApp) -> PlayScreen:
 
 
 async def test_a_typed_line_gets_a_streamed_reply(session: LlamaSession) -> None:
-    app = SimularityApp(LaunchOptions(Settings()), session=session)
+    app = SimularityApp(LaunchOptions(Settings(), pack_dir=LIGHTHOUSE), session=session)
     async with app.run_test(size=SIZE) as pilot:
         screen = await play_screen(app)
         opening = list(screen.query(LineView))
@@ -59,7 +60,7 @@ async def test_a_typed_line_gets_a_streamed_reply(session: LlamaSession) -> None
 
 
 async def test_the_reply_is_shown_while_it_is_written(session: LlamaSession) -> None:
-    app = SimularityApp(LaunchOptions(Settings()), session=session)
+    app = SimularityApp(LaunchOptions(Settings(), pack_dir=LIGHTHOUSE), session=session)
     async with app.run_test(size=SIZE):
         screen = await play_screen(app)
         for _attempt in range(5):  # replies vary in length: watch until one is long enough to see grow
@@ -80,7 +81,7 @@ async def test_the_reply_is_shown_while_it_is_written(session: LlamaSession) -> 
 
 
 async def test_escape_stops_the_reply_and_keeps_what_was_written(session: LlamaSession) -> None:
-    app = SimularityApp(LaunchOptions(Settings()), session=session)
+    app = SimularityApp(LaunchOptions(Settings(), pack_dir=LIGHTHOUSE), session=session)
     async with app.run_test(size=SIZE) as pilot:
         screen = await play_screen(app)
         for _attempt in range(5):  # a short reply may end before Esc arrives: try another
@@ -141,7 +142,7 @@ async def test_bad_model_input_shows_an_error_screen(
         chosen.write_bytes(model_path.read_bytes()[:50_000_000])
     elif case == "context":
         chosen, settings.model.n_ctx = model_path, 65536
-    app = SimularityApp(LaunchOptions(settings, model_override=chosen))
+    app = SimularityApp(LaunchOptions(settings, model_override=chosen, pack_dir=LIGHTHOUSE))
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(lambda: isinstance(app.screen, ErrorScreen) and expected in screen_text(app))
         assert chosen.name in screen_text(app)
@@ -171,7 +172,7 @@ async def test_the_game_follows_pack_saves_and_shows_broken_ones(session: LlamaS
 
 
 async def test_story_controls_regenerate_switch_undo_and_edit(session: LlamaSession) -> None:
-    app = SimularityApp(LaunchOptions(Settings()), session=session)
+    app = SimularityApp(LaunchOptions(Settings(), pack_dir=LIGHTHOUSE), session=session)
     async with app.run_test(size=SIZE) as pilot:
         screen = await play_screen(app)
         game = screen.game
@@ -193,7 +194,7 @@ async def test_story_controls_regenerate_switch_undo_and_edit(session: LlamaSess
 
 
 async def test_an_edit_in_progress_never_lands_on_another_line(session: LlamaSession) -> None:
-    app = SimularityApp(LaunchOptions(Settings()), session=session)
+    app = SimularityApp(LaunchOptions(Settings(), pack_dir=LIGHTHOUSE), session=session)
     async with app.run_test(size=SIZE) as pilot:
         screen = await play_screen(app)
         game = screen.game

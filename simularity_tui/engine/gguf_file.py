@@ -9,6 +9,7 @@ vocabulary; this scan skips arrays in bulk and takes milliseconds.
 
 from __future__ import annotations
 
+import errno
 import mmap
 import struct
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from typing import Any, NoReturn
 
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFValueType
 
-from .errors import ModelFileError
+from .errors import ModelFileError, OutOfMemoryError
 
 GGUF_MAGIC = b"GGUF"
 _SCALARS: dict[GGUFValueType, str] = {
@@ -117,6 +118,12 @@ def inspect_gguf(path: Path) -> GgufInfo:
             f"Cannot read the model file {path}: permission denied", hint="Check the file's permissions.", path=path
         ) from None
     except OSError as error:
+        if error.errno == errno.ENOMEM:
+            raise OutOfMemoryError(
+                f"Not enough memory to open {path.name}: even mapping the file into memory failed.",
+                hint="Close other programs, or choose a smaller model.",
+                path=path,
+            ) from None
         raise ModelFileError(f"Cannot read the model file {path}: {error.strerror}", path=path) from None
 
 

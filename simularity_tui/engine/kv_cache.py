@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .context_window import LOW_WATER, Window
-from .native import DecodeError, NativeContext
+from .native import DecodeError, NativeContext, Progress
 
 REFRESH_TOKENS = 16
 MIN_SHIFT_KEEP = 16  # a shift that keeps fewer tokens than this is not worth it: re-evaluate them
@@ -45,7 +45,7 @@ class KvCache:
     def n_ctx(self) -> int:
         return self.context.n_ctx
 
-    def load(self, window: Window, evaluate_until: int) -> int:
+    def load(self, window: Window, evaluate_until: int, progress: Progress | None = None) -> int:
         """Make the KV hold `window.tokens[:evaluate_until]`; return how many tokens were evaluated.
 
         The last of them is always evaluated (its logits are what the next token is sampled from).
@@ -57,7 +57,7 @@ class KvCache:
         if common < len(self.tokens) and not self._shift_out_evicted(common, target):
             self._truncate(common)
         self.n_keep, self.turn_starts = window.n_keep, list(window.turn_starts)
-        return self._evaluate(target[len(self.tokens) :])
+        return self._evaluate(target[len(self.tokens) :], progress)
 
     def append(self, token: int) -> None:
         """Evaluate one generated token at the end."""
@@ -130,10 +130,10 @@ class KvCache:
             length = 0
         del self.tokens[length:]
 
-    def _evaluate(self, tokens: Sequence[int]) -> int:
+    def _evaluate(self, tokens: Sequence[int], progress: Progress | None = None) -> int:
         start = len(self.tokens)
         try:
-            self.context.decode(tokens, start)
+            self.context.decode(tokens, start, progress)
         except DecodeError as failed:  # aborted or not, what was decoded before stays in the KV
             self.tokens.extend(tokens[: failed.kept - start])
             raise

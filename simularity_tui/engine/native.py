@@ -14,7 +14,7 @@ import collections
 import ctypes
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import llama_cpp as C
 
@@ -152,6 +152,9 @@ class DecodeAborted(DecodeError):
         super().__init__(kept, 2)
 
 
+Progress = Callable[[int, int], None]  # (tokens done, tokens in all)
+
+
 class NativeContext:
     """One llama.cpp context with a single sequence (seq 0) whose KV the caller tracks."""
 
@@ -185,7 +188,7 @@ class NativeContext:
             C.llama_free(self.ptr)
             self.ptr = None
 
-    def decode(self, tokens: Sequence[int], start: int) -> None:
+    def decode(self, tokens: Sequence[int], start: int, progress: Progress | None = None) -> None:
         """Evaluate `tokens` at positions start.. in batches; logits only for the last one.
 
         llama.cpp polls the abort flag between graph nodes (measured: no cost on decode speed).
@@ -204,11 +207,15 @@ class NativeContext:
                 self.abort._masked = False
             self.shift_pending = False
             tokens, start = tokens[1:], start + 1
-        self._decode_batches(tokens, start, last=True)
+        self._decode_batches(tokens, start, last=True, progress=progress)
 
-    def _decode_batches(self, tokens: Sequence[int], start: int, *, last: bool) -> None:
+    def _decode_batches(
+        self, tokens: Sequence[int], start: int, *, last: bool, progress: Progress | None = None
+    ) -> None:
         batch = self._batch
         for first in range(0, len(tokens), self.n_batch):
+            if progress is not None:
+                progress(first, len(tokens))
             chunk = tokens[first : first + self.n_batch]
             last_chunk = first + len(chunk) == len(tokens)
             for i, token in enumerate(chunk):

@@ -29,6 +29,7 @@ class Generation:
         self._pieces: asyncio.Queue[object] = asyncio.Queue()
         self._result: asyncio.Future[GenerationResult] = loop.create_future()
         self.cancel_event = threading.Event()
+        self.prefill = 0.0  # how much of the prompt's new part has been read (0 to 1), while it is read
 
     def cancel(self) -> None:
         """Stop as soon as possible (a running decode aborts between graph nodes)."""
@@ -52,6 +53,9 @@ class Generation:
             raise self._result.exception()  # type: ignore[misc]
 
     # Called on the engine thread.
+    def _progress(self, done: int, total: int) -> None:
+        self._call(setattr, self, "prefill", done / total if total else 1.0)
+
     def _emit(self, text: str) -> None:
         self._call(self._pieces.put_nowait, text)
 
@@ -135,7 +139,9 @@ class LlamaSession:
 
         def job() -> None:
             try:
-                result = self._worker.generate(prompt, params, generation._emit, generation.cancel_event)
+                result = self._worker.generate(
+                    prompt, params, generation._emit, generation.cancel_event, generation._progress
+                )
             except BaseException as error:  # delivered to the awaiting side, not lost in the thread
                 generation._settle(None, error)
             else:

@@ -28,7 +28,7 @@ from .healing import Healing, PieceIndex, healable_tail
 from .kv_cache import KvCache
 from .kv_state import StateFileError, model_identity, read_state, write_state
 from .memory import check_fits
-from .native import DecodeAborted, NativeContext, NativeModel, problems_since, recent_problems
+from .native import DecodeAborted, NativeContext, NativeModel, Progress, problems_since, recent_problems
 from .prompt import Prompt
 from .sampling import SamplerChain, fresh_seed
 from .text_stream import TextAssembler
@@ -139,7 +139,12 @@ class EngineWorker:
     # -- generation -----------------------------------------------------------------------------
 
     def generate(
-        self, prompt: Prompt, params: GenerationParams, emit: Emit, cancel: threading.Event
+        self,
+        prompt: Prompt,
+        params: GenerationParams,
+        emit: Emit,
+        cancel: threading.Event,
+        progress: Progress | None = None,
     ) -> GenerationResult:
         started = time.perf_counter()
         seed = params.sampling.seed if params.sampling.seed is not None else fresh_seed()
@@ -155,7 +160,7 @@ class EngineWorker:
         self.first_turn = window.first_turn
         evaluated = 0
         try:
-            evaluated = 0 if cancel.is_set() else self.kv.load(window, until)
+            evaluated = 0 if cancel.is_set() else self.kv.load(window, until, progress)
         except DecodeAborted:
             cancel.set()
         run = _Run(started, time.perf_counter() - started)

@@ -65,6 +65,12 @@ class Turn:
         self.summary_written = False
         self.started = time.perf_counter()
         self.first_text_at: float | None = None
+        self.phase = "stage"  # stage (its commands), line, then perhaps summary
+
+    @property
+    def reading(self) -> float:
+        """How much of the prompt's new part the engine has read, in the current step (0 to 1)."""
+        return self._generation.prefill if self._generation is not None else 0.0
 
     @property
     def time_to_first_text(self) -> float | None:
@@ -97,6 +103,7 @@ class Game:
         tree: StoryTree | None = None,
         unlocked: dict[str, int] | None = None,
         silent: set[str] | None = None,
+        player_name: str | None = None,
         on_commit: Callable[[Game], None] | None = None,
     ) -> None:
         if episode not in loaded.pack.episodes:
@@ -105,7 +112,8 @@ class Game:
                 hint=f"Episodes of this pack: {', '.join(loaded.pack.episodes)}",
             )
         self.session = session
-        self.loaded = loaded
+        self.player_name = player_name  # the name the player chose, in place of the pack's
+        self.loaded = self._named(loaded)
         self.episode = episode
         self.sampling = sampling or SamplingParams()
         self.budgets = budgets or Budgets()
@@ -246,8 +254,18 @@ class Game:
 
     def apply_pack(self, loaded: LoadedPack) -> None:
         """Play on with a changed pack (hot reload); the engine re-reads from the first change."""
-        self.loaded = loaded
+        self.loaded = self._named(loaded)
         self._pinned = None
+
+    def _named(self, loaded: LoadedPack) -> LoadedPack:
+        """The pack, its player character renamed as the player chose."""
+        pack = loaded.pack
+        players = [cid for cid, character in pack.characters.items() if character.player]
+        if not self.player_name or not players:
+            return loaded
+        player = pack.characters[players[0]].model_copy(update={"name": self.player_name})
+        renamed = pack.model_copy(update={"characters": {**pack.characters, players[0]: player}})
+        return replace(loaded, pack=renamed)
 
     async def follow_pack_changes(self) -> AsyncIterator[LoadedPack | UserFacingError]:
         """Watch the pack's files; apply each valid save, and pass on what happened (the problems
@@ -340,6 +358,7 @@ class Game:
             stage = stage.apply(pack, command)
 
         # 2. The line, by someone who may speak, on its own budget.
+        turn.phase = "line"
         speakers = self.speakers(stage)
         open_turn = notes_tokens + stage_tokens
         params = GenerationParams(
@@ -433,6 +452,7 @@ class Game:
             stop=("\n\n",),
             heal=False,
         )
+        turn.phase = "summary"
         turn._generation = self.session.generate(self._bos + self.session.tokenize(request), params)
         async for _piece in turn._generation:
             pass

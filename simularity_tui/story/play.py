@@ -46,13 +46,14 @@ async def open_game(
     resume: bool = True,
     sampling: SamplingParams | None = None,
     budgets: Budgets | None = None,
+    player_name: str | None = None,
 ) -> SavedGame:
     """Resume the save at `path` if there is one (and `resume`), else start `episode` afresh."""
     if resume and path.exists():
         saved = read_save(path, loaded, model=session.info.identity)
         game = Game(
             session, loaded, saved.episode, sampling=sampling, budgets=budgets, tree=saved.tree,
-            unlocked=saved.unlocked, silent=saved.silent,
+            unlocked=saved.unlocked, silent=saved.silent, player_name=saved.player_name,
         )  # fmt: skip
         if saved.stale_tokens:
             game.retokenize()
@@ -61,7 +62,8 @@ async def open_game(
         if restored.warning and kv_path(path).exists():
             opened.warnings.append(restored.warning)
     else:
-        game = Game(session, loaded, episode or next(iter(loaded.pack.episodes)), sampling=sampling, budgets=budgets)
+        first = next(iter(loaded.pack.episodes))
+        game = Game(session, loaded, episode or first, sampling=sampling, budgets=budgets, player_name=player_name)
         opened = SavedGame(game, path, datetime.now(UTC).replace(microsecond=0))
     game.on_commit = opened.write
     opened.write(game)

@@ -24,6 +24,7 @@ from .. import paths
 from ..atomic import write_atomic
 from ..errors import UserFacingError
 from ..scenario.loader import LoadedPack
+from ..scenario.schema import Pack
 from ..toml_source import TomlProblems, in_file, parse_toml, validation_problems
 from .stage import StageCommand
 from .tree import Line, Node, StoryTree
@@ -74,6 +75,7 @@ class SaveFile(_Strict):
     head: Annotated[int, Field(ge=0)]
     root_chosen: Annotated[int, Field(ge=0)] = 0  # which variant of the first line is in play
     silent: list[str] = []
+    player_name: str | None = None
     achievements: list[SavedAchievement] = []
     nodes: list[SavedNode] = []
 
@@ -84,6 +86,7 @@ class LoadedSave:
     episode: str
     unlocked: dict[str, int]
     silent: set[str]
+    player_name: str | None
     created: datetime
     stale_tokens: bool  # saved with another model: the lines must be tokenized again
     warnings: list[str] = field(default_factory=list)
@@ -155,6 +158,7 @@ def write_save(path: Path, *, game: Any, created: datetime) -> None:
         "head": game.tree.head,
         "root_chosen": game.tree.nodes[0].chosen,
         "silent": sorted(game.silent),
+        **({"player_name": game.player_name} if game.player_name else {}),
         "achievements": [{"id": aid, "at_line": at} for aid, at in game.unlocked.items()],
         "nodes": nodes,
     }
@@ -200,7 +204,9 @@ def read_save(path: Path, loaded: LoadedPack, *, model: str) -> LoadedSave:
     if missing:
         warnings.append(f"no longer in the pack: {', '.join(sorted(missing))} (their lines stay)")
     unlocked = {a.id: a.at_line for a in save.achievements}
-    return LoadedSave(tree, save.episode, unlocked, set(save.silent), save.created, retokenize, warnings)
+    return LoadedSave(
+        tree, save.episode, unlocked, set(save.silent), save.player_name, save.created, retokenize, warnings
+    )
 
 
 def _tree(save: SaveFile, pack_ids: tuple[set[str], set[str]]) -> tuple[StoryTree, set[str]]:
@@ -240,15 +246,19 @@ def _tree(save: SaveFile, pack_ids: tuple[set[str], set[str]]) -> tuple[StoryTre
 
 def transcript_markdown(game: Any) -> str:
     """The story in play, as Markdown."""
-    pack = game.pack
-    out = [f"# {pack.name}", "", f"*{pack.episodes[game.episode].name}*", ""]
-    for line in game.lines:
+    return transcript_lines(game.pack, game.episode, game.lines, game.unlocked)
+
+
+def transcript_lines(pack: Pack, episode: str, lines: list[Line], unlocked: dict[str, int]) -> str:
+    """A story's lines as Markdown."""
+    out = [f"# {pack.name}", "", f"*{pack.episodes[episode].name}*" if episode in pack.episodes else "", ""]
+    for line in lines:
         if line.speaker == "narrator":
             out.append(f"*{line.text}*")
         else:
             out.append(f"**{pack.speaker_name(line.speaker)}** ({line.clock}): {line.text}")
         out.append("")
-    if game.unlocked:
+    if unlocked:
         out += ["## Achievements", ""]
-        out += [f"- {pack.achievements[a].title}" for a in game.unlocked if a in pack.achievements]
+        out += [f"- {pack.achievements[a].title}" for a in unlocked if a in pack.achievements]
     return "\n".join(out).rstrip() + "\n"

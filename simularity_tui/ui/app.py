@@ -1,34 +1,37 @@
-"""The Simularity app: starts on a loading screen, then plays, or explains why it cannot."""
+"""The Simularity app: the library opens at once while the model loads in the background; a game
+then plays on it. Screens: library, new game, play, saves, settings, help (and loading, error)."""
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
 from textual import work
 from textual.app import App
+from textual.binding import Binding
+from watchfiles import awatch
 
 from ..engine import LlamaSession
 from ..errors import UserFacingError
 from ..model_choice import model_path
-from ..scenario import bundled_packs_dir, load_pack
+from ..scenario import LoadedPack, load_pack
 from ..settings import Settings
 from ..story import SavedGame, open_game
 from ..story.saves import save_path
+from ..untrusted_text import printable
+from .commands import StoryCommands
 from .error_screen import ErrorScreen
 from .loading_screen import LoadingScreen
-from .play_screen import PlayScreen
-
-DEFAULT_PACK = "lighthouse"
+from .themes import DEFAULT_THEME, PACK_THEME, bundled_themes_dir, load_themes, pack_theme, user_themes_dir
 
 
 @dataclass(frozen=True)
 class LaunchOptions:
     settings: Settings
     model_override: Path | None = None
-    pack_dir: Path | None = None
+    pack_dir: Path | None = None  # play this pack at once, without the library
     episode: str | None = None
     save: str = "autosave"  # resumed when it exists
     new_game: bool = False  # start afresh, in a new save
@@ -37,62 +40,186 @@ class LaunchOptions:
 class SimularityApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "Simularity"
+    COMMANDS = App.COMMANDS | {StoryCommands}
+    BINDINGS = [
+        Binding("f1", "help", "Help"),
+        Binding("f2", "settings", "Settings"),
+        Binding("f4", "library", "Library"),
+    ]
 
     def __init__(self, options: LaunchOptions, *, session: LlamaSession | None = None) -> None:
         """`session`: an already loaded model to play on (tests share one); else one is loaded."""
         super().__init__()
         self.options = options
+        self.settings = options.settings
         self.session = session
         self._owns_session = session is None
+        self._model_ready = asyncio.Event()
+        self._model_error: UserFacingError | None = None
         self.saved: SavedGame | None = None
-        self.error: UserFacingError | None = None
+        self.pack: LoadedPack | None = None  # the pack chosen or in play
+        self.error: UserFacingError | None = None  # the reason the game could not start, for the CLI
+
+    # -- starting up ------------------------------------------------------------------------------
 
     def on_mount(self) -> None:
-        self.push_screen(LoadingScreen())
-        self.start()
+        self.refresh_themes()
+        self.watch_theme_files()
+        if self.session is not None:
+            self._model_ready.set()
+        else:
+            self.load_model()
+        if self.options.pack_dir is not None:
+            self.push_screen(LoadingScreen())
+            self.play_from_options()
+        else:
+            from .library_screen import LibraryScreen
 
-    @work(exclusive=True, group="startup")
-    async def start(self) -> None:
-        try:
-            saved = await self._prepare()
-        except UserFacingError as error:
-            self.error = error
-            await self.switch_screen(ErrorScreen(error))
-            return
-        await self.switch_screen(PlayScreen(saved))
+            self.push_screen(LibraryScreen())
 
-    async def _prepare(self) -> SavedGame:
-        options = self.options
-        loaded = load_pack(options.pack_dir or bundled_packs_dir() / DEFAULT_PACK)
-        if options.episode is not None and options.episode not in loaded.pack.episodes:
-            raise UserFacingError(
-                f"{loaded.root / 'scenario.toml'}: no episode '{options.episode}'",
-                hint=f"Episodes of this pack: {', '.join(loaded.pack.episodes)}",
-            )
-        name = f"game {datetime.now():%Y-%m-%d %H.%M.%S}" if options.new_game else options.save
-        if self.session is None:
-            self.session = await self._load_model()
-        self.saved = await open_game(
-            self.session,
-            loaded,
-            save_path(loaded.pack.id, name),
-            episode=options.episode,
-            sampling=options.settings.sampling_params(),
-            budgets=options.settings.budgets(),
-        )
-        return self.saved
-
-    async def _load_model(self) -> LlamaSession:
-        loading = self.screen
-        assert isinstance(loading, LoadingScreen)
+    @work(exclusive=True, group="model")
+    async def load_model(self) -> None:
+        """Prepare and load the model in the background: the first screen is up meanwhile."""
 
         def progress(done: int, total: int) -> None:
-            self.call_from_thread(loading.show_progress, done, total)
+            self.call_from_thread(self._show_preparing, done, total)
 
-        settings = self.options.settings
-        path = await asyncio.to_thread(model_path, settings, self.options.model_override, progress)
-        loading.show_status(f"Loading {path.name}…")
-        return await LlamaSession.open(settings.model_config_for(path))
+        try:
+            path = await asyncio.to_thread(model_path, self.settings, self.options.model_override, progress)
+            self.session = await LlamaSession.open(self.settings.model_config_for(path))
+        except UserFacingError as error:
+            self._model_error = error
+            self.fail(error)  # nothing can be played: say why at once
+        self._model_ready.set()
+
+    def _show_preparing(self, done: int, total: int) -> None:
+        if isinstance(self.screen, LoadingScreen):
+            self.screen.show_progress(done, total)
+
+    async def model(self) -> LlamaSession:
+        """The loaded model, once it is ready; the loading screen shows while it is not."""
+        if not self._model_ready.is_set():
+            pushed = not isinstance(self.screen, LoadingScreen)
+            if pushed:
+                await self.push_screen(LoadingScreen())
+            await self._model_ready.wait()
+            if pushed and isinstance(self.screen, LoadingScreen):
+                self.pop_screen()
+        if self._model_error is not None:
+            raise self._model_error
+        assert self.session is not None
+        return self.session
+
+    def play_from_options(self) -> None:
+        options = self.options
+        try:
+            loaded = load_pack(options.pack_dir or Path())
+        except UserFacingError as error:
+            self.fail(error)
+            return
+        name = f"game {datetime.now():%Y-%m-%d %H.%M.%S}" if options.new_game else options.save
+        self.play(loaded, save=name, episode=options.episode)
+
+    @work(exclusive=True, group="start")
+    async def play(
+        self, loaded: LoadedPack, *, save: str, episode: str | None = None, player_name: str | None = None
+    ) -> None:
+        """Start a game (an app worker: the screen that asked goes away while it runs)."""
+        try:
+            await self.start_game(loaded, save=save, episode=episode, player_name=player_name)
+        except UserFacingError as error:
+            self.fail(error)
+
+    def fail(self, error: UserFacingError) -> None:
+        """The game cannot go on: explain on screen (and on the command line when it exits).
+
+        Pushed over whatever shows, never switched in: a screen still mounting must not vanish."""
+        self.error = error
+        if not isinstance(self.screen, ErrorScreen):
+            self.push_screen(ErrorScreen(error))
+
+    # -- playing ----------------------------------------------------------------------------------
+
+    async def start_game(
+        self, loaded: LoadedPack, *, save: str, episode: str | None = None, player_name: str | None = None
+    ) -> None:
+        """Resume the save `save` of the pack, or start `episode` in it; then play."""
+        from .play_screen import PlayScreen
+
+        if episode is not None and episode not in loaded.pack.episodes:
+            raise UserFacingError(
+                f"{loaded.root / 'scenario.toml'}: no episode '{episode}'",
+                hint=f"Episodes of this pack: {', '.join(loaded.pack.episodes)}",
+            )
+        session = await self.model()
+        if self.saved is not None:
+            await self.saved.write_kv()
+        self.saved = await open_game(
+            session,
+            loaded,
+            save_path(loaded.pack.id, save),
+            episode=episode,
+            sampling=self.settings.sampling_params(),
+            budgets=self.settings.budgets(),
+            player_name=player_name,
+        )
+        self.pack = loaded
+        self.apply_theme()
+        await self.switch_screen(PlayScreen(self.saved, graphics=self.settings.ui.graphics))
+
+    def settings_changed(self, settings: Settings) -> None:
+        """The settings screen saved: sampling and budgets apply now, the model on the next start."""
+        self.settings = settings
+        self.options = replace(self.options, settings=settings)
+        if self.saved is not None:
+            self.saved.game.sampling = settings.sampling_params()
+            self.saved.game.budgets = settings.budgets()
+        self.apply_theme()
+
+    # -- themes -----------------------------------------------------------------------------------
+
+    def refresh_themes(self) -> None:
+        themes, problems = load_themes()
+        for theme in themes:
+            self.register_theme(theme)
+        for problem in problems:
+            self.notify(printable(problem.message), title="A theme file has problems", severity="warning", markup=False)
+        self.apply_theme()
+
+    def apply_theme(self) -> None:
+        wanted = self.settings.ui.theme
+        if wanted == PACK_THEME:
+            own = pack_theme(self.pack.pack) if self.pack is not None else None
+            if own is not None:
+                self.register_theme(own)
+            wanted = own.name if own is not None else DEFAULT_THEME
+        self.theme = wanted if wanted in self.available_themes else DEFAULT_THEME
+
+    @work(exclusive=True, group="theme-watch")
+    async def watch_theme_files(self) -> None:
+        """Theme files are hot-reloaded too: save one and the game's colours follow."""
+        user_themes_dir().mkdir(parents=True, exist_ok=True)
+        folders = [folder for folder in (bundled_themes_dir(), user_themes_dir()) if folder.is_dir()]
+        async for _changes in awatch(*folders, debounce=150, step=25):
+            self.refresh_themes()
+
+    # -- screens ----------------------------------------------------------------------------------
+
+    def action_help(self) -> None:
+        from .help_screen import HelpScreen
+
+        self.push_screen(HelpScreen())
+
+    def action_settings(self) -> None:
+        from .settings_screen import SettingsScreen
+
+        self.push_screen(SettingsScreen(self.settings))
+
+    def action_library(self) -> None:
+        from .library_screen import LibraryScreen
+
+        if not isinstance(self.screen, LibraryScreen):
+            self.switch_screen(LibraryScreen())
 
     async def on_unmount(self) -> None:
         if self.saved is not None:

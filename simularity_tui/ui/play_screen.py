@@ -1,62 +1,97 @@
-"""The play screen: the story streaming in, the player's line, and every story control."""
+"""The play screen: the stage, the story streaming in, the player's line, and every story control.
+
+With the input line empty, ←/→ switch the last line's variants and ↑/↓ step back and forward, as
+in a visual novel; while typing they move the cursor as usual (Alt+arrows always work).
+"""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
+from datetime import datetime
 
-from textual import work
+from textual import events, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static
 
+from .. import paths
 from ..errors import UserFacingError
 from ..scenario.loader import LoadedPack
 from ..scenario.schema import NARRATOR
+from ..settings import GraphicsMode
 from ..story import Game, Line, SavedGame, Turn
+from ..story.saves import save_path, transcript_markdown, write_save
 from ..untrusted_text import printable
+from .screen_base import SimularityScreen
+from .stage_image import compose_stage
+from .stage_view import StageView
 from .transcript import LineView, Transcript
 
 
-class PlayScreen(Screen[None]):
+class LineInput(Input):
+    """The player's line; empty, its arrow keys steer the story instead of the cursor."""
+
+    STEERING = {"left": "variant(-1)", "right": "variant(1)", "up": "undo", "down": "redo"}
+
+    async def _on_key(self, event: events.Key) -> None:
+        action = self.STEERING.get(event.key)
+        if action is not None and not self.value:
+            event.stop()
+            event.prevent_default()
+            await self.screen.run_action(action)
+            return
+        await super()._on_key(event)
+
+
+class PlayScreen(SimularityScreen):
     BINDINGS = [
         Binding("escape", "stop", "Stop writing"),
         Binding("ctrl+n", "continue_story", "Continue"),
         Binding("ctrl+r", "regenerate", "Regenerate"),
         # priority: the input line would take these for moving between words
-        Binding("alt+left,ctrl+left", "variant(-1)", "Previous variant", show=False, priority=True),
-        Binding("alt+right,ctrl+right", "variant(1)", "Next variant", show=False, priority=True),
-        Binding("ctrl+z", "undo", "Undo", show=False, priority=True),
-        Binding("ctrl+y", "redo", "Redo", show=False, priority=True),
-        Binding("ctrl+e", "edit_last", "Edit last line", show=False, priority=True),
+        Binding(
+            "alt+left,ctrl+left", "variant(-1)", "Previous variant (← with an empty line)", show=False, priority=True
+        ),
+        Binding("alt+right,ctrl+right", "variant(1)", "Next variant (→ with an empty line)", show=False, priority=True),
+        Binding("ctrl+z,alt+up", "undo", "Step back (↑ with an empty line)", show=False, priority=True),
+        Binding("ctrl+y,alt+down", "redo", "Step forward (↓ with an empty line)", show=False, priority=True),
+        Binding("ctrl+e", "edit_last", "Edit the last line", show=False, priority=True),
+        Binding("ctrl+s", "branch", "Save a copy", priority=True),
+        Binding("f3", "saves", "Saves"),
+        Binding("pageup", "scroll_transcript(-1)", "Scroll back through the story", show=False),
+        Binding("pagedown", "scroll_transcript(1)", "Scroll forward through the story", show=False),
         *(
             Binding(f"alt+{n}", f"toggle_speaker({n})", f"Let character {n} speak, or not", show=False, priority=True)
             for n in range(1, 10)
         ),
     ]
 
-    def __init__(self, saved: SavedGame) -> None:
+    def __init__(self, saved: SavedGame, *, graphics: GraphicsMode = "auto") -> None:
         super().__init__()
         self.saved = saved
+        self.graphics = graphics
         self.turn: Turn | None = None
         self.busy = False  # a turn is starting or running: one at a time
         self.editing: int | None = None  # the line being edited (its node id)
         self.tokens_per_second = 0.0
+        self._stage_drawn: tuple[object, int] | None = None
 
     @property
     def game(self) -> Game:
         return self.saved.game
 
     def compose(self) -> ComposeResult:
-        player = self.game.pack.player.name
+        player = printable(self.game.pack.player.name)
         yield Header()
+        yield StageView(self.graphics, id="stage")
         yield Transcript(id="transcript")
-        yield Input(placeholder=f"Say something as {player}, or press Enter to let the story go on", id="say")
+        yield LineInput(placeholder=f"Say something as {player}, or press Enter to let the story go on", id="say")
         yield Static(id="status")
         yield Footer()
 
     def on_mount(self) -> None:
-        self.app.sub_title = self.game.pack.name
+        self.sub_title = self.game.pack.name
         self._show_transcript()
         self.query_one(Input).focus()
         for warning in self.saved.warnings:
@@ -70,7 +105,16 @@ class PlayScreen(Screen[None]):
         transcript.remove_children()
         for line in self.game.lines:
             transcript.add(self._view_for(line))
+        self._show_stage()
         self._show_status()
+
+    def _show_stage(self) -> None:
+        """Redraw the stage when it changed (scene, cast, expressions; or the pack's images)."""
+        stage = self.game.stage
+        key = (stage, id(self.game.pack))
+        if key != self._stage_drawn:
+            self._stage_drawn = key
+            self.query_one(StageView).show(compose_stage(self.game.loaded, stage))
 
     def _view_for(self, line: Line) -> LineView:
         view = LineView(None, "")
@@ -94,7 +138,10 @@ class PlayScreen(Screen[None]):
             if isinstance(change, LoadedPack):
                 for view, line in zip(self.query(LineView), self.game.lines):
                     self._name_view(view, line.speaker)
-                self.app.sub_title = change.pack.name
+                self.sub_title = change.pack.name
+                self.simularity.pack = change
+                self.simularity.apply_theme()
+                self._show_stage()
                 self.notify(
                     printable(f"{change.pack.name}: the change is in play."),
                     title="Pack reloaded",
@@ -169,6 +216,29 @@ class PlayScreen(Screen[None]):
             self.notify(printable(f"{name} {'may speak' if speaks else 'will not speak'}."), markup=False, timeout=2)
             self._show_status()
 
+    def action_scroll_transcript(self, pages: int) -> None:
+        transcript = self.query_one(Transcript)
+        transcript.scroll_to(y=transcript.scroll_y + pages * max(1, transcript.size.height - 2), animate=False)
+
+    def action_branch(self) -> None:
+        """A copy of the game as it stands, under a new name (the game goes on in its own save)."""
+        if self._idle():
+            name = f"{self.saved.path.stem} {datetime.now():%Y-%m-%d %H.%M.%S}"[:64]
+            write_save(save_path(self.game.pack.id, name), game=self.game, created=self.saved.created)
+            self.notify(printable(f"A copy was saved as '{name}'."), title="Saved", markup=False)
+
+    def action_export(self) -> None:
+        target = paths.data_dir() / "exports" / f"{self.game.pack.id} - {self.saved.path.stem}.md"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(transcript_markdown(self.game), encoding="utf-8")
+        self.notify(printable(f"Written to {target}"), title="Exported", markup=False)
+
+    def action_saves(self) -> None:
+        from .saves_screen import SavesScreen
+
+        if self._idle():
+            self.app.push_screen(SavesScreen(self.game.loaded))
+
     def action_edit_last(self) -> None:
         lines = self.game.lines
         if self._idle() and lines:
@@ -195,7 +265,10 @@ class PlayScreen(Screen[None]):
                 transcript.add(self._view_for(line))
             view = transcript.add(LineView(None, ""))
             self._show_status()
+            self.watch_progress(turn)
             async for piece in turn:
+                if view.speaker_name is None:
+                    self._show_stage_of(turn)
                 if view.speaker_name is None and turn.speaker is not None:
                     self._name_view(view, turn.speaker)
                 view.append(piece)
@@ -217,7 +290,26 @@ class PlayScreen(Screen[None]):
             title = self.game.pack.achievements[achievement].title
             self.notify(printable(title), title="Achievement unlocked", markup=False)
         await self.saved.after_turn()
+        self._show_stage()
         self._show_status()
+
+    def _show_stage_of(self, turn: Turn) -> None:
+        """The stage as this turn's commands leave it, as soon as they are written."""
+        stage = self.game.stage
+        for command in turn.directions:
+            if stage.is_legal(self.game.pack, command):
+                stage = stage.apply(self.game.pack, command)
+        key = (stage, id(self.game.pack))
+        if key != self._stage_drawn:
+            self._stage_drawn = key
+            self.query_one(StageView).show(compose_stage(self.game.loaded, stage))
+
+    @work(group="progress")
+    async def watch_progress(self, turn: Turn) -> None:
+        """While a turn reads the story or writes a summary, say how far it is."""
+        while self.turn is turn:
+            self._show_status()
+            await asyncio.sleep(0.2)
 
     def _show_status(self) -> None:
         game, session = self.game, self.game.session
@@ -231,6 +323,16 @@ class PlayScreen(Screen[None]):
             f"variant {index + 1}/{count}" if count > 1 else "",
             f"{self.tokens_per_second:.1f} tok/s" if self.tokens_per_second else "",
             f"context {len(session.kv_tokens):,}/{session.n_ctx:,}",
-            "writing… (Esc stops)" if self.busy else f"saved: {self.saved.path.stem}",
+            self._activity() if self.busy else f"saved: {self.saved.path.stem}",
         ]
         self.query_one("#status", Static).update(printable(" · ".join(part for part in parts if part)))
+
+    def _activity(self) -> str:
+        turn = self.turn
+        if turn is None:
+            return "starting…"
+        if turn.phase == "summary":
+            return "remembering: writing a summary… (Esc stops)"
+        if turn.first_text_at is None and 0.0 < turn.reading < 1.0:
+            return f"reading the story… {turn.reading:.0%} (Esc stops)"
+        return "writing… (Esc stops)"

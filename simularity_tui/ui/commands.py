@@ -1,0 +1,70 @@
+"""The command palette (Ctrl+P): every story control and every screen, searchable by name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING
+
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.content import Content
+
+from ..untrusted_text import printable
+
+if TYPE_CHECKING:
+    from .app import SimularityApp
+
+Command = tuple[str, str, Callable[[], object]]  # (name, help, what it does)
+
+
+class StoryCommands(Provider):
+    def _commands(self) -> list[Command]:
+        from .play_screen import PlayScreen
+
+        app: SimularityApp = self.app  # type: ignore[assignment]
+        commands: list[Command] = [
+            ("Library", "Every pack, with its cover", app.action_library),
+            ("Settings", "Model, sampling, graphics, theme", app.action_settings),
+            ("Help", "Every key", app.action_help),
+        ]
+        for theme in sorted(name for name in app.available_themes if not name.startswith("pack-")):
+            commands.append(
+                (f"Theme: {theme}", "Colours for now (Settings keeps them)", partial(setattr, app, "theme", theme))
+            )
+        screen = app.screen
+        if isinstance(screen, PlayScreen):
+            commands += [
+                ("Continue the story", "Let the story go on without a line of yours", screen.action_continue_story),
+                ("Regenerate the last line", "A new variant, with a fresh seed", screen.action_regenerate),
+                ("Previous variant", "Of the last line", partial(screen.action_variant, -1)),
+                ("Next variant", "Of the last line", partial(screen.action_variant, 1)),
+                ("Step back", "Undo the last line (it stays in the story tree)", screen.action_undo),
+                ("Step forward", "Redo", screen.action_redo),
+                ("Edit the last line", "Rewrite it; the engine re-reads from there", screen.action_edit_last),
+                ("Stop writing", "End the line being written", screen.action_stop),
+                ("Save a copy", "Branch the story into a new save", screen.action_branch),
+                ("Export the transcript", "As Markdown", screen.action_export),
+                ("Saves", "This pack's saves", screen.action_saves),
+            ]
+            pack = screen.game.pack
+            for number, character in enumerate((c for c in pack.characters.values() if not c.player), 1):
+                if number <= 9:
+                    commands.append(
+                        (
+                            f"Let {printable(character.name)} speak, or not",
+                            f"Alt+{number}",
+                            partial(screen.action_toggle_speaker, number),
+                        )
+                    )
+        return commands
+
+    async def discover(self) -> Hits:
+        for name, about, run in self._commands():
+            yield DiscoveryHit(Content(name), run, help=about)  # plain text: pack names are not markup
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for name, about, run in self._commands():
+            score = matcher.match(name)
+            if score > 0:
+                yield Hit(score, matcher.highlight(name), run, help=about)

@@ -1,0 +1,141 @@
+"""The library: every pack there is (bundled, and the player's own), with its cover and story.
+
+Enter plays (the last game of the pack, or a new one), N starts a new game, S opens its saves.
+A pack that does not load is listed with its problems, so an author sees why.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.widgets import Footer, Header, Label, ListItem, ListView, Static
+
+from .. import paths
+from ..errors import UserFacingError
+from ..scenario import LoadedPack, bundled_packs_dir, discover_packs
+from ..story.saves import list_saves
+from ..untrusted_text import printable
+from .screen_base import SimularityScreen
+from .stage_image import cover_picture
+from .stage_view import StageView
+
+
+def user_packs_dir() -> Path:
+    return paths.data_dir() / "packs"
+
+
+class PackItem(ListItem):
+    def __init__(self, loaded: LoadedPack) -> None:
+        super().__init__(Label(Text(printable(loaded.pack.name))))
+        self.loaded = loaded
+
+
+class BrokenItem(ListItem):
+    def __init__(self, problem: UserFacingError) -> None:
+        name = problem.path.parent.name if problem.path else "a pack"
+        super().__init__(Label(Text(f"⚠ {printable(name)}", style="dim")))
+        self.problem = problem
+
+
+class LibraryScreen(SimularityScreen):
+    BINDINGS = [
+        Binding("enter", "play", "Play"),
+        Binding("n", "new_game", "New game"),
+        Binding("s", "saves", "Saves"),
+        Binding("r", "rescan", "Look again"),
+        Binding("q", "app.quit", "Quit"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="library"):
+            yield ListView(id="packs")
+            with VerticalScroll(id="pack-details"):
+                yield StageView(self.simularity.settings.ui.graphics, id="cover")
+                yield Static(id="pack-title")
+                yield Static(id="pack-tags")
+                yield Static(id="pack-about")
+                yield Static(id="pack-saves")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = "Library"
+        self.scan()
+
+    def scan(self) -> None:
+        folders = [bundled_packs_dir(), user_packs_dir()]
+        extra = self.simularity.settings.game.scenarios_dir
+        if extra:
+            folders.append(Path(extra).expanduser())
+        packs, problems = discover_packs(*folders)
+        listing = self.query_one("#packs", ListView)
+        listing.clear()
+        listing.extend([PackItem(loaded) for loaded in packs] + [BrokenItem(problem) for problem in problems])
+        listing.index = 0 if packs or problems else None
+        listing.focus()
+        if not packs and not problems:
+            self.query_one("#pack-title", Static).update("No packs found.")
+
+    def on_list_view_highlighted(self, event: ListView.Highlighted) -> None:
+        item = event.item
+        title, tags, about, saves = (
+            self.query_one(f"#pack-{part}", Static) for part in ("title", "tags", "about", "saves")
+        )
+        if isinstance(item, PackItem):
+            pack = item.loaded.pack
+            title.update(
+                Text(f"{printable(pack.name)}  ", style="bold").append(f"v{printable(pack.version)}", style="dim")
+            )
+            tags.update(
+                Text(printable("  ".join(f"#{tag}" for tag in pack.tags) + f"   {pack.content_rating}"), style="italic")
+            )
+            about.update(Text(printable(pack.description)))
+            count = len(list_saves(pack.id))
+            saves.update(
+                Text(f"{count} save{'s' if count != 1 else ''} · Enter plays · N new game · S saves", style="dim")
+            )
+            self.show_cover(item.loaded)
+        elif isinstance(item, BrokenItem):
+            title.update(Text("This pack does not load", style="bold"))
+            tags.update("")
+            about.update(Text(printable(item.problem.render())))
+            saves.update("")
+
+    @work(exclusive=True, group="cover")
+    async def show_cover(self, loaded: LoadedPack) -> None:
+        self.query_one("#cover", StageView).show(cover_picture(loaded))
+
+    def on_list_view_selected(self, _event: ListView.Selected) -> None:
+        self.action_play()
+
+    def _selected(self) -> LoadedPack | None:
+        item = self.query_one("#packs", ListView).highlighted_child
+        return item.loaded if isinstance(item, PackItem) else None
+
+    def action_play(self) -> None:
+        loaded = self._selected()
+        if loaded is not None:
+            saves = list_saves(loaded.pack.id)
+            self.simularity.play(loaded, save=saves[0].stem if saves else "autosave")
+
+    def action_new_game(self) -> None:
+        from .new_game_screen import NewGameScreen
+
+        loaded = self._selected()
+        if loaded is not None:
+            self.app.push_screen(NewGameScreen(loaded))
+
+    def action_saves(self) -> None:
+        from .saves_screen import SavesScreen
+
+        loaded = self._selected()
+        if loaded is not None:
+            self.app.push_screen(SavesScreen(loaded))
+
+    def action_rescan(self) -> None:
+        self.scan()

@@ -1,0 +1,60 @@
+"""The stage on screen: the composed stage picture, drawn with the terminal's best graphics.
+
+textual-image draws it with the kitty graphics protocol, sixel, coloured half cells or plain
+unicode; `auto` asks the terminal which it supports (before Textual starts: see cli.py).
+"""
+
+from __future__ import annotations
+
+from PIL import Image
+from textual.app import ComposeResult
+from textual.containers import Center
+from textual.widget import Widget
+from textual_image.widget import HalfcellImage, SixelImage, TGPImage, UnicodeImage
+from textual_image.widget import Image as AutoImage
+
+from ..settings import GraphicsMode
+
+IMAGE_WIDGETS: dict[str, type[Widget]] = {
+    "auto": AutoImage,
+    "kitty": TGPImage,
+    "sixel": SixelImage,
+    "halfcell": HalfcellImage,
+    "unicode": UnicodeImage,
+}
+
+
+class StageView(Widget):
+    """Shows one stage picture; `show` swaps it."""
+
+    DEFAULT_CSS = """
+    StageView {
+        height: 12;
+    }
+    StageView.hidden {
+        display: none;
+    }
+    StageView Center {
+        height: 100%;
+    }
+    StageView #stage-picture {
+        width: auto;
+        height: 100%;
+    }
+    """
+
+    def __init__(self, graphics: GraphicsMode, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.graphics = graphics
+        self.picture: Image.Image | None = None
+        self.set_class(graphics == "none", "hidden")
+
+    def compose(self) -> ComposeResult:
+        if self.graphics != "none":
+            with Center():
+                yield IMAGE_WIDGETS[self.graphics](id="stage-picture")  # type: ignore[call-arg]
+
+    def show(self, picture: Image.Image) -> None:
+        self.picture = picture
+        if self.graphics != "none":
+            self.query_one("#stage-picture").image = picture  # type: ignore[attr-defined]
