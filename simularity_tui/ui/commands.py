@@ -31,7 +31,7 @@ class StoryCommands(Provider):
             commands.append(
                 (f"Theme: {theme}", "Colours for now (Settings keeps them)", partial(setattr, app, "theme", theme))
             )
-        screen = app.screen
+        screen = self.screen  # the screen the palette was opened over
         if isinstance(screen, PlayScreen):
             commands += [
                 ("Continue the story", "Let the story go on without a line of yours", screen.action_continue_story),

@@ -68,6 +68,9 @@ class SavesScreen(SimularityScreen):
             return None
         return str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
 
+    def on_data_table_row_selected(self, _event: DataTable.RowSelected) -> None:
+        self.action_load()  # Enter on a row: the table takes the key, and says so with this message
+
     def action_load(self) -> None:
         name = self._selected()
         if name is not None:

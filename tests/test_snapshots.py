@@ -1,0 +1,138 @@
+"""Every screen, as SVG snapshots at 80×24 and 160×48 (pytest-textual-snapshot).
+
+Run `pytest tests/test_snapshots.py --snapshot-update` after a change to how a screen looks, and
+look at the report before keeping the new pictures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from textual.app import App
+
+from simularity_tui.engine import LlamaSession
+from simularity_tui.errors import UserFacingError
+from simularity_tui.scenario import bundled_packs_dir, load_pack
+from simularity_tui.settings import Settings
+from simularity_tui.story import open_game
+from simularity_tui.story.saves import save_path
+from simularity_tui.ui.app import LaunchOptions, SimularityApp
+from simularity_tui.ui.error_screen import ErrorScreen
+from simularity_tui.ui.loading_screen import LoadingScreen
+
+SIZES = [(80, 24), (160, 48)]
+FIXED = Path("/tmp/simularity-snapshots")  # paths on screen must not change from run to run
+LIGHTHOUSE = bundled_packs_dir() / "lighthouse"
+
+
+@pytest.fixture(autouse=True)
+def fixed_dirs(monkeypatch: pytest.MonkeyPatch) -> None:
+    shutil.rmtree(FIXED, ignore_errors=True)
+    monkeypatch.setenv("SIMULARITY_CONFIG_DIR", str(FIXED / "config"))
+    monkeypatch.setenv("SIMULARITY_DATA_DIR", str(FIXED / "data"))
+
+
+def app(session: LlamaSession, **options: object) -> SimularityApp:
+    settings = Settings()
+    settings.ui.graphics = "halfcell"
+    return SimularityApp(LaunchOptions(settings, **options), session=session)  # type: ignore[arg-type]
+
+
+async def settle(pilot) -> None:  # type: ignore[no-untyped-def]
+    await pilot.pause(0.5)
+    await pilot.wait_for_scheduled_animations()
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_library(snap_compare, session: LlamaSession, size: tuple[int, int]) -> None:  # type: ignore[no-untyped-def]
+    assert snap_compare(app(session), terminal_size=size, run_before=settle)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_new_game(snap_compare, session: LlamaSession, size: tuple[int, int]) -> None:  # type: ignore[no-untyped-def]
+    async def open_it(pilot) -> None:  # type: ignore[no-untyped-def]
+        await settle(pilot)
+        await pilot.press("n")
+        await settle(pilot)
+
+    assert snap_compare(app(session), terminal_size=size, run_before=open_it)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_play(snap_compare, session: LlamaSession, size: tuple[int, int]) -> None:  # type: ignore[no-untyped-def]
+    asyncio.run(session.reset())  # "context 0/…" in the status line, whatever ran before
+    assert snap_compare(app(session, pack_dir=LIGHTHOUSE), terminal_size=size, run_before=settle)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_saves(snap_compare, session: LlamaSession, size: tuple[int, int]) -> None:  # type: ignore[no-untyped-def]
+    loaded = load_pack(LIGHTHOUSE)
+    for name in ("evening", "midnight run"):
+        path = save_path("lighthouse", name)
+        asyncio.run(open_game(session, loaded, path))
+        path.write_text(re.sub(r"updated = .*", "updated = 2026-11-27T20:00:00Z", path.read_text()))
+
+    async def open_it(pilot) -> None:  # type: ignore[no-untyped-def]
+        await settle(pilot)
+        await pilot.press("s")
+        await settle(pilot)
+
+    assert snap_compare(app(session), terminal_size=size, run_before=open_it)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_settings(snap_compare, session: LlamaSession, size: tuple[int, int]) -> None:  # type: ignore[no-untyped-def]
+    async def open_it(pilot) -> None:  # type: ignore[no-untyped-def]
+        await settle(pilot)
+        await pilot.press("f2")
+        await settle(pilot)
+
+    assert snap_compare(app(session), terminal_size=size, run_before=open_it)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_help(snap_compare, session: LlamaSession, size: tuple[int, int]) -> None:  # type: ignore[no-untyped-def]
+    async def open_it(pilot) -> None:  # type: ignore[no-untyped-def]
+        await settle(pilot)
+        await pilot.press("f1")
+        await settle(pilot)
+
+    assert snap_compare(app(session), terminal_size=size, run_before=open_it)
+
+
+class Showing(App[None]):
+    """One screen on its own, in the game's styles."""
+
+    CSS_PATH = str(Path(__file__).resolve().parents[1] / "simularity_tui" / "ui" / "app.tcss")
+
+    def __init__(self, screen: object) -> None:
+        super().__init__()
+        self.shown = screen
+
+    def on_mount(self) -> None:
+        self.push_screen(self.shown)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_loading(snap_compare, size: tuple[int, int]) -> None:  # type: ignore[no-untyped-def]
+    loading = LoadingScreen()
+
+    async def progress(pilot) -> None:  # type: ignore[no-untyped-def]
+        await settle(pilot)
+        loading.show_progress(120 << 20, 241 << 20)
+        await settle(pilot)
+
+    assert snap_compare(Showing(loading), terminal_size=size, run_before=progress)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_error(snap_compare, size: tuple[int, int]) -> None:  # type: ignore[no-untyped-def]
+    error = UserFacingError(
+        "Model file not found: /models/missing.gguf",
+        hint="Check the path, or leave the model setting empty to play on the embedded model.",
+    )
+    assert snap_compare(Showing(ErrorScreen(error)), terminal_size=size, run_before=settle)
