@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from . import __version__, paths
 from .errors import UserFacingError
-from .settings import Settings, load_settings
+from .settings import API_KEY_VARIABLE, Settings, load_settings
+from .untrusted_text import printable
 
 log = logging.getLogger("simularity")
 
@@ -33,6 +35,11 @@ def _model_options() -> argparse.ArgumentParser:
     group.add_argument(
         "--model", type=Path, metavar="PATH.gguf", help="a GGUF model (default: the embedded Gemma 3 270M)"
     )
+    group.add_argument(
+        "--backend", type=_backend_url, metavar="URL",
+        help="play on an OpenAI-compatible server (llama-server, vLLM, SGLang), e.g. http://127.0.0.1:8080",
+    )  # fmt: skip
+    group.add_argument("--api-key", metavar="KEY", help="the server's API key (or set SIMULARITY_API_KEY)")
     group.add_argument("--n-ctx", type=int, metavar="N", help="context size in tokens")
     group.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: physical cores)")
     group.add_argument("--gpu-layers", type=int, metavar="N", help="layers to offload to the GPU (-1: all)")
@@ -83,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--save", default="run", metavar="NAME", help="the save to write (default: run)")
     run.add_argument("--resume", action="store_true", help="go on with the save NAME instead of starting afresh")
 
+    host = commands.add_parser("host", help="an SSH server where several players each play their own game")
+    host.add_argument("--config", type=Path, metavar="FILE", help="the host's TOML config (see docs/hosting.md)")
+    host.add_argument("--hash-password", action="store_true", help="read a password and print its hash for the config")
+
     saves = commands.add_parser("saves", help="list the saves of a pack, or delete one")
     saves.add_argument("pack_dir", type=Path, metavar="PACK_DIR")
     saves.add_argument("--delete", metavar="NAME", help="delete this save (and its KV state file)")
@@ -116,12 +127,44 @@ def build_parser() -> argparse.ArgumentParser:
     resume.set_defaults(n_ctx=2048)
     resume.add_argument("--rounds", type=int, default=3, help="measurements per side (default: 3)")
     resume.add_argument("--json", type=Path, metavar="PATH", help="also write the figures as JSON")
+    startup = bench.add_parser(
+        "startup", parents=[_model_options()], help="time to the first frame and to play, model cached and not"
+    )
+    startup.add_argument("--rounds", type=int, default=3, help="starts per case (default: 3)")
+    startup.add_argument("--json", type=Path, metavar="PATH", help="also write the figures as JSON")
+    host_bench = bench.add_parser(
+        "host", parents=[_model_options()], help="N players over SSH on loopback: time to first token, memory"
+    )
+    host_bench.set_defaults(n_ctx=1024)
+    host_bench.add_argument("--players", type=int, default=4, help="players at once, 1 to 8 (default: 4)")
+    host_bench.add_argument("--turns", type=int, default=3, help="turns each player plays (default: 3)")
+    host_bench.add_argument("--reply-tokens", type=int, default=40, help="tokens per line (default: 40)")
+    host_bench.add_argument("--json", type=Path, metavar="PATH", help="also write the figures as JSON")
     return parser
+
+
+def _backend_url(text: str) -> str:
+    from .engine.remote.config import checked_url
+
+    try:
+        return checked_url(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def settings_with_overrides(args: argparse.Namespace) -> Settings:
     settings = load_settings(getattr(args, "settings", None))
-    for key in ("n_ctx", "threads", "gpu_layers", "context_shift"):
+    if getattr(args, "model", None) is not None and getattr(args, "backend", None) is not None:
+        raise UserFacingError("--model and --backend both given", hint="Choose one: a GGUF file, or a server's URL.")
+    if getattr(args, "api_key", None):
+        # Through the environment, never into the settings (a key must not land in settings.toml when
+        # the player saves settings); the game processes `simularity host` starts inherit it too.
+        os.environ[API_KEY_VARIABLE] = args.api_key
+    if getattr(args, "model", None) is not None:
+        # A model file on the command line wins over a server in settings.toml: `simularity host`
+        # passes its model, and a player's own settings must not point a hosted game elsewhere.
+        settings.model.backend = ""
+    for key in ("backend", "n_ctx", "threads", "gpu_layers", "context_shift"):
         value = getattr(args, key, None)
         if value is not None:
             try:
@@ -153,6 +196,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _bench(args)
         if args.command == "check":
             return _check(args.pack_dir)
+        if args.command == "host":
+            from .host import host_command
+
+            return host_command(args)
         if args.command == "import-card":
             return _import_card(args)
         if args.command == "run":
@@ -160,10 +207,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "saves":
             return _saves(args)
         return _play(args)
-    except UserFacingError as error:
-        print(f"simularity: {error.message}", file=sys.stderr)
+    except UserFacingError as error:  # may quote a pack, a card or a model server: printable only
+        print(f"simularity: {printable(error.message)}", file=sys.stderr)
         if error.hint:
-            print(f"  {error.hint}", file=sys.stderr)
+            print(f"  {printable(error.hint)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
@@ -176,7 +223,7 @@ def _check(pack_dir: Path) -> int:
         loaded = load_pack(pack_dir)
     except PackProblems as problems:
         for problem in problems.problems:
-            print(problem)
+            print(printable(str(problem)))
         print(f"{_count(len(problems.problems), 'problem')} in {pack_dir}")
         return 1
     pack = loaded.pack
@@ -189,7 +236,8 @@ def _check(pack_dir: Path) -> int:
         (loaded.asset_count, "image"),
         (len(loaded.files), "TOML file"),
     )
-    print(f"{pack_dir}: valid: {pack.name} {pack.version}, " + ", ".join(_count(n, word) for n, word in counts))
+    summary = ", ".join(_count(n, word) for n, word in counts)
+    print(printable(f"{pack_dir}: valid: {pack.name} {pack.version}, {summary}"))
     return 0
 
 
@@ -202,7 +250,7 @@ def _import_card(args: argparse.Namespace) -> int:
     from .scenario.card_import import import_card
 
     loaded = import_card(args.card, args.out_dir, replace=args.force)
-    print(f"{args.out_dir}: made the pack {loaded.pack.name!r} from {args.card.name}")
+    print(printable(f"{args.out_dir}: made the pack {loaded.pack.name!r} from {args.card.name}"))
     print(f"play it: simularity --pack {args.out_dir}")
     return 0
 
@@ -210,8 +258,7 @@ def _import_card(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     import asyncio
 
-    from .engine import LlamaSession
-    from .model_choice import model_path
+    from .model_session import open_model_session
     from .scenario import load_pack
     from .story import open_game
     from .story.saves import save_path
@@ -228,14 +275,14 @@ def _run(args: argparse.Namespace) -> int:
     script = _stdin_lines() if str(args.script) == "-" else _read_script(args.script)
 
     async def play() -> None:
-        session = await LlamaSession.open(settings.model_config_for(model_path(settings, getattr(args, "model", None))))
+        session = await open_model_session(settings, getattr(args, "model", None))
         try:
             saved = await open_game(
                 session, loaded, path, episode=args.episode, resume=args.resume,
                 sampling=settings.sampling_params(), budgets=settings.budgets(),
             )  # fmt: skip
             for warning in saved.warnings:
-                print(f"simularity: warning: {warning}", file=sys.stderr)
+                print(f"simularity: warning: {printable(warning)}", file=sys.stderr)
             await play_script(saved, script, source=str(args.script))
         finally:
             await session.close()
@@ -256,7 +303,7 @@ def _saves(args: argparse.Namespace) -> int:
         if not path.exists():
             raise UserFacingError(f"{pack.name} has no save '{args.delete}'", hint=f"simularity saves {args.pack_dir}")
         delete_save(path)
-        print(f"deleted the save '{args.delete}' of {pack.name}")
+        print(printable(f"deleted the save '{args.delete}' of {pack.name}"))
         return 0
     for path in list_saves(pack.id):
         try:
@@ -264,7 +311,7 @@ def _saves(args: argparse.Namespace) -> int:
             about = f"{document.get('updated', '?')}, {len(document.get('nodes', []))} lines"
         except (OSError, ValueError):
             about = "unreadable"
-        print(f"{path.stem}\t{about}\t{path}")
+        print(printable(f"{path.stem}\t{about}\t{path}"))
     return 0
 
 
@@ -290,15 +337,23 @@ def _read_script(path: Path) -> list[str]:
 
 def _bench(args: argparse.Namespace) -> int:
     from .bench.decode import run_decode_bench
+    from .bench.host import run_host_bench
     from .bench.long_session import run_long_session_bench
     from .bench.resume import run_resume_bench
+    from .bench.startup import run_startup_bench
     from .bench.story import run_story_bench
 
     run = {
         "decode": run_decode_bench, "long-session": run_long_session_bench, "resume": run_resume_bench,
-        "story": run_story_bench,
+        "story": run_story_bench, "startup": run_startup_bench, "host": run_host_bench,
     }[args.bench]  # fmt: skip
-    return run(args, settings_with_overrides(args), getattr(args, "model", None))
+    settings = settings_with_overrides(args)
+    if settings.model.backend and args.bench in ("decode", "long-session", "resume"):
+        raise UserFacingError(
+            f"bench {args.bench} measures the in-process engine against llama-cpp-python; it cannot run on a server.",
+            hint="Leave out --backend (and [model] backend), or run `simularity bench story --backend URL`.",
+        )
+    return run(args, settings, getattr(args, "model", None))
 
 
 def _play(args: argparse.Namespace) -> int:
@@ -310,12 +365,33 @@ def _play(args: argparse.Namespace) -> int:
     settings = settings_with_overrides(args)
     if args.graphics is not None:
         settings.ui.graphics = args.graphics
-    options = LaunchOptions(settings, getattr(args, "model", None), args.pack, args.episode, args.save, args.new)
+    options = LaunchOptions(
+        settings, getattr(args, "model", None), args.pack, args.episode, args.save, args.new,
+        settings_file=getattr(args, "settings", None),
+    )  # fmt: skip
     app = SimularityApp(options)
+    _exit_on_hangup(app.exit)
     app.run()
     if app.error is not None:  # shown in the game; said again here, where it stays after the screen clears
         raise app.error
     return 0
+
+
+def _exit_on_hangup(exit_app: Callable[[], object]) -> None:
+    """A closed terminal (an SSH player who drops: `simularity host` sends SIGHUP) or a SIGTERM ends the
+    game as Ctrl+Q does, so that it unmounts and writes its KV state; Python's default would just die."""
+    import asyncio
+    import signal
+
+    def hang_up(signum: int, _frame: object) -> None:
+        try:
+            loop = asyncio.get_running_loop()  # the handler runs on the main thread, inside the app's loop
+        except RuntimeError:  # before the app started or after it ended: nothing left to save
+            raise SystemExit(128 + signum) from None
+        loop.call_soon_threadsafe(exit_app)
+
+    for signum in (signal.SIGHUP, signal.SIGTERM):
+        signal.signal(signum, hang_up)
 
 
 if __name__ == "__main__":

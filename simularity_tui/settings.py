@@ -6,17 +6,21 @@ and wrong types are reported as `file:line:col` problems, never ignored silently
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Literal
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from . import paths
 from .atomic import write_atomic
 from .engine.config import ModelConfig, SamplingParams
+from .engine.remote.config import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, RemoteConfig, checked_url
 from .story.game import Budgets
 from .toml_source import load_model
+
+API_KEY_VARIABLE = "SIMULARITY_API_KEY"  # the model server's key, when not in the file (--api-key sets it)
 
 
 class _Section(BaseModel):
@@ -30,6 +34,17 @@ class ModelSettings(_Section):
     gpu_layers: Annotated[int, Field(ge=-1, description="-1 offloads every layer.")] = 0
     batch: Annotated[int, Field(ge=8, le=8192)] = 512
     context_shift: Annotated[bool, Field(description="False: re-evaluate instead of shifting the KV.")] = True
+    backend: Annotated[str, Field(description="An OpenAI-compatible server's URL; empty plays in-process.")] = ""
+    api_key: Annotated[str, Field(description="The server's key (SIMULARITY_API_KEY and --api-key win).")] = ""
+    connect_timeout: Annotated[float, Field(gt=0, le=600)] = DEFAULT_CONNECT_TIMEOUT
+    read_timeout: Annotated[float, Field(gt=0, le=3600, description="Longest wait for the server's next word.")] = (
+        DEFAULT_READ_TIMEOUT
+    )
+
+    @field_validator("backend")
+    @classmethod
+    def _backend_is_a_url(cls, value: str) -> str:
+        return checked_url(value) if value.strip() else ""
 
 
 class SamplingSettings(_Section):
@@ -70,6 +85,18 @@ class Settings(_Section):
             n_gpu_layers=self.model.gpu_layers,
             n_batch=self.model.batch,
             context_shift=self.model.context_shift,
+        )
+
+    def remote_config(self) -> RemoteConfig | None:
+        """The server to play on when `[model] backend` (or --backend) is set; None plays in-process."""
+        if not self.model.backend:
+            return None
+        return RemoteConfig(
+            url=self.model.backend,
+            api_key=os.environ.get(API_KEY_VARIABLE) or self.model.api_key or None,
+            n_ctx=self.model.n_ctx,
+            connect_timeout=self.model.connect_timeout,
+            read_timeout=self.model.read_timeout,
         )
 
     def budgets(self) -> Budgets:

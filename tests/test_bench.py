@@ -62,3 +62,18 @@ def test_bench_story_plays_a_whole_game(tmp_path: Path, model_path: Path) -> Non
     assert len(figures["ttft_s"]) == len(figures["prefill_tokens"]) == 12 and figures["lines"] >= 12 * 2
     assert figures["summaries"] >= 1  # 12 turns overflow 768 tokens: memory was written
     assert "ttft last 50 / turns 5-25:" in run.stdout
+
+
+def test_bench_startup_times_the_first_frame_and_the_model_with_and_without_a_cache(
+    tmp_path: Path, model_path: Path
+) -> None:
+    out = tmp_path / "startup.json"
+    run = bench("startup", "--rounds", "1", "--json", str(out))
+    figures = json.loads(out.read_text())
+    for case in ("cached", "uncached"):
+        ((first_frame, ready),) = figures["rounds"][case]
+        assert 0 < first_frame < ready, case  # the first frame comes before the model is ready
+    # Without a cache the model is joined from its chunks before it loads: ready later, same first frame.
+    assert figures["uncached_ready_s"] > figures["cached_ready_s"]
+    assert figures["first_frame_ratio"] == figures["cached_first_frame_s"] / figures["baseline_first_frame_s"]
+    assert re.fullmatch(r"first frame / bare Textual app: \d+\.\d\d \(medians\)", run.stdout.strip().splitlines()[-1])

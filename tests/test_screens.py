@@ -4,10 +4,8 @@ help, the command palette, themes and graphics modes."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 import tomllib
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 from textual.widgets import DataTable, Input, ListView, Select, Static
@@ -17,7 +15,7 @@ from simularity_tui.engine import LlamaSession
 from simularity_tui.scenario import bundled_packs_dir, load_pack
 from simularity_tui.settings import Settings, load_settings
 from simularity_tui.story import open_game
-from simularity_tui.story.saves import list_saves, save_path
+from simularity_tui.story.saves import save_path
 from simularity_tui.ui.app import LaunchOptions, SimularityApp
 from simularity_tui.ui.commands import StoryCommands
 from simularity_tui.ui.help_screen import HelpScreen
@@ -49,7 +47,9 @@ def halfcell() -> Settings:
 async def test_the_library_lists_every_pack_and_explains_broken_ones(session: LlamaSession) -> None:
     tiny_pack(user_packs_dir() / "tiny")
     broken = tiny_pack(user_packs_dir() / "zz-broken")
-    (broken / "scenario.toml").write_text((broken / "scenario.toml").read_text().replace('scene = "room"', 'scene = "hall"'))
+    (broken / "scenario.toml").write_text(
+        (broken / "scenario.toml").read_text().replace('scene = "room"', 'scene = "hall"')
+    )
     app = SimularityApp(LaunchOptions(halfcell()), session=session)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(lambda: isinstance(app.screen, LibraryScreen))
@@ -115,7 +115,9 @@ async def test_the_saves_screen_loads_branches_exports_and_deletes(session: Llam
 
 
 async def test_settings_are_checked_then_saved(session: LlamaSession) -> None:
-    app = SimularityApp(LaunchOptions(halfcell()), session=session)
+    settings = halfcell()
+    settings.model.n_ctx = 777  # as `--n-ctx 777` does: for this run, not for the file
+    app = SimularityApp(LaunchOptions(settings), session=session)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(lambda: isinstance(app.screen, LibraryScreen))
         await pilot.press("f2")
@@ -133,7 +135,9 @@ async def test_settings_are_checked_then_saved(session: LlamaSession) -> None:
         await wait_for(lambda: not isinstance(app.screen, SettingsScreen))
         saved = load_settings()
         assert saved.sampling.temperature == 0.5 and saved.ui.theme == "midnight"
+        assert saved.model.n_ctx == 4096, "a command-line override is not written to the file"
         assert app.settings.sampling.temperature == 0.5 and app.theme == "midnight"
+        assert app.settings.model.n_ctx == 777, "the model in use stays as it was started"
 
 
 async def test_help_lists_every_key_of_every_screen(session: LlamaSession) -> None:
@@ -202,3 +206,21 @@ async def test_the_stage_follows_the_story(session: LlamaSession, graphics: str)
         app.screen.game.set_scene("shore")
         app.screen._show_transcript()
         assert stage.picture is not None and stage.picture.tobytes() != before.tobytes()
+
+
+async def test_pack_names_are_text_not_markup(session: LlamaSession) -> None:
+    """Names go into the status line and the palette, both of which Textual would read as markup."""
+    root = tiny_pack(user_packs_dir() / "tiny")
+    hostile = "[@click=app.quit]Bo[/] [link=https://example.com]x[/link] [/nope]"
+    scenario = root / "scenario.toml"
+    scenario.write_text(scenario.read_text().replace('name = "Bo"', f"name = {hostile!r}"))
+    (root / "scenario.toml").write_text(
+        (root / "scenario.toml").read_text() + '\n[[episodes.start.characters]]\nid = "bo"\n'
+    )
+    app = SimularityApp(LaunchOptions(halfcell(), pack_dir=root), session=session)
+    async with app.run_test(size=(160, 40)):
+        await wait_for(lambda: isinstance(app.screen, PlayScreen))
+        status = str(app.screen.query_one("#status", Static).render())
+        assert hostile in status, status
+        hits = [hit async for hit in StoryCommands(app.screen).search("Let Bo")]
+        assert any(f"Let {hostile} speak" in str(hit.match_display) for hit in hits), hits

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -56,3 +58,25 @@ def test_a_syntax_error_points_at_line_and_column(tmp_path: Path) -> None:
     path.write_text("[model]\nn_ctx = 4096\nthreads = = 2\n")
     with pytest.raises(TomlProblems, match=rf"{path}:3:11: TOML syntax error: Invalid value"):
         load_settings(path)
+
+
+def test_a_model_on_the_command_line_wins_over_a_server_in_the_settings(tmp_path: Path) -> None:
+    """`simularity host` passes its model: a player's own settings.toml must not send the game elsewhere."""
+    from simularity_tui import cli
+
+    settings_file = tmp_path / "settings.toml"
+    settings_file.write_text('[model]\nbackend = "http://169.254.169.254/latest"\n')
+    plain = cli.settings_with_overrides(cli.build_parser().parse_args(["--settings", str(settings_file)]))
+    assert plain.remote_config() is not None  # the player's own choice, when nothing overrides it
+    args = cli.build_parser().parse_args(["--settings", str(settings_file), "--model", str(tmp_path / "m.gguf")])
+    assert cli.settings_with_overrides(args).remote_config() is None
+
+
+def test_errors_quoting_untrusted_text_reach_the_terminal_as_text(tmp_path: Path) -> None:
+    missing = tmp_path / "\x1b]52;c;SGFja2Vk\x07\x1b[2J.gguf"
+    run = subprocess.run(
+        [sys.executable, "-m", "simularity_tui", "bench", "decode", "--model", str(missing)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert "␛]52;c;SGFja2Vk␇␛[2J.gguf" in run.stderr and "\x1b" not in run.stderr and "\x07" not in run.stderr

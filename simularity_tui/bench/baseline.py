@@ -12,7 +12,7 @@ from llama_cpp import Llama
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress
 
-from ..engine import LlamaSession, ModelInfo
+from ..engine import LlamaSession, ModelInfo, ModelSession, RemoteSession
 from ..engine.config import SamplingParams
 from ..engine.errors import OutOfMemoryError
 from ..engine.gguf_file import inspect_gguf
@@ -42,6 +42,20 @@ def measure_on_session(settings: Settings, override: Path | None, play: Play) ->
     finally:
         session.close_blocking()
     return path, session.info, figures
+
+
+def measure_on_server(
+    settings: Settings, play: Callable[[ModelSession, Console], Coroutine[Any, Any, dict[str, Any]]]
+) -> tuple[str, dict[str, Any]]:
+    """As `measure_on_session`, on the server `[model] backend` (--backend) names: (its URL, figures)."""
+    remote = settings.remote_config()
+    assert remote is not None
+    session = RemoteSession.open_blocking(remote)
+    try:
+        figures = asyncio.run(play(session, Console(stderr=True)))
+    finally:
+        session.close_blocking()
+    return f"{session.info.url} ({session.info.model})", figures
 
 
 def baseline_sampling(sampling: SamplingParams) -> dict[str, float | int]:

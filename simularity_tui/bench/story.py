@@ -14,19 +14,24 @@ from pathlib import Path
 
 from rich.console import Console
 
-from ..engine import LlamaSession, SamplingParams
+from ..engine import ModelSession, SamplingParams
 from ..scenario import bundled_packs_dir, load_pack
 from ..settings import Settings
 from ..story import Budgets, Game
-from .baseline import measure_on_session
+from .baseline import measure_on_server, measure_on_session
 from .script import PLAYER_LINES, SEED_BASE
 
 
 def run_story_bench(args: argparse.Namespace, settings: Settings, model_override: Path | None) -> int:
-    path, model, figures = measure_on_session(settings, model_override, lambda s, c: _play(s, args, c))
+    threads: int | None = None  # a server's are its own
+    if settings.model.backend:
+        where, figures = measure_on_server(settings, lambda s, c: _play(s, args, c))
+    else:
+        path, model, figures = measure_on_session(settings, model_override, lambda s, c: _play(s, args, c))
+        where, threads = str(path), model.n_threads
     figures["settings"] = {
-        "model": str(path), "pack": "lighthouse", "episode": "storm", "turns": args.turns, "n_ctx": args.n_ctx,
-        "line_tokens": args.reply_tokens, "direction_tokens": 24, "threads": model.n_threads,
+        "model": where, "pack": "lighthouse", "episode": "storm", "turns": args.turns, "n_ctx": args.n_ctx,
+        "line_tokens": args.reply_tokens, "direction_tokens": 24, "threads": threads,
         "seeds": f"{SEED_BASE} + turn",
     }  # fmt: skip
     ttft = figures["ttft_s"]
@@ -44,7 +49,7 @@ def run_story_bench(args: argparse.Namespace, settings: Settings, model_override
     return 0
 
 
-async def _play(session: LlamaSession, args: argparse.Namespace, console: Console) -> dict:
+async def _play(session: ModelSession, args: argparse.Namespace, console: Console) -> dict:
     game = Game(
         session, load_pack(bundled_packs_dir() / "lighthouse"), "storm",
         sampling=SamplingParams(temperature=0.8, top_k=40, top_p=0.95, min_p=0.05, repeat_penalty=1.1),

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from .config import GenerationParams, ModelConfig
 from .prompt import Prompt
-from .worker import EngineWorker, GenerationResult, ModelInfo, RestoredState
+from .results import GenerationResult, ModelInfo, RestoredState
+from .worker import EngineWorker
 
 _END = object()
 

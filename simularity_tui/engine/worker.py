@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import llama_cpp as C
 import psutil
@@ -30,52 +29,9 @@ from .kv_state import StateFileError, model_identity, read_state, write_state
 from .memory import check_fits
 from .native import DecodeAborted, NativeContext, NativeModel, Progress, problems_since, recent_problems
 from .prompt import Prompt
+from .results import GenerationResult, ModelInfo, RestoredState, StopReason
 from .sampling import SamplerChain, fresh_seed
 from .text_stream import TextAssembler
-
-StopReason = Literal["eos", "stop", "length", "context_full", "cancelled"]
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    path: Path
-    name: str
-    description: str  # llama.cpp's one-line description, e.g. "gemma3 270M Q4_K - Medium"
-    identity: str  # a fingerprint of the file, which KV state files are keyed by
-    n_ctx: int
-    n_ctx_train: int
-    n_threads: int
-    context_shift: bool  # False: the model cannot shift, or the player turned it off
-
-
-@dataclass(frozen=True)
-class GenerationResult:
-    text: str  # what was streamed: new text after the prompt, up to (not including) a stop string
-    tokens: tuple[int, ...]  # generated tokens, minus any wholly after `text`; see `healed_tokens`
-    tail_text: str  # the end of `text` no token of `tokens` covers (one straddled the stop string)
-    healed_tokens: int  # prompt tokens rolled back: `tokens` begins by re-writing their text
-    healing_steps: int  # tokens sampled under the healing constraint (the slow path)
-    stop_reason: StopReason
-    stop_string: str | None
-    seed: int
-    first_turn: int  # index of the oldest prompt turn the context still holds
-    evaluated_tokens: int  # tokens evaluated that were not generated: the prompt's new part, refreshes
-    shifted_tokens: int  # tokens evicted by shifting the KV, during this generation
-    generated_tokens: int
-    prefill_s: float
-    first_token_s: float  # from the start of the job (not the queue) to the first sampled token
-    decode_s: float  # from the first sampled token to the last
-
-    @property
-    def tokens_per_second(self) -> float:
-        return (self.generated_tokens - 1) / self.decode_s if self.generated_tokens > 1 and self.decode_s else 0.0
-
-
-@dataclass(frozen=True)
-class RestoredState:
-    tokens: int  # how many tokens the KV now holds from the file (0: nothing restored)
-    warning: str | None  # why the file was not used, to be shown to the player
-
 
 Emit = Callable[[str], None]
 

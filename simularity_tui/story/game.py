@@ -8,11 +8,13 @@ this class; it knows nothing of the screen.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, replace
 
-from ..engine import Generation, GenerationParams, GenerationResult, LlamaSession, Prompt, SamplingParams
+from ..engine import GenerationParams, GenerationResult, GenerationStream, ModelSession, Prompt, SamplingParams
 from ..errors import UserFacingError
 from ..scenario.loader import LoadedPack
 from ..scenario.macros import expand
@@ -37,6 +39,8 @@ from .writing import (
 
 KV_SAVE_EVERY = 10  # lines between KV state files (and at every named save and on quitting)
 
+log = logging.getLogger("simularity")
+
 
 @dataclass(frozen=True)
 class Budgets:
@@ -53,7 +57,7 @@ class Turn:
         self._seed = seed
         self._restore_head = restore_head  # a regenerated line to show again if no new one is written
         self._unlocked_before = set(game.unlocked)
-        self._generation: Generation | None = None
+        self._generation: GenerationStream | None = None
         self.cancelled = False
         self.speaker: str | None = None
         self.text = ""
@@ -94,7 +98,7 @@ class Turn:
 class Game:
     def __init__(
         self,
-        session: LlamaSession,
+        session: ModelSession,
         loaded: LoadedPack,
         episode: str,
         *,
@@ -330,6 +334,18 @@ class Game:
     # -- writing a line -------------------------------------------------------------------------
 
     async def _write(self, turn: Turn) -> AsyncIterator[str]:
+        """The turn's text as it streams. A turn that fails (a model server gone, say) commits
+        nothing and leaves the story as it was, a regenerated line shown again: trying again works."""
+        try:
+            async with contextlib.aclosing(self._write_steps(turn)) as pieces:
+                async for piece in pieces:
+                    yield piece
+        except BaseException:
+            if turn.node_id is None:
+                self._nothing_written(turn)
+            raise
+
+    async def _write_steps(self, turn: Turn) -> AsyncGenerator[str, None]:
         pack, stage, lines = self.pack, self.stage, self.lines
         present = {lid for line in lines[self._window_start :] for lid in line.notes}
         notes = tuple(triggered(pack, [line.text for line in lines], present))
@@ -368,15 +384,21 @@ class Game:
             heal=False,
         )
         turn._generation = self.session.generate(self.prompt(open_turn), params)
-        written, clock = "", self.clock
+        written, clock, head_text, ended = "", self.clock, "", False
         async for piece in turn._generation:
+            if ended:  # past the line's end: only a server that ignored the grammar writes on
+                turn._generation.cancel()
+                continue
             if turn.speaker is None:
                 written += piece
                 head = parse_line_head(pack, written, speakers)
                 if head is None:
+                    ended = "\n" in written  # a line without its head: nothing to keep
                     continue
                 turn.speaker, clock, piece = head
-            piece = piece.replace("\n", "")
+                head_text = written[: len(written) - len(piece)]
+            piece, newline, _rest = piece.partition("\n")  # one line per turn
+            ended = bool(newline)
             if piece:
                 turn.first_text_at = turn.first_text_at or time.perf_counter()
                 turn.text += piece
@@ -389,6 +411,15 @@ class Game:
         line_tokens = list(turn.result.tokens)
         if not turn.result.text.endswith("\n"):  # cut short (stopped, or out of tokens): close the line
             line_tokens += self.session.tokenize("\n")
+        kept_head = f"{pack.speaker_name(turn.speaker)} ({clock}): "
+        if (
+            turn.result.tail_text  # text no token covers: a cancelled reply a server could not tokenize
+            or head_text != kept_head
+            or turn.result.text not in (head_text + turn.text, head_text + turn.text + "\n")
+        ):
+            # Not the one line the grammar allows (a server that ignores grammars wrote on, or named
+            # someone who may not speak), or no tokens for it: the model reads the line as it is kept.
+            line_tokens = self.session.tokenize(f"{kept_head}{turn.text.strip()}\n")
         line = Line(
             speaker=turn.speaker,
             text=turn.text.strip(),
@@ -423,6 +454,16 @@ class Game:
     # -- memory ---------------------------------------------------------------------------------
 
     async def _remember(self, turn: Turn) -> bool:
+        """Summarise evicted lines if due (`_summarise`), at best: the line is committed already, so a
+        summary that fails (a model server gone, say) is logged and the lines stay in the prompt, as
+        when a summary comes back empty; the next line tries again."""
+        try:
+            return await self._summarise(turn)
+        except UserFacingError as error:
+            log.warning("no summary this time, the lines stay in the prompt: %s", error.message)
+            return False
+
+    async def _summarise(self, turn: Turn) -> bool:
         """When the engine has evicted lines no summary covers yet, summarise them into the pinned
         block (any language) and leave them out of the prompt from then on. It costs a summary and
         one re-read of the window (the summary was written on the same context), paid once per

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ..engine import LlamaSession, SamplingParams
+from ..engine import ModelSession, SamplingParams
 from ..scenario.loader import LoadedPack
 from .game import KV_SAVE_EVERY, Budgets, Game
 from .saves import kv_path, read_save, write_save
@@ -38,7 +38,7 @@ class SavedGame:
 
 
 async def open_game(
-    session: LlamaSession,
+    session: ModelSession,
     loaded: LoadedPack,
     path: Path,
     *,

@@ -26,6 +26,7 @@ from ..errors import UserFacingError
 from ..scenario.loader import LoadedPack
 from ..scenario.schema import Pack
 from ..toml_source import TomlProblems, in_file, parse_toml, validation_problems
+from ..untrusted_text import printable
 from .stage import StageCommand
 from .tree import Line, Node, StoryTree
 
@@ -261,4 +262,4 @@ def transcript_lines(pack: Pack, episode: str, lines: list[Line], unlocked: dict
     if unlocked:
         out += ["## Achievements", ""]
         out += [f"- {pack.achievements[a].title}" for a in unlocked if a in pack.achievements]
-    return "\n".join(out).rstrip() + "\n"
+    return printable("\n".join(out).rstrip() + "\n")  # read with `cat` in a terminal, too

@@ -13,11 +13,11 @@ from textual.app import App
 from textual.binding import Binding
 from watchfiles import awatch
 
-from ..engine import LlamaSession
+from ..engine import ModelSession
 from ..errors import UserFacingError
-from ..model_choice import model_path
+from ..model_session import open_model_session
 from ..scenario import LoadedPack, load_pack
-from ..settings import Settings
+from ..settings import Settings, load_settings
 from ..story import SavedGame, open_game
 from ..story.saves import save_path
 from ..untrusted_text import printable
@@ -35,6 +35,7 @@ class LaunchOptions:
     episode: str | None = None
     save: str = "autosave"  # resumed when it exists
     new_game: bool = False  # start afresh, in a new save
+    settings_file: Path | None = None  # --settings; None: the default file
 
 
 class SimularityApp(App[None]):
@@ -47,7 +48,7 @@ class SimularityApp(App[None]):
         Binding("f4", "library", "Library"),
     ]
 
-    def __init__(self, options: LaunchOptions, *, session: LlamaSession | None = None) -> None:
+    def __init__(self, options: LaunchOptions, *, session: ModelSession | None = None) -> None:
         """`session`: an already loaded model to play on (tests share one); else one is loaded."""
         super().__init__()
         self.options = options
@@ -79,14 +80,13 @@ class SimularityApp(App[None]):
 
     @work(exclusive=True, group="model")
     async def load_model(self) -> None:
-        """Prepare and load the model in the background: the first screen is up meanwhile."""
+        """Prepare and load the model (or reach its server) in the background: the first screen is up meanwhile."""
 
         def progress(done: int, total: int) -> None:
             self.call_from_thread(self._show_preparing, done, total)
 
         try:
-            path = await asyncio.to_thread(model_path, self.settings, self.options.model_override, progress)
-            self.session = await LlamaSession.open(self.settings.model_config_for(path))
+            self.session = await open_model_session(self.settings, self.options.model_override, progress)
         except UserFacingError as error:
             self._model_error = error
             self.fail(error)  # nothing can be played: say why at once
@@ -96,7 +96,7 @@ class SimularityApp(App[None]):
         if isinstance(self.screen, LoadingScreen):
             self.screen.show_progress(done, total)
 
-    async def model(self) -> LlamaSession:
+    async def model(self) -> ModelSession:
         """The loaded model, once it is ready; the loading screen shows while it is not."""
         if not self._model_ready.is_set():
             pushed = not isinstance(self.screen, LoadingScreen)
@@ -167,8 +167,10 @@ class SimularityApp(App[None]):
         self.apply_theme()
         await self.switch_screen(PlayScreen(self.saved, graphics=self.settings.ui.graphics))
 
-    def settings_changed(self, settings: Settings) -> None:
-        """The settings screen saved: sampling and budgets apply now, the model on the next start."""
+    def settings_changed(self, saved: Settings) -> None:
+        """The settings screen saved: sampling and budgets apply now, the model on the next start
+        (the model in use, with its command-line overrides, stays what it is until then)."""
+        settings = saved.model_copy(update={"model": self.settings.model})
         self.settings = settings
         self.options = replace(self.options, settings=settings)
         if self.saved is not None:
@@ -213,7 +215,15 @@ class SimularityApp(App[None]):
     def action_settings(self) -> None:
         from .settings_screen import SettingsScreen
 
-        self.push_screen(SettingsScreen(self.settings))
+        # The file as it is, without this run's command-line overrides: those are not the player's to keep.
+        try:
+            on_file = load_settings(self.options.settings_file)
+        except UserFacingError as error:
+            self.notify(
+                printable(error.render()), title="The settings file has problems", severity="error", markup=False
+            )
+            return
+        self.push_screen(SettingsScreen(on_file, self.options.settings_file))
 
     def action_library(self) -> None:
         from .library_screen import LibraryScreen

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.content import Content
+from textual.fuzzy import Matcher
 
 from ..untrusted_text import printable
 
@@ -67,4 +68,14 @@ class StoryCommands(Provider):
         for name, about, run in self._commands():
             score = matcher.match(name)
             if score > 0:
-                yield Hit(score, matcher.highlight(name), run, help=about)
+                yield Hit(score, _highlight(matcher, query, name), run, help=about)
+
+
+def _highlight(matcher: Matcher, query: str, name: str) -> Content:
+    """As `Matcher.highlight`, which reads its candidate as markup: a pack's names are plain text."""
+    content = Content(name)
+    _score, offsets = matcher.fuzzy_search.match(query, name)
+    for offset in offsets:
+        if not name[offset].isspace():
+            content = content.stylize(matcher.match_style, offset, offset + 1)
+    return content

@@ -10,6 +10,7 @@ import asyncio
 from collections.abc import Callable
 from datetime import datetime
 
+from rich.text import Text
 from textual import events, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -91,7 +92,7 @@ class PlayScreen(SimularityScreen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.sub_title = self.game.pack.name
+        self.sub_title = printable(self.game.pack.name)
         self._show_transcript()
         self.query_one(Input).focus()
         for warning in self.saved.warnings:
@@ -138,7 +139,7 @@ class PlayScreen(SimularityScreen):
             if isinstance(change, LoadedPack):
                 for view, line in zip(self.query(LineView), self.game.lines):
                     self._name_view(view, line.speaker)
-                self.sub_title = change.pack.name
+                self.sub_title = printable(change.pack.name)
                 self.simularity.pack = change
                 self.simularity.apply_theme()
                 self._show_stage()
@@ -273,8 +274,11 @@ class PlayScreen(SimularityScreen):
                     self._name_view(view, turn.speaker)
                 view.append(piece)
                 transcript.follow()
-        except UserFacingError as error:  # e.g. a pinned block the context cannot hold any more
-            self.notify(printable(error.render()), title="The story cannot go on", severity="error", markup=False)
+        except UserFacingError as error:  # a model server gone, a pinned block the context cannot hold…
+            message = error.render()
+            if len(self.game.lines) > lines_before:  # the player's own line is in, and stays
+                message += "\nYour line is kept: Ctrl+N asks for the reply again."
+            self.notify(printable(message), title="No line was written", severity="error", markup=False)
             self._show_transcript()
             return
         finally:
@@ -325,7 +329,7 @@ class PlayScreen(SimularityScreen):
             f"context {len(session.kv_tokens):,}/{session.n_ctx:,}",
             self._activity() if self.busy else f"saved: {self.saved.path.stem}",
         ]
-        self.query_one("#status", Static).update(printable(" · ".join(part for part in parts if part)))
+        self.query_one("#status", Static).update(Text(printable(" · ".join(part for part in parts if part))))
 
     def _activity(self) -> str:
         turn = self.turn

@@ -6,6 +6,7 @@ its field and nothing is saved until all are right.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -23,6 +24,7 @@ from .screen_base import SimularityScreen
 # (section, key, label, help)
 FIELDS: list[tuple[str, str, str, str]] = [
     ("model", "path", "Model file", "A GGUF file; empty plays on the embedded Gemma 3 270M."),
+    ("model", "backend", "Remote URL", "An OpenAI-compatible server (llama-server, vLLM, SGLang); empty: in-process."),
     ("model", "n_ctx", "Context size", "Tokens the model keeps in view (at most what it was trained for)."),
     ("model", "threads", "CPU threads", "0 picks the number of physical cores."),
     ("model", "gpu_layers", "GPU layers", "Layers a GPU build of llama.cpp takes; -1 takes all."),
@@ -41,14 +43,16 @@ GRAPHICS = ["auto", "kitty", "sixel", "halfcell", "unicode", "none"]
 class SettingsScreen(SimularityScreen):
     BINDINGS = [Binding("ctrl+s", "save", "Save"), Binding("escape", "app.pop_screen", "Back")]
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, path: Path | None = None) -> None:
+        """`settings`: as in the file at `path` (None: the default settings file)."""
         super().__init__()
         self.settings = settings
+        self.path = path or paths.settings_file()
 
     def compose(self) -> ComposeResult:
         yield Header()
         with VerticalScroll(id="settings"):
-            yield Static(Text(f"Saved in {paths.settings_file()}", style="dim"))
+            yield Static(Text(f"Saved in {printable(str(self.path))}", style="dim"))
             for section, key, label, about in FIELDS:
                 value = getattr(getattr(self.settings, section), key)
                 with Horizontal(classes="setting"):
@@ -112,7 +116,7 @@ class SettingsScreen(SimularityScreen):
                     problem.first(Static).update(message)
             self.notify("Some settings are not right: see the marks.", severity="error")
             return
-        save_settings(settings)
+        save_settings(settings, self.path)
         self.simularity.settings_changed(settings)
         self.notify("Saved. The model's settings apply from the next start.", title="Settings")
         self.app.pop_screen()

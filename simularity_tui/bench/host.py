@@ -1,0 +1,290 @@
+"""`simularity bench host`: N players over SSH on loopback, all playing at once.
+
+A real `simularity host` is started on a free port with N players; N SSH clients (bench/ssh_player.py)
+each start the first bundled pack and play a few turns at the same time. Reported: each player's time
+to first token as seen on their screen, and the memory of the host and its games.
+
+Memory is counted with PSS (proportional set size): a page shared by k processes counts 1/k in each,
+so the model's weights, mapped from one file by every game, count once in the total. RSS counts
+them once per game, which is what a naive `ps` sum shows. What one more player costs is that
+player's USS: the pages only their game holds (its KV cache, buffers, Python heap).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+import psutil
+import tomli_w
+from rich.console import Console
+from rich.table import Table
+
+from ..engine.remote.config import without_credentials
+from ..errors import UserFacingError
+from ..settings import Settings
+from .baseline import prepared_model_path
+from .ssh_player import PlayerFigures, SshPlayer
+
+MAX_PLAYERS = 8
+_LINES = [
+    "Who are you?",
+    "What is that light out there?",
+    "Tell me about the cat.",
+    "Is there any tea left?",
+    "Why do you keep the lamp lit?",
+    "Did you hear that noise?",
+    "Can I wait out the storm here?",
+    "What happened to the last keeper?",
+]
+_MIB = 1 << 20
+
+
+@dataclass
+class Memory:
+    host_pss: int
+    players_pss: int
+    players_rss: int
+    players_anonymous: list[int]  # per game: what only it holds (KV cache, buffers, Python heap)
+
+    @property
+    def total_pss(self) -> int:
+        return self.host_pss + self.players_pss
+
+    @property
+    def games(self) -> int:
+        return len(self.players_anonymous)
+
+
+def _rollup(process: psutil.Process) -> dict[str, int]:
+    """Linux's /proc/PID/smaps_rollup in bytes (Rss, Pss, Anonymous, …); psutil's figures elsewhere."""
+    try:
+        text = Path(f"/proc/{process.pid}/smaps_rollup").read_text()
+    except FileNotFoundError:
+        info = process.memory_full_info()
+        return {"Rss": info.rss, "Pss": getattr(info, "pss", info.uss), "Anonymous": info.uss}
+    fields = {}
+    for line in text.splitlines()[1:]:
+        name, _, value = line.partition(":")
+        parts = value.split()
+        if len(parts) == 2 and parts[1] == "kB":
+            fields[name] = int(parts[0]) * 1024
+    return fields
+
+
+def measure_memory(host_pid: int) -> Memory:
+    """The host process and every game under it.
+
+    A game's own cost is its anonymous memory: the model's weights and the libraries are file pages
+    (mmapped), which the kernel keeps once for all games; USS would count them as the game's own
+    while only one game maps them."""
+    host = psutil.Process(host_pid)
+    host_pss = _rollup(host).get("Pss", 0)
+    pss = rss = 0
+    anonymous: list[int] = []
+    for child in host.children(recursive=True):
+        try:
+            fields = _rollup(child)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, ProcessLookupError, PermissionError):
+            continue
+        pss += fields.get("Pss", 0)
+        rss += fields.get("Rss", 0)
+        anonymous.append(fields.get("Anonymous", 0))
+    return Memory(host_pss, pss, rss, anonymous)
+
+
+def run_host_bench(args: argparse.Namespace, settings: Settings, model_override: Path | None) -> int:
+    if not 1 <= args.players <= MAX_PLAYERS:
+        raise UserFacingError(f"--players {args.players}: between 1 and {MAX_PLAYERS}", hint="e.g. --players 4")
+    if args.turns < 1 or args.reply_tokens < 1:
+        raise UserFacingError("--turns and --reply-tokens must be at least 1", hint="e.g. --turns 3")
+    console = Console(stderr=True)
+    # With a backend the games hold no weights: the server (not measured here) does.
+    model = None if settings.model.backend else prepared_model_path(settings, model_override, console)
+    with tempfile.TemporaryDirectory(prefix="simularity-bench-host-") as directory:
+        figures = asyncio.run(_bench(args, settings, model, Path(directory), console))
+    _report(figures)
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2))
+    return 0
+
+
+async def _bench(
+    args: argparse.Namespace, settings: Settings, model: Path | None, root: Path, console: Console
+) -> dict[str, Any]:
+    names = [f"player{number}" for number in range(1, args.players + 1)]
+    keys = {name: asyncssh.generate_private_key("ssh-ed25519") for name in names}
+    port = _free_port()
+    config = {
+        "listen": "127.0.0.1",
+        "port": port,
+        "data_dir": str(root / "host"),
+        **({"model": str(model)} if model is not None else {"backend": settings.model.backend}),
+        "n_ctx": settings.model.n_ctx,
+        "threads": settings.model.threads,
+        "gpu_layers": settings.model.gpu_layers,
+        "max_sessions": args.players,
+        "hangup_grace_seconds": 5.0,
+        "players": {name: {"keys": [key.export_public_key().decode().strip()]} for name, key in keys.items()},
+    }
+    (root / "host.toml").write_text(tomli_w.dumps(config))
+    for name in names:  # each player's own settings: the reply budget of the bench, text-only stage
+        player_settings = root / "host" / "players" / name / "config" / "settings.toml"
+        player_settings.parent.mkdir(parents=True)
+        player_settings.write_text(
+            tomli_w.dumps({"game": {"max_reply_tokens": args.reply_tokens}, "ui": {"graphics": "halfcell"}})
+        )
+    host_log = (root / "host.log").open("wb")
+    host = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "simularity_tui", "host", "--config", str(root / "host.toml"),
+        stdout=asyncio.subprocess.PIPE, stderr=host_log,
+    )  # fmt: skip
+    try:
+        await _wait_listening(host, root / "host.log")
+        idle = measure_memory(host.pid)
+        console.print(f"Host up on port {port}; {args.players} player(s) connecting…")
+        players = await asyncio.gather(*(SshPlayer.connect(port, name, keys[name]) for name in names))
+        started = time.perf_counter()
+        await asyncio.gather(*(player.start_game() for player in players))
+        console.print(f"All games open after {time.perf_counter() - started:.1f} s; playing {args.turns} turn(s)…")
+        peak = _PeakMemory(host.pid)
+        peak.start()
+        results = await asyncio.gather(*(_play(player, args.turns) for player in players))
+        peak.stop()
+        playing = measure_memory(host.pid)
+        for player in players:
+            await player.close()
+    finally:
+        if host.returncode is None:
+            host.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(host.wait(), timeout=30)
+        except TimeoutError:
+            host.kill()
+            await host.wait()
+        host_log.close()
+    return _figures(args, settings, model, results, idle, playing, peak.highest)
+
+
+async def _play(player: SshPlayer, turns: int) -> PlayerFigures:
+    figures = PlayerFigures(player.name)
+    for turn in range(turns):
+        figures.turns.append(await player.play_turn(_LINES[turn % len(_LINES)]))
+    return figures
+
+
+class _PeakMemory:
+    """The highest total PSS seen while the players play, sampled twice a second."""
+
+    def __init__(self, host_pid: int) -> None:
+        self.host_pid = host_pid
+        self.highest = 0
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._sample())
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    async def _sample(self) -> None:
+        while True:
+            memory = await asyncio.to_thread(measure_memory, self.host_pid)
+            self.highest = max(self.highest, memory.total_pss)
+            await asyncio.sleep(0.5)
+
+
+async def _wait_listening(host: asyncio.subprocess.Process, log: Path) -> None:
+    assert host.stdout is not None
+    try:
+        line = await asyncio.wait_for(host.stdout.readline(), timeout=120)
+    except TimeoutError:
+        line = b""
+    if b"listening on" not in line:
+        raise UserFacingError(
+            "the host did not start: " + (line.decode(errors="replace") + log.read_text(errors="replace")).strip(),
+            hint="Run `simularity host --config FILE` yourself to see why.",
+        )
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _figures(
+    args: argparse.Namespace,
+    settings: Settings,
+    model: Path | None,
+    results: list[PlayerFigures],
+    idle: Memory,
+    playing: Memory,
+    peak_pss: int,
+) -> dict[str, Any]:
+    ttfts = [turn.ttft_s for result in results for turn in result.turns]
+    per_player = statistics.mean(playing.players_anonymous) if playing.players_anonymous else 0
+    return {
+        "settings": {
+            "players": args.players,
+            "turns": args.turns,
+            "reply_tokens": args.reply_tokens,
+            "model": str(model) if model is not None else without_credentials(settings.model.backend),
+            "model_bytes": model.stat().st_size if model is not None else 0,
+            "n_ctx": settings.model.n_ctx,
+            "threads": settings.model.threads,
+            "cpus": os.cpu_count(),
+        },
+        "players": [{"name": result.name, "turns": [asdict(turn) for turn in result.turns]} for result in results],
+        "ttft_median_s": statistics.median(ttfts),
+        "ttft_max_s": max(ttfts),
+        "memory": {
+            "host_idle_pss_bytes": idle.total_pss,
+            "host_pss_bytes": playing.host_pss,
+            "games_pss_bytes": playing.players_pss,
+            "games_rss_bytes": playing.players_rss,
+            "total_pss_bytes": playing.total_pss,
+            "peak_total_pss_bytes": max(peak_pss, playing.total_pss),
+            "games": playing.games,
+            "per_extra_player_bytes": per_player,
+        },
+    }
+
+
+def _report(figures: dict[str, Any]) -> None:
+    console = Console()
+    table = Table(title=f"{figures['settings']['players']} player(s) over SSH, {figures['settings']['turns']} turn(s)")
+    for column in ("player", "TTFT median", "TTFT max", "turn median", "tok/s median"):
+        table.add_column(column, justify="left" if column == "player" else "right")
+    for player in figures["players"]:
+        turns = player["turns"]
+        table.add_row(
+            player["name"],
+            f"{statistics.median(t['ttft_s'] for t in turns) * 1000:.0f} ms",
+            f"{max(t['ttft_s'] for t in turns) * 1000:.0f} ms",
+            f"{statistics.median(t['turn_s'] for t in turns):.2f} s",
+            f"{statistics.median(t['tokens_per_second'] for t in turns):.1f}",
+        )
+    console.print(table)
+    memory, model_bytes = figures["memory"], figures["settings"]["model_bytes"]
+    weights = f"model file {model_bytes / _MIB:.0f} MiB" if model_bytes else "the server's memory not counted"
+    print(
+        f"memory: host + {memory['games']} game(s): {memory['total_pss_bytes'] / _MIB:.0f} MiB PSS "
+        f"(peak {memory['peak_total_pss_bytes'] / _MIB:.0f} MiB; games' RSS summed: "
+        f"{memory['games_rss_bytes'] / _MIB:.0f} MiB; {weights})"
+    )
+    print(f"ttft: median {figures['ttft_median_s'] * 1000:.0f} ms, max {figures['ttft_max_s'] * 1000:.0f} ms")
+    print(f"each extra player: {memory['per_extra_player_bytes'] / _MIB:.0f} MiB")

@@ -1,0 +1,383 @@
+"""A model on a server, behind the same surface as the in-process session (engine.backend).
+
+The prompt is planned exactly as the in-process engine plans its KV cache (context_window): the
+pinned block, then whole turns, the oldest evicted in one big chunk only when the next would not
+fit. Between evictions every prompt therefore extends the one before it, and the server's prefix
+cache (llama-server's cache_prompt, llama-cpp-python's prefix match, vLLM's and SGLang's prefix
+caching) reads only the new turn. The prompt travels as text (llama-cpp-python's server takes
+nothing else); the server adds its own BOS, so this session asks for none.
+
+There is no KV state to save beside a game: a server keeps its cache itself, so `save_state` and
+`restore_state` do nothing.
+
+Tokenizing is synchronous in the session's surface and goes to the server when the text is new:
+see tokenizer.py for how that is kept short (a cache, and a timeout of its own).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from ...untrusted_text import printable
+from ..config import GenerationParams
+from ..context_window import Window, plan_window
+from ..prompt import Prompt
+from ..results import GenerationResult, RestoredState, StopReason
+from ..sampling import fresh_seed
+from .completions import Chunk, GrammarRefused, completion_body, stream_completion
+from .config import RemoteConfig
+from .errors import RemoteBackendError, garbage, sample
+from .http import Calls, async_client, sync_client
+from .tokenizer import RemoteTokenizer
+
+
+@dataclass(frozen=True)
+class RemoteInfo:
+    url: str  # without credentials, as everything shown or saved
+    model: str  # the id the server gives in /v1/models
+    name: str
+    description: str
+    identity: str  # saves keep their token ids only when resumed on the same server and model
+    n_ctx: int
+    tokenizer: str  # which server family's tokenizer endpoints answered
+
+
+class RemoteGeneration:
+    """One reply being streamed: iterate it for text, `cancel()` closes the stream."""
+
+    def __init__(self) -> None:
+        self._pieces: asyncio.Queue[str | None] = asyncio.Queue()
+        self._task: asyncio.Task[GenerationResult] | None = None
+        self.interruptible = False  # while True, cancelling interrupts the task (its session says when)
+        self.cancelled = False
+        self.prefill = 0.0  # a server does not say how far it has read: 1.0 once the reply begins
+        self.text = ""
+
+    def start(self, run: Callable[[RemoteGeneration], Coroutine[Any, Any, GenerationResult]]) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._main(run))
+        self._task.add_done_callback(_retrieved)
+
+    async def _main(self, run: Callable[[RemoteGeneration], Coroutine[Any, Any, GenerationResult]]) -> GenerationResult:
+        try:
+            return await run(self)
+        finally:
+            self._pieces.put_nowait(None)
+
+    def cancel(self) -> None:
+        if self.cancelled:
+            return
+        self.cancelled = True
+        # Only while the request runs: a task cancelled before its first step never runs its body
+        # (nor its `finally`), and one cancelled while it tokenizes the reply would lose the result.
+        # Outside that part the task sees the flag instead.
+        if self.interruptible and self._task is not None and not self._task.done():
+            self._task.cancel()
+
+    async def result(self) -> GenerationResult:
+        assert self._task is not None
+        return await asyncio.shield(self._task)
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        return self._stream()
+
+    async def _stream(self) -> AsyncIterator[str]:
+        assert self._task is not None
+        try:
+            while (piece := await self._pieces.get()) is not None:
+                yield piece
+        finally:
+            if not self._task.done():  # the consumer went away early: nobody wants the rest
+                self.cancel()
+        await asyncio.wait({self._task})
+        if not self._task.cancelled() and (error := self._task.exception()) is not None:
+            raise error
+
+    def emit(self, text: str) -> None:
+        self.prefill = 1.0
+        self.text += text
+        self._pieces.put_nowait(text)
+
+
+@dataclass
+class _Reply:
+    finish: str | None = None
+    stop_string: str | None = None
+    evaluated: int | None = None
+    first_text_at: float | None = None
+
+
+class RemoteSession:
+    # Room kept free of the plan: the server adds its BOS, and tokenizes the joined text of turns
+    # that were tokenized apart (a few tokens can differ at the seams).
+    SEAM_TOKENS = 8
+
+    def __init__(self, config: RemoteConfig, calls: Calls, tokenizer: RemoteTokenizer, info: RemoteInfo) -> None:
+        self.config = config
+        self._calls = calls
+        self._tokenizer = tokenizer
+        self.info = info
+        self._held: tuple[int, ...] = ()  # what the server's cache should hold: the last prompt and reply
+        self._window: tuple[int, ...] = ()  # the last prompt sent, in tokens
+        self._n_keep = 0
+        self._first_turn = 0  # the window's start, kept between generations so that evictions are rare
+        self._grammar = True  # False once the server refused a grammar: replies are checked by the story
+        self._last: asyncio.Task[GenerationResult] | None = None
+
+    @classmethod
+    async def open(cls, config: RemoteConfig) -> RemoteSession:
+        """Ask the server which model it serves, how large its context is, and how it tokenizes."""
+        return await asyncio.to_thread(cls.open_blocking, config)
+
+    @classmethod
+    def open_blocking(cls, config: RemoteConfig) -> RemoteSession:
+        calls = Calls(config, sync_client(config))
+        try:
+            model, reported = _served_model(calls.get("/v1/models", "asking which model it serves"), calls.url)
+            reported = reported or _llama_server_context(calls.client)
+            tokenizer = RemoteTokenizer.probe(calls, model)
+        except BaseException:
+            calls.client.close()
+            raise
+        n_ctx = min(config.n_ctx, reported) if reported else config.n_ctx
+        shown_model = printable(model)  # the server's words, shown on the status line
+        short = shown_model.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1] or shown_model
+        info = RemoteInfo(
+            url=calls.url,
+            model=model,
+            name=short,
+            description=f"{short} on {calls.url}",
+            identity=f"remote:{calls.url}#{model}",
+            n_ctx=n_ctx,
+            tokenizer=tokenizer.dialect.name,
+        )
+        return cls(config, calls, tokenizer, info)
+
+    # -- the session surface --------------------------------------------------------------------
+
+    @property
+    def n_ctx(self) -> int:
+        return self.info.n_ctx
+
+    @property
+    def kv_tokens(self) -> tuple[int, ...]:
+        return self._held
+
+    @property
+    def bos_token(self) -> int | None:
+        return None  # the server puts its own BOS before the prompt's text
+
+    def tokenize(self, text: str, *, special: bool = False, add_bos: bool = False) -> list[int]:
+        """Tokens as the server counts them. `special` and `add_bos` cannot be chosen on every server;
+        the prompt travels as text and the server tokenizes it its own way (counts are what matter here).
+
+        Blocking, as the surface has it: a text not tokenized before waits on the server, for the
+        tokenizer's short timeout at most (tokenizer.py says more)."""
+        return self._tokenizer.tokenize(text)
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        return self._tokenizer.detokenize(tokens)
+
+    def generate(self, prompt: Prompt | Sequence[int], params: GenerationParams) -> RemoteGeneration:
+        """Start a reply to `prompt`; it is sent once the replies asked for before it are done."""
+        if not isinstance(prompt, Prompt):
+            prompt = Prompt.plain(prompt)
+        if not len(prompt):
+            raise ValueError("a prompt needs at least one token")
+        generation = RemoteGeneration()
+        previous = self._last
+        generation.start(lambda run: self._run(run, prompt, params, previous))
+        self._last = generation._task
+        return generation
+
+    async def reset(self) -> None:
+        self._held, self._window, self._n_keep, self._first_turn = (), (), 0, 0
+
+    async def save_state(self, path: Path) -> int:
+        return 0
+
+    async def restore_state(self, path: Path) -> RestoredState:
+        return RestoredState(0, None)
+
+    async def close(self) -> None:
+        self.close_blocking()
+
+    def close_blocking(self) -> None:
+        self._calls.client.close()
+
+    # -- one reply ------------------------------------------------------------------------------
+
+    async def _run(
+        self,
+        generation: RemoteGeneration,
+        prompt: Prompt,
+        params: GenerationParams,
+        previous: asyncio.Task[GenerationResult] | None,
+    ) -> GenerationResult:
+        started = time.perf_counter()
+        seed = params.sampling.seed if params.sampling.seed is not None else fresh_seed()
+        reply = _Reply()
+        stop_reason: StopReason = "cancelled"
+        window: Window | None = None
+        start = guessed = 0
+        async with async_client(self.config) as client:
+            generation.interruptible = True
+            try:
+                if generation.cancelled:
+                    raise asyncio.CancelledError
+                if previous is not None and not previous.done() and previous.get_loop() is asyncio.get_running_loop():
+                    await asyncio.wait({previous})  # one reply at a time, in the order they were asked for
+                plan_ctx = self.n_ctx - self.SEAM_TOKENS
+                start = self._sticky(prompt)
+                window = plan_window(prompt, plan_ctx, min(params.max_tokens, plan_ctx // 4) + 1, start)
+                text = await self._prompt_text(client, window)
+                max_tokens = max(1, min(params.max_tokens, plan_ctx - len(window.tokens)))
+                guessed = len(window.tokens) - _common_prefix(self._held, window.tokens)
+                self._held = ()  # unknown until this reply is whole
+                self._window, self._n_keep, self._first_turn = tuple(window.tokens), window.n_keep, window.first_turn
+                body = completion_body(self.info.model, text, params, seed, max_tokens, grammar=self._grammar)
+                try:
+                    await self._stream(client, generation, body, reply)
+                except GrammarRefused:
+                    # The story checks every line it is given, so a server without grammars still
+                    # plays; it is only told once.
+                    self._grammar = False
+                    body.pop("grammar")
+                    await self._stream(client, generation, body, reply)
+                stop_reason = _stop_reason(reply, params)
+            except asyncio.CancelledError:
+                if not generation.cancelled:
+                    raise  # the program is closing, not the player cancelling
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()
+                guessed = 0
+            except RemoteBackendError:
+                if not generation.cancelled:
+                    raise
+                guessed = 0  # the stream failed as the player cancelled it: what came is theirs
+            finally:
+                generation.interruptible = False
+            tokens, tail = await self._reply_tokens(client, generation)
+        ended = time.perf_counter()
+        if window is not None:
+            self._held = tuple(window.tokens) + tokens  # a cancelled reply's prompt was read all the same
+        first_text_at = reply.first_text_at or ended
+        return GenerationResult(
+            text=generation.text,
+            tokens=tokens,
+            tail_text=tail,
+            healed_tokens=0,
+            healing_steps=0,
+            stop_reason=stop_reason,
+            stop_string=reply.stop_string if stop_reason == "stop" else None,
+            seed=seed,
+            first_turn=window.first_turn if window is not None else self._first_turn,
+            evaluated_tokens=reply.evaluated if reply.evaluated is not None else guessed,
+            shifted_tokens=sum(len(turn) for turn in prompt.turns[start : window.first_turn]) if window else 0,
+            generated_tokens=len(tokens),
+            prefill_s=first_text_at - started,
+            first_token_s=first_text_at - started,
+            decode_s=ended - first_text_at,
+        )
+
+    async def _reply_tokens(
+        self, client: httpx.AsyncClient, generation: RemoteGeneration
+    ) -> tuple[tuple[int, ...], str]:
+        """The reply's tokens, and the end of its text they do not cover (`tail_text`).
+
+        A server's streamed text does not carry its tokens, so the reply is tokenized (no request
+        when the text is known; else on the tokenizer's short timeout). A cancelled reply is the
+        player's to keep, as on the in-process engine: if the server cannot tokenize it (it may
+        be what stalled), its text comes back with no tokens, all of it the tail, for the story to
+        tokenize as it keeps it, and never an error."""
+        try:
+            return tuple(await self._tokenizer.atokenize(client, generation.text)), ""
+        except RemoteBackendError:
+            if not generation.cancelled:
+                raise
+            return (), generation.text
+
+    async def _stream(
+        self, client: httpx.AsyncClient, generation: RemoteGeneration, body: dict[str, Any], reply: _Reply
+    ) -> None:
+        async with contextlib.aclosing(stream_completion(client, self._calls, body)) as chunks:
+            async for chunk in chunks:
+                self._take(chunk, generation, reply)
+
+    @staticmethod
+    def _take(chunk: Chunk, generation: RemoteGeneration, reply: _Reply) -> None:
+        if chunk.text:
+            reply.first_text_at = reply.first_text_at or time.perf_counter()
+            generation.emit(chunk.text)
+        reply.finish = chunk.finish_reason or reply.finish
+        reply.stop_string = chunk.stop_string or reply.stop_string
+        reply.evaluated = chunk.evaluated if chunk.evaluated is not None else reply.evaluated
+
+    async def _prompt_text(self, client: httpx.AsyncClient, window: Window) -> str:
+        """The window as text, turn by turn: each turn's text is remembered, so only new ones cost."""
+        tokens = window.tokens
+        bounds = sorted({0, window.n_keep, *window.turn_starts, len(tokens)})
+        texts = [await self._tokenizer.adetokenize(client, tokens[a:b]) for a, b in zip(bounds, bounds[1:]) if b > a]
+        return "".join(texts)
+
+    def _sticky(self, prompt: Prompt) -> int:
+        """Keep the window's start while the server still holds that turn first; else start afresh."""
+        turn = prompt.turns[self._first_turn] if self._first_turn < len(prompt.turns) else None
+        n_keep, sent = self._n_keep, self._window
+        if turn and sent[:n_keep] == prompt.pinned and sent[n_keep : n_keep + len(turn)] == turn:
+            return self._first_turn
+        return 0
+
+
+def _served_model(answer: Any, url: str) -> tuple[str, int | None]:
+    """The first model in a /v1/models answer, and the context it reports (vLLM, SGLang) if any."""
+    data = answer.get("data") if isinstance(answer, dict) else None
+    first = data[0] if isinstance(data, list) and data else None
+    if not isinstance(first, dict) or not isinstance(first.get("id"), str):
+        raise garbage(url, "asking which model it serves (GET /v1/models)", sample(answer))
+    length = first.get("max_model_len")
+    return first["id"], length if isinstance(length, int) and length > 0 else None
+
+
+def _llama_server_context(client: httpx.Client) -> int | None:
+    """llama-server's context per slot, from GET /props; None where the server has no such page."""
+    try:
+        response = client.get("/props")
+        props = response.json() if response.status_code == 200 else None
+    except (httpx.HTTPError, ValueError, RecursionError):  # RecursionError: JSON nested too deeply
+        return None
+    settings = props.get("default_generation_settings") if isinstance(props, dict) else None
+    n_ctx = settings.get("n_ctx") if isinstance(settings, dict) else None
+    return n_ctx if isinstance(n_ctx, int) and n_ctx > 0 else None
+
+
+def _stop_reason(reply: _Reply, params: GenerationParams) -> StopReason:
+    if reply.finish == "length":
+        return "length"
+    if reply.stop_string is not None:
+        return "stop"
+    # "stop" covers both the end of text and a stop string on most servers, which do not say which.
+    return "stop" if reply.finish == "stop" and params.stop else "eos"
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    count = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        count += 1
+    return count
+
+
+def _retrieved(task: asyncio.Task[GenerationResult]) -> None:
+    """Mark a failure as seen: the stream and `result()` report it to whoever is listening."""
+    if not task.cancelled():
+        task.exception()

@@ -1,0 +1,130 @@
+"""`host.toml`: where the SSH host listens, who may play, and what model the players share.
+
+Validated like every other TOML file of the product: unknown keys, wrong types, keys that do not
+parse and bad player names are reported as `file:line:col` problems, all at once.
+Relative paths (`data_dir`, `model`) are read from the config file's own directory, so a config
+works the same whatever directory the host is started from (systemd starts it in /).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import asyncssh
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .. import paths
+from ..engine.remote.config import checked_url
+from ..toml_source import load_model
+from .passwords import is_password_hash
+
+# A player's name is a directory name under data_dir/players/ and an SSH user name: keep it plain.
+PLAYER_NAME = r"^[a-z_][a-z0-9_-]{0,31}$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PlayerConfig(_Strict):
+    keys: Annotated[list[str], Field(description="OpenSSH public key lines, as in authorized_keys.")] = []
+    password_hash: Annotated[
+        str | None, Field(description="From `simularity host --hash-password`; unset: keys only.")
+    ] = None
+
+    @field_validator("keys")
+    @classmethod
+    def _keys_parse(cls, keys: list[str]) -> list[str]:
+        for index, line in enumerate(keys):
+            try:
+                asyncssh.import_public_key(line.strip())
+            except (asyncssh.KeyImportError, ValueError) as error:
+                raise ValueError(
+                    f"key {index + 1} is not an OpenSSH public key ({error}); "
+                    "paste one line of ~/.ssh/id_ed25519.pub, e.g. 'ssh-ed25519 AAAA… you@laptop'"
+                ) from None
+        return keys
+
+    @field_validator("password_hash")
+    @classmethod
+    def _hash_is_ours(cls, value: str | None) -> str | None:
+        if value is not None and not is_password_hash(value):
+            raise ValueError("not a password hash; make one with `simularity host --hash-password`")
+        return value
+
+    @model_validator(mode="after")
+    def _some_way_in(self) -> PlayerConfig:
+        if not self.keys and self.password_hash is None:
+            raise ValueError("a player needs `keys = [...]` or a `password_hash`, or nobody can log in as them")
+        return self
+
+    def public_keys(self) -> list[asyncssh.SSHKey]:
+        return [asyncssh.import_public_key(line.strip()) for line in self.keys]
+
+
+class HostConfig(_Strict):
+    listen: Annotated[str, Field(description="Address to listen on; 127.0.0.1 for this machine only.")] = "0.0.0.0"
+    port: Annotated[int, Field(ge=1, le=65535)] = 2222
+    max_sessions: Annotated[int, Field(ge=1, le=256, description="Players playing at once, all together.")] = 8
+    max_sessions_per_player: Annotated[
+        int,
+        Field(
+            ge=1,
+            le=16,
+            description="Two sessions of one player would write the same saves; one more login takes over the oldest.",
+        ),
+    ] = 1
+    data_dir: Annotated[str, Field(description="Host key and players' files; default: the data dir / host.")] = ""
+    # What the players' games play on: one model file every process maps, or one inference server.
+    model: Annotated[str, Field(description="A GGUF file; empty: the embedded model.")] = ""
+    backend: Annotated[str, Field(description="An OpenAI-compatible server URL instead of a model file.")] = ""
+    # Always passed to the games, so a player's own settings cannot ask the host for more memory or CPU.
+    n_ctx: Annotated[int, Field(ge=256, le=1 << 20, description="Each game's context in tokens.")] = 4096
+    threads: Annotated[int, Field(ge=0, le=512, description="CPU threads per game; 0: the physical cores.")] = 0
+    gpu_layers: Annotated[int, Field(ge=-1, description="Layers each game offloads to the GPU; -1: all.")] = 0
+    max_auth_failures: Annotated[int, Field(ge=1, le=1000, description="Failed logins per address per window.")] = 5
+    auth_window_seconds: Annotated[float, Field(gt=0, le=86400)] = 60.0
+    auth_block_seconds: Annotated[float, Field(ge=0, le=7 * 86400, description="How long an address is shut out.")] = (
+        300.0
+    )
+    hangup_grace_seconds: Annotated[
+        float, Field(ge=0, le=120, description="Time a dropped player's game has to save and exit.")
+    ] = 10.0
+    players: dict[Annotated[str, Field(pattern=PLAYER_NAME)], PlayerConfig] = {}
+
+    @field_validator("backend")
+    @classmethod
+    def _backend_is_url(cls, value: str) -> str:
+        # The same check the game makes of `--backend`: a URL it would refuse (`http://`, a bad port)
+        # is reported here, at the host's start, not as every player's game dying at login.
+        return checked_url(value) if value.strip() else ""
+
+    @model_validator(mode="after")
+    def _one_model(self) -> HostConfig:
+        if self.model and self.backend:
+            raise ValueError("set `model` or `backend`, not both")
+        if not self.players:
+            raise ValueError('no players: add a table such as [players.alice] with keys = ["ssh-ed25519 AAAA…"]')
+        return self
+
+
+class LoadedHostConfig:
+    """The validated config and the paths it names, made absolute."""
+
+    def __init__(self, path: Path, config: HostConfig) -> None:
+        self.path = path
+        self.config = config
+        base = path.resolve().parent
+        self.data_dir = base / Path(config.data_dir).expanduser() if config.data_dir else paths.data_dir() / "host"
+        self.model = base / Path(config.model).expanduser() if config.model else None
+
+    def player_dir(self, name: str) -> Path:
+        return self.data_dir / "players" / name
+
+
+def load_host_config(path: Path) -> LoadedHostConfig:
+    hint = f"Fix {path}; docs/hosting.md shows a complete example."
+    config = load_model(path, HostConfig, hint=hint)
+    assert isinstance(config, HostConfig)
+    return LoadedHostConfig(path, config)

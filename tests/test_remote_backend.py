@@ -1,0 +1,726 @@
+"""The game on a remote model: a real `python -m llama_cpp.server` on loopback serving the embedded model.
+
+The server runs with an API key and verbose logging, so each completion it serves says in its log
+how much of the prompt it found in its cache (`Llama.generate: N prefix-match hit, remaining M
+prompt tokens to eval`): that is how the prompt's append-only shape is checked. Failures a real
+server will not produce on demand (garbage, a refused grammar, silence) come from a tiny loopback
+HTTP server instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from simularity_tui import cli
+from simularity_tui.engine import (
+    GenerationParams,
+    Prompt,
+    RemoteBackendError,
+    RemoteConfig,
+    RemoteSession,
+    SamplingParams,
+)
+from simularity_tui.engine.remote.config import checked_url
+from simularity_tui.errors import UserFacingError
+from simularity_tui.scenario import LoadedPack, bundled_packs_dir, load_pack
+from simularity_tui.settings import API_KEY_VARIABLE, Settings, load_settings
+from simularity_tui.story import Budgets, Game
+from simularity_tui.story.writing import preamble
+from simularity_tui.ui.app import LaunchOptions, SimularityApp
+from simularity_tui.ui.error_screen import ErrorScreen
+from simularity_tui.ui.play_screen import PlayScreen
+
+API_KEY = "test-key-0451"
+SHORT = Budgets(directions=24, line=32)
+SERVER_N_CTX = 2048
+_PREFIX = re.compile(r"Llama\.generate: (\d+) prefix-match hit, remaining (\d+) prompt tokens to eval")
+_CACHED = re.compile(r"Llama\.generate: full prompt already cached")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class LlamaServer:
+    """llama-cpp-python's OpenAI-compatible server in a child process, restartable on its port."""
+
+    def __init__(self, model: Path, log: Path) -> None:
+        self.model = model
+        self.log = log
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        command = [
+            sys.executable, "-m", "llama_cpp.server", "--model", str(self.model), "--host", "127.0.0.1",
+            "--port", str(self.port), "--n_ctx", str(SERVER_N_CTX), "--n_threads", "2", "--n_threads_batch", "2",
+            "--api_key", API_KEY, "--verbose", "True",
+        ]  # fmt: skip
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+            )
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, f"the server exited:\n{self.log.read_text()[-3000:]}"
+            try:
+                if httpx.get(f"{self.url}/v1/models", headers={"Authorization": f"Bearer {API_KEY}"}).is_success:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"the server did not come up:\n{self.log.read_text()[-3000:]}")
+
+    def kill(self) -> None:
+        """As a crash: SIGKILL, no goodbye on open connections."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def mark(self) -> int:
+        return self.log.stat().st_size
+
+    def evaluations(self, since: int) -> list[tuple[int, int]]:
+        """(prompt tokens found in the cache, tokens left to evaluate) for each completion since `since`."""
+        with self.log.open("rb") as log:
+            log.seek(since)
+            text = log.read().decode("utf-8", errors="replace")
+        found = []
+        for line in text.splitlines():
+            if match := _PREFIX.search(line):
+                found.append((int(match.group(1)), int(match.group(2))))
+            elif _CACHED.search(line):
+                found.append((-1, 0))
+        return found
+
+
+@pytest.fixture(scope="module")
+def server(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
+    started = LlamaServer(model_path, tmp_path_factory.mktemp("llama-server") / "server.log")
+    started.start()
+    yield started
+    started.kill()
+
+
+@pytest.fixture(scope="module")
+def remote(server: LlamaServer) -> Iterator[RemoteSession]:
+    session = RemoteSession.open_blocking(RemoteConfig(server.url + "/v1", api_key=API_KEY, n_ctx=SERVER_N_CTX))
+    yield session
+    session.close_blocking()
+
+
+@pytest.fixture(scope="module")
+def lighthouse() -> LoadedPack:
+    return load_pack(bundled_packs_dir() / "lighthouse")
+
+
+def new_game(remote: RemoteSession, lighthouse: LoadedPack, budgets: Budgets = SHORT) -> Game:
+    return Game(remote, lighthouse, "storm", budgets=budgets, sampling=SamplingParams(seed=7))
+
+
+def story_of(game: Game) -> list[tuple[str, str]]:
+    return [(line.speaker, line.text) for line in game.lines]
+
+
+# -- playing --------------------------------------------------------------------------------------
+
+
+def test_the_session_knows_the_servers_model_and_tokenizer(remote: RemoteSession, server: LlamaServer) -> None:
+    assert remote.info.identity == f"remote:{server.url}#{remote.info.model}"
+    assert remote.info.tokenizer == "llama-cpp-python server" and remote.n_ctx == SERVER_N_CTX
+    assert remote.bos_token is None  # the server adds its own
+    tokens = remote.tokenize("Mira (20:03): The lamp…… it flickers.\n")
+    assert tokens and tokens[0] != 2  # the BOS the server's tokenizer adds is cut
+    assert remote.detokenize(tokens) == "Mira (20:03): The lamp…… it flickers.\n"
+
+
+async def test_a_turn_streams_through_the_game(remote: RemoteSession, lighthouse: LoadedPack) -> None:
+    game = new_game(remote, lighthouse)
+    before = len(game.lines)
+    turn = game.say("What a storm! May I come in?")
+    pieces = [piece async for piece in turn]
+    assert len(pieces) > 1  # streamed, not delivered at once
+    assert turn.node_id is not None and len(game.lines) == before + 2
+    line = game.lines[-1]
+    assert line.kind == "model" and line.text == "".join(pieces).strip()
+    assert line.speaker in game.speakers() or line.speaker in game.pack.characters
+    assert re.fullmatch(r"\d\d:\d\d", line.clock)
+    # The grammar held on the server, and the tokens the story keeps read back as the line it shows.
+    read_back = re.fullmatch(
+        r"\[stage:[^\n]*\]\n(?P<name>[^\n(]+) \(\d\d:\d\d\): (?P<text>[^\n]*)\n", remote.detokenize(line.tokens)
+    )
+    assert read_back is not None and read_back["name"] == game.pack.speaker_name(line.speaker)
+    assert read_back["text"].strip() == line.text
+
+
+async def test_the_prompt_only_grows_so_the_servers_prefix_cache_hits(
+    remote: RemoteSession, server: LlamaServer, lighthouse: LoadedPack
+) -> None:
+    game = new_game(remote, lighthouse)
+    said = ["Thank you. Is that a cat?", "The light outside flickers strangely.", "Can I see the lamp room?"]
+    figures: list[dict[str, Any]] = []
+    for line in said:
+        held, mark = len(remote.kv_tokens), server.mark()  # what the server's cache holds from the last turn
+        await game.say(line).finish()
+        (stage_hit, stage_left), (line_hit, line_left) = server.evaluations(mark)  # the turn's two steps
+        new = stage_hit + stage_left - 1 - held  # the server's count has its BOS
+        figures.append({"prompt": stage_hit + stage_left, "new": new, "stage": (stage_hit, stage_left),
+                        "line": (line_hit, line_left)})  # fmt: skip
+    print(f"\nprefix cache per turn (hit, left to evaluate; -1: the whole prompt was cached): {figures}")
+    for turn in figures[1:]:
+        assert turn["stage"][1] <= turn["new"] + 8  # the player's line and the stage opening, little more
+        assert turn["stage"][1] < turn["prompt"] // 8
+        assert turn["line"][1] <= 8  # the line's prompt extends the stage step's: all of it was cached
+
+
+async def test_old_turns_leave_in_one_chunk_and_the_cache_hits_between(server: LlamaServer) -> None:
+    session = RemoteSession.open_blocking(RemoteConfig(server.url, api_key=API_KEY, n_ctx=400))
+    pinned = session.tokenize("The keeper's log. " + "Wind from the north, rain, a heavy sea. " * 8 + "\n")
+    turns: list[list[int]] = []
+    steps = []
+    for number in range(16):
+        turns.append(session.tokenize(f"Entry {number}: the lamp was trimmed at {number} past the hour, all well.\n"))
+        mark = server.mark()
+        generation = session.generate(Prompt.of(pinned, turns), GenerationParams(SamplingParams(0.0), max_tokens=2))
+        result = await generation.result()
+        hit, left = (server.evaluations(mark) or [(0, -1)])[0]  # nothing logged: no prefix in the cache at all
+        steps.append((result.first_turn, hit, left, len(turns[-1])))
+    session.close_blocking()
+    print(f"\n(first turn kept, hit, left to evaluate, new turn) per prompt: {steps}")
+    evictions = [index for index in range(1, len(steps)) if steps[index][0] != steps[index - 1][0]]
+    assert 1 <= len(evictions) <= 3  # rare: each drops several turns at once, down to the low-water mark
+    assert all(steps[index][0] - steps[index - 1][0] >= 3 for index in evictions)
+    for index, (_first, hit, left, new) in enumerate(steps[1:], start=1):
+        if index in evictions:
+            assert hit >= len(pinned)  # the pinned block stays cached even then
+        else:
+            assert left <= new + 4  # between evictions the prompt only grows: the new turn is all there is to read
+
+
+# -- cancelling -----------------------------------------------------------------------------------
+
+
+async def test_cancel_closes_the_stream_at_once(remote: RemoteSession, lighthouse: LoadedPack) -> None:
+    game = new_game(remote, lighthouse)
+    generation = remote.generate(
+        game.prompt(remote.tokenize("Mira (20:03):")), GenerationParams(SamplingParams(seed=1), max_tokens=400)
+    )
+    pieces, cancelled_at = [], None
+    async for piece in generation:
+        pieces.append(piece)
+        if len(pieces) == 3:
+            cancelled_at = time.perf_counter()
+            generation.cancel()
+    result = await generation.result()
+    assert cancelled_at is not None and time.perf_counter() - cancelled_at < 2.0
+    assert result.stop_reason == "cancelled" and result.generated_tokens < 20
+    assert result.text == "".join(pieces)
+
+
+async def test_a_turn_cancelled_before_its_line_commits_nothing(remote: RemoteSession, lighthouse: LoadedPack) -> None:
+    game = new_game(remote, lighthouse)
+    before = (game.tree.head, story_of(game))
+    turn = game.continue_story()
+    playing = asyncio.ensure_future(turn.finish())
+    while turn._generation is None or turn._generation.prefill < 1.0:  # the stage step has begun writing
+        await asyncio.sleep(0.005)
+    turn.cancel()
+    await asyncio.wait_for(playing, 5)
+    assert turn.node_id is None and (game.tree.head, story_of(game)) == before
+    await game.continue_story().finish()  # the server is free again: the next turn plays
+    assert len(game.lines) == len(before[1]) + 1
+
+
+# -- failures -------------------------------------------------------------------------------------
+
+
+async def test_a_server_that_dies_mid_reply_is_a_clear_error_and_retry_works(
+    remote: RemoteSession, server: LlamaServer, lighthouse: LoadedPack
+) -> None:
+    game = new_game(remote, lighthouse, Budgets(directions=24, line=120))
+    await game.say("Hello?").finish()
+    before = (game.tree.head, story_of(game))
+    turn = game.regenerate()  # the hardest case: the old variant must come back
+    with pytest.raises(RemoteBackendError) as raised:
+        async for _piece in turn:
+            server.kill()
+    assert server.url in raised.value.message and "closed the connection" in raised.value.message
+    assert raised.value.hint
+    assert turn.node_id is None and (game.tree.head, story_of(game)) == before
+    with pytest.raises(RemoteBackendError, match="Cannot reach"):  # still down
+        await game.continue_story().finish()
+    assert (game.tree.head, story_of(game)) == before
+    server.start()  # a fresh server on the same port
+    assert remote.tokenize("Words never tokenized before the restart.")  # the blocking client reconnects too
+    retried = await game.regenerate().finish()
+    assert retried.node_id is not None and len(game.lines) == len(before[1])
+    assert game.variants()[1] == 2  # the new line joined the old one as a variant
+
+
+def test_a_server_that_is_down_at_open_is_a_clear_error() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(RemoteBackendError) as raised:
+        RemoteSession.open_blocking(RemoteConfig(url))
+    assert (
+        raised.value.message == f"Cannot reach the model server at {url} (connection refused: nothing listens there)."
+    )
+    assert "llama-server" in raised.value.hint
+
+
+def test_the_command_line_says_so_without_a_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    script = tmp_path / "script.txt"
+    script.write_text("Hello\n")
+    url = f"http://127.0.0.1:{free_port()}"
+    status = cli.main(["run", str(bundled_packs_dir() / "lighthouse"), "--script", str(script), "--backend", url])
+    err = capsys.readouterr().err
+    assert status == 2 and "Traceback" not in err
+    assert f"simularity: Cannot reach the model server at {url}" in err
+
+
+def test_a_wrong_api_key_is_refused_in_words(server: LlamaServer) -> None:
+    with pytest.raises(RemoteBackendError) as raised:
+        RemoteSession.open_blocking(RemoteConfig(server.url, api_key="wrong"))
+    assert "refused the API key" in raised.value.message and "HTTP 401" in raised.value.message
+    assert "--api-key" in raised.value.hint
+
+
+# -- a loopback server that misbehaves on purpose ---------------------------------------------------
+
+
+# A body, or a stream of pieces sent one by one as they come (a float between them: a pause, in seconds).
+Body = bytes | list[bytes | float]
+
+
+@dataclass
+class Misbehaving:
+    """What each path answers: a function of the request body, giving (status, content type, body)."""
+
+    routes: dict[str, Callable[[dict[str, Any]], tuple[int, str, Body]]]
+    seen: list[tuple[str, dict[str, Any], str]] = field(default_factory=list)  # path, body, Authorization
+
+
+@pytest.fixture
+def misbehaving() -> Iterator[tuple[str, Misbehaving]]:
+    behaviour = Misbehaving({})
+
+    class Handler(BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = json.loads(self.rfile.read(length) or b"{}")
+            behaviour.seen.append((self.path, body, self.headers.get("Authorization", "")))
+            route = behaviour.routes.get(self.path)
+            status, kind, payload = route(body) if route else (404, "application/json", b'{"detail":"Not Found"}')
+            self.send_response(status)
+            self.send_header("Content-Type", kind)
+            if isinstance(payload, bytes):
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+                return
+            self.end_headers()  # HTTP/1.0 without a length: the body ends when the connection closes
+            for piece in payload:
+                if isinstance(piece, float):
+                    time.sleep(piece)
+                else:
+                    self.wfile.write(piece)
+                    self.wfile.flush()
+
+        do_GET = do_POST = _answer
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.handle_error = lambda *_args: None  # type: ignore[method-assign]  # a client that hung up (timeouts)
+    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}", behaviour
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def _json(status: int, value: object) -> tuple[int, str, Body]:
+    return status, "application/json", json.dumps(value).encode()
+
+
+def _events(*texts: str) -> tuple[int, str, Body]:
+    chunks = [{"choices": [{"text": text, "finish_reason": None}]} for text in texts]
+    chunks.append({"choices": [{"text": "", "finish_reason": "stop"}]})
+    return (
+        200,
+        "text/event-stream",
+        "".join(f"data: {json.dumps(c)}\n\n" for c in chunks).encode() + b"data: [DONE]\n\n",
+    )
+
+
+def a_working_server(behaviour: Misbehaving) -> None:
+    """Models and a character-level tokenizer, in llama-server's dialect."""
+    behaviour.routes["/v1/models"] = lambda _body: _json(200, {"data": [{"id": "fake", "max_model_len": 4096}]})
+    behaviour.routes["/tokenize"] = lambda body: _json(200, {"tokens": [ord(c) for c in body["content"]]})
+    behaviour.routes["/detokenize"] = lambda body: _json(200, {"content": "".join(map(chr, body["tokens"]))})
+
+
+def test_an_answer_that_is_not_json_is_garbage_said_in_words(misbehaving: tuple[str, Misbehaving]) -> None:
+    url, behaviour = misbehaving
+    behaviour.routes["/v1/models"] = lambda _body: (200, "text/html", b"<html><body>It works!</body></html>")
+    with pytest.raises(RemoteBackendError, match="not an OpenAI-compatible reply") as raised:
+        RemoteSession.open_blocking(RemoteConfig(url))
+    assert url in raised.value.message and "It works!" in raised.value.message
+
+
+def test_a_server_error_brings_the_servers_own_words(misbehaving: tuple[str, Misbehaving]) -> None:
+    url, behaviour = misbehaving
+    behaviour.routes["/v1/models"] = lambda _body: _json(500, {"error": {"message": "model failed to load"}})
+    with pytest.raises(RemoteBackendError) as raised:
+        RemoteSession.open_blocking(RemoteConfig(url))
+    assert raised.value.message == (
+        f"The model server at {url} answered HTTP 500: model failed to load while asking which model it serves."
+    )
+
+
+def test_a_server_without_a_tokenizer_is_said_so(misbehaving: tuple[str, Misbehaving]) -> None:
+    url, behaviour = misbehaving
+    behaviour.routes["/v1/models"] = lambda _body: _json(200, {"data": [{"id": "fake"}]})
+    with pytest.raises(RemoteBackendError, match="offers no tokenizer endpoint"):
+        RemoteSession.open_blocking(RemoteConfig(url))
+
+
+async def test_a_garbled_stream_fails_the_turn_and_changes_nothing(
+    misbehaving: tuple[str, Misbehaving], lighthouse: LoadedPack
+) -> None:
+    url, behaviour = misbehaving
+    a_working_server(behaviour)
+    behaviour.routes["/v1/completions"] = lambda _body: (200, "text/event-stream", b"data: {oops\n\n")
+    session = RemoteSession.open_blocking(RemoteConfig(url, api_key="sekrit"))
+    game = new_game(session, lighthouse)
+    before = story_of(game)
+    with pytest.raises(UserFacingError, match="not an OpenAI-compatible reply"):
+        await game.continue_story().finish()
+    assert story_of(game) == before
+    assert {authorization for _path, _body, authorization in behaviour.seen} == {"Bearer sekrit"}
+    session.close_blocking()
+
+
+async def test_a_refused_grammar_falls_back_and_the_story_keeps_one_line(
+    misbehaving: tuple[str, Misbehaving], lighthouse: LoadedPack
+) -> None:
+    url, behaviour = misbehaving
+    a_working_server(behaviour)
+
+    def completions(body: dict[str, Any]) -> tuple[int, str, Body]:
+        if "grammar" in body:
+            return _json(400, {"error": {"message": "grammar is not supported by this server"}})
+        if body["prompt"].endswith("[stage:"):
+            return _events(" none]\n")
+        return _events("Mira (20:04): ", "Sit by the stove.", "\nPip (20:05): Mrrp.\n")  # one line too many
+
+    behaviour.routes["/v1/completions"] = completions
+    session = RemoteSession.open_blocking(RemoteConfig(url))
+    game = new_game(session, lighthouse)
+    turn = await game.continue_story().finish()
+    line = game.lines[-1]
+    assert turn.node_id is not None and (line.speaker, line.text, line.clock) == ("mira", "Sit by the stove.", "20:04")
+    assert session.detokenize(line.tokens) == "[stage: none]\nMira (20:04): Sit by the stove.\n"
+    grammars = ["grammar" in body for path, body, _auth in behaviour.seen if path == "/v1/completions"]
+    assert grammars == [True, False, False]  # refused once, then never sent again
+    session.close_blocking()
+
+
+async def test_a_silent_server_times_out_in_words(misbehaving: tuple[str, Misbehaving], lighthouse: LoadedPack) -> None:
+    url, behaviour = misbehaving
+    a_working_server(behaviour)
+
+    def silent(_body: dict[str, Any]) -> tuple[int, str, Body]:
+        time.sleep(1.0)
+        return _events(" none]\n")
+
+    behaviour.routes["/v1/completions"] = silent
+    session = RemoteSession.open_blocking(RemoteConfig(url, read_timeout=0.3))
+    game = new_game(session, lighthouse)
+    with pytest.raises(RemoteBackendError, match=r"sent nothing for 0\.3 s while writing a reply"):
+        await game.continue_story().finish()
+    session.close_blocking()
+
+
+def a_server_that_tokenizes_by_lines(behaviour: Misbehaving) -> None:
+    """As `a_working_server`, but one token per line (a table of the lines seen): the preamble is
+    a few tokens, so a small context evicts lines after a turn or two."""
+    pieces: list[str] = []
+    ids: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def tokenize(body: dict[str, Any]) -> tuple[int, str, Body]:
+        with lock:
+            tokens = [ids.setdefault(line, len(ids)) for line in body["content"].splitlines(keepends=True)]
+            pieces.extend(list(ids)[len(pieces) :])
+        return _json(200, {"tokens": tokens})
+
+    a_working_server(behaviour)
+    behaviour.routes["/tokenize"] = tokenize
+    behaviour.routes["/detokenize"] = lambda body: _json(200, {"content": "".join(pieces[t] for t in body["tokens"])})
+
+
+SUMMARY_REQUEST = "A new summary of the whole story so far"
+
+
+async def test_a_failed_summary_keeps_the_line_and_the_story_plays_on(
+    misbehaving: tuple[str, Misbehaving], lighthouse: LoadedPack, caplog: pytest.LogCaptureFixture
+) -> None:
+    url, behaviour = misbehaving
+    a_server_that_tokenizes_by_lines(behaviour)
+
+    def completions(body: dict[str, Any]) -> tuple[int, str, Body]:
+        if SUMMARY_REQUEST in body["prompt"]:  # only summaries fail
+            return _json(500, {"error": {"message": "out of memory"}})
+        if body["prompt"].endswith("[stage:"):
+            return _events(" none]\n")
+        return _events("Mira (20:04): ", "Sit by the stove.\n")
+
+    def summaries() -> int:
+        return sum(SUMMARY_REQUEST in body.get("prompt", "") for path, body, _auth in behaviour.seen)
+
+    behaviour.routes["/v1/completions"] = completions
+    caplog.set_level("WARNING", logger="simularity")
+    preamble_tokens = len(preamble(lighthouse.pack, "storm", None).splitlines())
+    session = RemoteSession.open_blocking(RemoteConfig(url, n_ctx=2 * preamble_tokens + 4))
+    game = new_game(session, lighthouse)
+    for _turn in range(8):  # lines leave the window after a turn or two: then a summary is due
+        played = len(game.lines)
+        turn = await game.say("Is that a cat?").finish()  # no error: the line was written
+        assert turn.node_id is not None and len(game.lines) == played + 2
+        assert story_of(game)[-1] == ("mira", "Sit by the stove.")
+        if summaries():
+            break
+    assert summaries() == 1
+    assert not turn.summary_written and game.summary is None and game.covered == 0
+    assert len(game.prompt([]).turns) == len(game.lines) + 1  # every line stays in the prompt
+    assert "no summary this time" in caplog.text and "HTTP 500: out of memory" in caplog.text
+    await game.say("Thank you.").finish()  # the next line tries again, and plays all the same
+    assert summaries() == 2 and story_of(game)[-1] == ("mira", "Sit by the stove.")
+    session.close_blocking()
+
+
+def a_tokenizer_that_stalls_on(behaviour: Misbehaving, stalls: Callable[[str], bool]) -> None:
+    """As `a_working_server`, but tokenizing a text `stalls` picks takes far longer than any timeout here."""
+    a_working_server(behaviour)
+
+    def tokenize(body: dict[str, Any]) -> tuple[int, str, Body]:
+        if stalls(body["content"]):
+            time.sleep(3.0)
+        return _json(200, {"tokens": [ord(c) for c in body["content"]]})
+
+    behaviour.routes["/tokenize"] = tokenize
+
+
+def test_tokenizing_has_its_own_short_timeout_and_remembers_what_it_tokenized(
+    misbehaving: tuple[str, Misbehaving],
+) -> None:
+    url, behaviour = misbehaving
+    a_tokenizer_that_stalls_on(behaviour, lambda text: "stall" in text)
+    assert RemoteConfig(url).tokenizer_timeout == 10.0  # against the 180 s a reply may take
+    session = RemoteSession.open_blocking(RemoteConfig(url, tokenize_timeout=0.3))
+    assert session.tokenize("Known words.") == [ord(c) for c in "Known words."]
+    asked = len(behaviour.seen)
+    assert session.tokenize("Known words.") == [ord(c) for c in "Known words."] and len(behaviour.seen) == asked
+    started = time.perf_counter()
+    with pytest.raises(RemoteBackendError, match=r"sent nothing for 0\.3 s while tokenizing") as raised:
+        session.tokenize("Words that stall the server.")
+    assert time.perf_counter() - started < 2.0  # not the read timeout (180 s): the screen was frozen that long
+    assert "busy writing someone else's reply" in raised.value.hint
+    session.close_blocking()
+
+
+async def test_a_cancelled_reply_is_kept_when_the_server_cannot_tokenize_it(
+    misbehaving: tuple[str, Misbehaving], lighthouse: LoadedPack
+) -> None:
+    url, behaviour = misbehaving
+    # The partial reply stalls the tokenizer (the server stalled as the player pressed Esc); the
+    # line as the story keeps it (a whole line, ending in a newline) tokenizes again.
+    a_tokenizer_that_stalls_on(behaviour, lambda text: text.startswith("Mira") and not text.endswith("\n"))
+
+    def completions(body: dict[str, Any]) -> tuple[int, str, Body]:
+        if body["prompt"].endswith("[stage:"):
+            return _events(" none]\n")
+        status, kind, whole = _events("Mira (20:04): ", "Sit by", " the stove.\n")
+        assert isinstance(whole, bytes)
+        first, second, rest = whole.split(b"\n\n", 2)
+        return status, kind, [first + b"\n\n", second + b"\n\n", 3.0, rest]  # then it stalls
+
+    behaviour.routes["/v1/completions"] = completions
+    session = RemoteSession.open_blocking(RemoteConfig(url, tokenize_timeout=0.3))
+    game = new_game(session, lighthouse)
+    turn = game.continue_story()
+    cancelled_at = None
+    async for _piece in turn:
+        if "Sit by" in turn.text and cancelled_at is None:
+            cancelled_at = time.perf_counter()
+            turn.cancel()
+    assert cancelled_at is not None and time.perf_counter() - cancelled_at < 2.0
+    assert turn.result is not None and turn.result.stop_reason == "cancelled"
+    assert turn.result.text == "Mira (20:04): Sit by" and turn.result.tokens == ()
+    assert turn.result.tail_text == turn.result.text  # no token covers it: the story tokenized its line
+    assert turn.node_id is not None and story_of(game)[-1] == ("mira", "Sit by")
+    assert session.detokenize(game.lines[-1].tokens) == "[stage: none]\nMira (20:04): Sit by\n"
+    session.close_blocking()
+
+
+HOSTILE = "\x1b]52;c;aGFja2Vk\x07\x1b[2J"  # writes the clipboard, then clears the screen
+
+
+@pytest.mark.parametrize("body", [HOSTILE.encode(), json.dumps({"error": {"message": HOSTILE}}).encode()])
+def test_escape_sequences_from_a_server_never_reach_the_terminal(
+    misbehaving: tuple[str, Misbehaving], body: bytes
+) -> None:
+    url, behaviour = misbehaving
+    behaviour.routes["/v1/models"] = lambda _body: (500, "text/plain", body)
+    with pytest.raises(RemoteBackendError) as raised:
+        RemoteSession.open_blocking(RemoteConfig(url))
+    message = raised.value.render()
+    assert "HTTP 500" in message and "\x1b" not in message and "\x07" not in message
+    assert "␛]52;c;aGFja2Vk␇␛[2J" in message  # shown, as symbols
+    behaviour.routes["/v1/models"] = lambda _body: (200, "text/plain", body)  # garbage, said likewise
+    with pytest.raises(RemoteBackendError, match="not an OpenAI-compatible reply") as raised:
+        RemoteSession.open_blocking(RemoteConfig(url))
+    assert "\x1b" not in raised.value.render() and "\x07" not in raised.value.render()
+
+
+DEEP = b"[" * 100_000 + b"]" * 100_000  # more nesting than Python's JSON reader will follow
+
+
+async def test_json_nested_too_deeply_is_garbage_not_a_crash(
+    misbehaving: tuple[str, Misbehaving], lighthouse: LoadedPack
+) -> None:
+    url, behaviour = misbehaving
+    behaviour.routes["/v1/models"] = lambda _body: (200, "application/json", DEEP)
+    with pytest.raises(RemoteBackendError, match="not an OpenAI-compatible reply"):
+        RemoteSession.open_blocking(RemoteConfig(url))
+    behaviour.routes["/v1/models"] = lambda _body: (500, "application/json", DEEP)
+    with pytest.raises(RemoteBackendError, match="HTTP 500"):
+        RemoteSession.open_blocking(RemoteConfig(url))
+    a_working_server(behaviour)
+    behaviour.routes["/v1/models"] = lambda _body: _json(200, {"data": [{"id": "fake"}]})  # so /props is asked
+    behaviour.routes["/props"] = lambda _body: (200, "application/json", DEEP)
+    behaviour.routes["/v1/completions"] = lambda _body: (200, "text/event-stream", b"data: " + DEEP + b"\n\n")
+    session = RemoteSession.open_blocking(RemoteConfig(url))
+    assert session.n_ctx == 4096  # what /props said was not used
+    game = new_game(session, lighthouse)
+    before = story_of(game)
+    with pytest.raises(RemoteBackendError, match="not an OpenAI-compatible reply"):
+        await game.continue_story().finish()
+    assert story_of(game) == before
+    session.close_blocking()
+
+
+def test_credentials_in_the_url_go_with_requests_and_nowhere_else(misbehaving: tuple[str, Misbehaving]) -> None:
+    url, behaviour = misbehaving
+    a_working_server(behaviour)
+    with_credentials = url.replace("http://", "http://alice:hunter2@") + "/v1"
+    config = RemoteConfig(with_credentials, api_key="sk-secret")  # crash reports print locals
+    assert "hunter2" not in repr(config) and "sk-secret" not in repr(config) and "alice" not in repr(config)
+    session = RemoteSession.open_blocking(RemoteConfig(with_credentials))
+    assert {auth for _path, _body, auth in behaviour.seen} == {"Basic YWxpY2U6aHVudGVyMg=="}  # alice:hunter2
+    info = session.info
+    assert (info.url, info.identity) == (url, f"remote:{url}#fake")  # shown on the status line, saved in saves
+    assert "hunter2" not in info.description and "alice" not in info.description
+    session.close_blocking()
+    down = f"http://alice:hunter2@127.0.0.1:{free_port()}"
+    with pytest.raises(RemoteBackendError) as raised:
+        RemoteSession.open_blocking(RemoteConfig(down))
+    assert "hunter2" not in raised.value.render() and "alice" not in raised.value.render()
+    with pytest.raises(ValueError) as refused:
+        checked_url("alice:hunter2@gpu-box:8080")
+    assert "hunter2" not in str(refused.value)
+
+
+# -- in the game's screens ------------------------------------------------------------------------
+
+
+async def wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out waiting"
+        await asyncio.sleep(0.02)
+
+
+async def test_a_failed_turn_on_screen_is_a_notification_and_the_story_stays(
+    misbehaving: tuple[str, Misbehaving],
+) -> None:
+    url, behaviour = misbehaving
+    a_working_server(behaviour)
+    behaviour.routes["/v1/completions"] = lambda _body: _json(503, {"error": {"message": "loading model"}})
+    session = RemoteSession.open_blocking(RemoteConfig(url))
+    app = SimularityApp(LaunchOptions(Settings(), pack_dir=bundled_packs_dir() / "lighthouse"), session=session)
+    async with app.run_test(size=(100, 32)) as pilot:
+        await wait_for(lambda: isinstance(app.screen, PlayScreen))
+        screen = app.screen
+        assert isinstance(screen, PlayScreen)
+        await pilot.press("ctrl+n")
+        await wait_for(lambda: not screen.busy and bool(app._notifications))
+        said = " ".join(f"{note.title} {note.message}" for note in app._notifications)
+        assert f"The model server at {url} answered HTTP 503: loading model" in said
+        assert len(screen.game.lines) == 3 and isinstance(app.screen, PlayScreen)  # the opening, as it was
+    session.close_blocking()
+
+
+async def test_a_server_that_is_down_at_start_is_said_on_the_error_screen() -> None:
+    settings = Settings()
+    settings.model.backend = url = f"http://127.0.0.1:{free_port()}"
+    app = SimularityApp(LaunchOptions(settings, pack_dir=bundled_packs_dir() / "lighthouse"))
+    async with app.run_test(size=(100, 32)) as pilot:
+        await wait_for(lambda: isinstance(app.screen, ErrorScreen))
+        await pilot.press("q")
+    assert app.error is not None and app.error.message.startswith(f"Cannot reach the model server at {url}")
+
+
+# -- choosing the backend -------------------------------------------------------------------------
+
+
+def test_the_backend_setting_must_be_an_http_url(tmp_path: Path) -> None:
+    settings_file = tmp_path / "settings.toml"
+    settings_file.write_text('[model]\nbackend = "localhost:8080"\n')
+    with pytest.raises(UserFacingError, match="is not an http:// or https:// URL"):
+        load_settings(settings_file)
+    settings_file.write_text('[model]\nbackend = "http://gpu-box:8080/v1"\napi_key = "from-file"\nn_ctx = 8192\n')
+    remote = load_settings(settings_file).remote_config()
+    assert remote is not None and remote.base_url == "http://gpu-box:8080" and remote.n_ctx == 8192
+    assert remote.api_key == "from-file"
+
+
+def test_the_key_from_the_command_line_or_environment_wins_and_is_never_saved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(API_KEY_VARIABLE, "from-env")  # restored afterwards, whatever the CLI sets
+    settings_file = tmp_path / "settings.toml"
+    settings_file.write_text('[model]\napi_key = "from-file"\n')
+    args = cli.build_parser().parse_args(["--settings", str(settings_file), "--backend", "http://127.0.0.1:8080"])
+    remote = cli.settings_with_overrides(args).remote_config()
+    assert remote is not None and remote.api_key == "from-env"
+    args = cli.build_parser().parse_args(
+        ["--settings", str(settings_file), "--backend", "http://h:1", "--api-key", "k"]
+    )
+    settings = cli.settings_with_overrides(args)
+    assert settings.remote_config().api_key == "k" and settings.model.api_key == "from-file"  # type: ignore[union-attr]
+    with pytest.raises(UserFacingError, match="--model and --backend"):
+        cli.settings_with_overrides(cli.build_parser().parse_args(["--model", "m.gguf", "--backend", "http://h:1"]))
