@@ -9,17 +9,20 @@ loop only ever waits on futures: decoding releases the GIL, and text crosses ove
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from .config import GenerationParams, ModelConfig
+from .heap import release_freed_memory
 from .prompt import Prompt
 from .results import GenerationResult, ModelInfo, RestoredState
 from .worker import EngineWorker
 
 _END = object()
+IDLE_BEFORE_TRIM_S = 1.0
 
 
 class Generation:
@@ -86,6 +89,7 @@ class LlamaSession:
         self._worker = worker
         self._executor = executor
         self.info: ModelInfo = worker.info
+        self._trim: asyncio.TimerHandle | None = None
 
     @classmethod
     async def open(cls, config: ModelConfig) -> LlamaSession:
@@ -134,7 +138,9 @@ class LlamaSession:
 
         A plain token list is one turn with nothing pinned: the context must hold it whole.
         """
-        generation = Generation(asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
+        generation = Generation(loop)
+        self._cancel_trim()
         if not isinstance(prompt, Prompt):
             prompt = Prompt.plain(prompt)
 
@@ -147,9 +153,23 @@ class LlamaSession:
                 generation._settle(None, error)
             else:
                 generation._settle(result, None)
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nothing more to tidy
+                loop.call_soon_threadsafe(self._trim_when_idle, loop)
 
         self._executor.submit(job)
         return generation
+
+    def _trim_when_idle(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Once no generation has come for a while (a player reading, typing), hand the memory the
+        grammar sampler freed back to the system (heap.py). Not between the steps of one turn:
+        memory handed back is paid for again in page faults by the next generation."""
+        self._cancel_trim()
+        self._trim = loop.call_later(IDLE_BEFORE_TRIM_S, self._executor.submit, release_freed_memory)
+
+    def _cancel_trim(self) -> None:
+        if self._trim is not None:
+            self._trim.cancel()
+            self._trim = None
 
     async def reset(self) -> None:
         """Forget what the KV holds (a new game, or a measurement that must start cold)."""
@@ -164,10 +184,12 @@ class LlamaSession:
         return await asyncio.get_running_loop().run_in_executor(self._executor, self._worker.restore_state, path)
 
     async def close(self) -> None:
+        self._cancel_trim()
         await asyncio.get_running_loop().run_in_executor(self._executor, self._worker.close)
         self._executor.shutdown(wait=True)
 
     def close_blocking(self) -> None:
+        self._cancel_trim()
         self._executor.submit(self._worker.close).result()
         self._executor.shutdown(wait=True)
 
