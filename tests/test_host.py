@@ -23,7 +23,6 @@ import termios
 import threading
 import time
 import tomllib
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +40,8 @@ from simularity_tui.host.config import HostConfig, LoadedHostConfig, load_host_c
 from simularity_tui.host.host_key import KEY_FILE_NAME, load_or_create_host_key
 from simularity_tui.host.passwords import hash_password, verify_password
 from simularity_tui.host.player_process import PlayerDirs, PlayerProcess, TermSize, game_command, game_environment
+
+from .tmux_pane import TmuxPane
 
 needs_ssh = pytest.mark.skipif(
     shutil.which("ssh") is None or shutil.which("tmux") is None,
@@ -167,53 +168,20 @@ def batch_ssh(
     return subprocess.run(argv, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
 
 
-class Pane:
+class Pane(TmuxPane):
     """A player's terminal: `ssh -tt` inside tmux, 100x30."""
 
     def __init__(self, tmp_path: Path, name: str) -> None:
-        self.socket = f"simularity-host-{uuid.uuid4().hex[:8]}"
+        super().__init__(tmp_path / f"{name}-ssh.status", exit_timeout=20.0)
         self.pid_file = tmp_path / f"{name}-ssh.pid"
-        self.status_file = tmp_path / f"{name}-ssh.status"
-
-    def tmux(self, *args: str) -> str:
-        return subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, text=True, check=True).stdout
 
     def start(self, argv: list[str]) -> None:
-        # The shell writes its pid, then becomes ssh (exec keeps the pid): the test can kill the client.
-        script = (
-            f"echo $$ > {shlex.quote(str(self.pid_file))}; "
-            f"({shlex.join(argv)}); echo $? > {shlex.quote(str(self.status_file))}; sleep 600"
-        )
-        self.tmux("new-session", "-d", "-x", "100", "-y", "30", "bash", "-c", script)
+        # The shell writes its pid, then runs ssh in a subshell: the test can find and kill the client.
+        self.run(f"({shlex.join(argv)})", before=f"echo $$ > {shlex.quote(str(self.pid_file))}; ")
 
     def ssh_pid(self) -> int:
         shell = psutil.Process(int(self.pid_file.read_text()))
         return next(child.pid for child in shell.children(recursive=True) if child.name() == "ssh")
-
-    def text(self) -> str:
-        return self.tmux("capture-pane", "-p")
-
-    def wait_for(self, predicate: str | Callable[[str], bool], timeout: float = 60.0) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            screen = self.text()
-            if predicate(screen) if callable(predicate) else predicate in screen:
-                return screen
-            time.sleep(0.1)
-        raise AssertionError(f"timed out; the screen shows:\n{self.text()}")
-
-    def send(self, *keys: str) -> None:
-        self.tmux("send-keys", *keys)
-
-    def exit_status(self, timeout: float = 20.0) -> int:
-        deadline = time.monotonic() + timeout
-        while not self.status_file.exists() or not self.status_file.read_text().strip():
-            assert time.monotonic() < deadline, f"ssh did not exit; the screen shows:\n{self.text()}"
-            time.sleep(0.1)
-        return int(self.status_file.read_text())
-
-    def close(self) -> None:
-        subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True)
 
 
 @pytest.fixture

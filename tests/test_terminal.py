@@ -2,60 +2,28 @@
 
 from __future__ import annotations
 
-import shlex
 import shutil
-import subprocess
 import sys
-import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from .tmux_pane import TmuxPane
+
 SIMULARITY = Path(sys.executable).with_name("simularity")
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (.ci/run installs it)")
 
 
-class Pane:
-    """One tmux session on a private server, sized like a small terminal window."""
+class Pane(TmuxPane):
+    """The game's terminal, with the test's own config and data directories."""
 
     def __init__(self, tmp_path: Path) -> None:
-        self.socket = f"simularity-test-{uuid.uuid4().hex[:8]}"
-        self.status_file = tmp_path / "exit-status"
+        super().__init__(tmp_path / "exit-status")
         self.env = f"SIMULARITY_CONFIG_DIR={tmp_path / 'config'} SIMULARITY_DATA_DIR={tmp_path / 'data'}"
 
-    def tmux(self, *args: str) -> str:
-        return subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, text=True, check=True).stdout
-
     def start(self, command: str) -> None:
-        script = f"{self.env} {command}; echo $? > {shlex.quote(str(self.status_file))}; sleep 600"
-        self.tmux("new-session", "-d", "-x", "100", "-y", "30", "bash", "-c", script)
-
-    def text(self) -> str:
-        return self.tmux("capture-pane", "-p")
-
-    def wait_for(self, predicate: object, timeout: float = 60.0) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            screen = self.text()
-            if predicate(screen) if callable(predicate) else predicate in screen:
-                return screen
-            time.sleep(0.1)
-        raise AssertionError(f"timed out; the screen shows:\n{self.text()}")
-
-    def send(self, *keys: str) -> None:
-        self.tmux("send-keys", *keys)
-
-    def exit_status(self, timeout: float = 10.0) -> int:
-        deadline = time.monotonic() + timeout
-        while not self.status_file.exists() or not self.status_file.read_text().strip():
-            assert time.monotonic() < deadline, f"the game did not exit; the screen shows:\n{self.text()}"
-            time.sleep(0.1)
-        return int(self.status_file.read_text())
-
-    def close(self) -> None:
-        subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True)
+        self.run(f"{self.env} {command}")
 
 
 @pytest.fixture

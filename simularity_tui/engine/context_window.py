@@ -10,6 +10,7 @@ of the story in view; 0.6 is the middle we chose.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .errors import PromptTooLongError
@@ -61,3 +62,13 @@ def plan_window(prompt: Prompt, n_ctx: int, reserve: int, first_turn: int) -> Wi
     if cut:
         del tokens[n_keep : n_keep + cut]
     return Window(first, tokens, n_keep, [start - cut if start > n_keep else start for start in starts], cut)
+
+
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many tokens two token lists share from their start: what the KV (or a server's cache) keeps."""
+    length = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        length += 1
+    return length

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .context_window import LOW_WATER, Window
+from .context_window import LOW_WATER, Window, common_prefix
 from .native import DecodeError, NativeContext, Progress
 
 REFRESH_TOKENS = 16
@@ -53,7 +53,7 @@ class KvCache:
         `tokens` says which.
         """
         target = window.tokens[:evaluate_until]
-        common = min(_common_prefix(self.tokens, target), len(target) - 1)
+        common = min(common_prefix(self.tokens, target), len(target) - 1)
         if common < len(self.tokens) and not self._shift_out_evicted(common, target):
             self._truncate(common)
         self.n_keep, self.turn_starts = window.n_keep, list(window.turn_starts)
@@ -96,7 +96,7 @@ class KvCache:
         best_end, best_match = 0, 0
         for start in self.turn_starts:
             if start > aligned:
-                match = _common_prefix(self.tokens[start + overshoot :], target[common:])
+                match = common_prefix(self.tokens[start + overshoot :], target[common:])
                 if match > best_match:
                     best_end, best_match = start + overshoot, match
         if best_match < MIN_SHIFT_KEEP or not self._shift(common, best_end):
@@ -139,12 +139,3 @@ class KvCache:
             raise
         self.tokens.extend(tokens)
         return len(tokens)
-
-
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    length = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        length += 1
-    return length

@@ -28,7 +28,7 @@ import httpx
 
 from ...untrusted_text import printable
 from ..config import GenerationParams
-from ..context_window import Window, plan_window
+from ..context_window import Window, common_prefix, plan_window
 from ..prompt import Prompt
 from ..results import GenerationResult, RestoredState, StopReason
 from ..sampling import fresh_seed
@@ -239,7 +239,7 @@ class RemoteSession:
                 window = plan_window(prompt, plan_ctx, min(params.max_tokens, plan_ctx // 4) + 1, start)
                 text = await self._prompt_text(client, window)
                 max_tokens = max(1, min(params.max_tokens, plan_ctx - len(window.tokens)))
-                guessed = len(window.tokens) - _common_prefix(self._held, window.tokens)
+                guessed = len(window.tokens) - common_prefix(self._held, window.tokens)
                 self._held = ()  # unknown until this reply is whole
                 self._window, self._n_keep, self._first_turn = tuple(window.tokens), window.n_keep, window.first_turn
                 body = completion_body(self.info.model, text, params, seed, max_tokens, grammar=self._grammar)
@@ -366,15 +366,6 @@ def _stop_reason(reply: _Reply, params: GenerationParams) -> StopReason:
         return "stop"
     # "stop" covers both the end of text and a stop string on most servers, which do not say which.
     return "stop" if reply.finish == "stop" and params.stop else "eos"
-
-
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    count = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        count += 1
-    return count
 
 
 def _retrieved(task: asyncio.Task[GenerationResult]) -> None:
