@@ -10,13 +10,15 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from . import __version__, paths
 from .errors import UserFacingError
+from .exit_guard import ExitGuard
+from .native_stderr import route_native_stderr
 from .settings import API_KEY_VARIABLE, Settings, load_settings
 from .untrusted_text import printable
 
@@ -191,6 +193,8 @@ def _configure_logging() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _configure_logging()
+    if argv is None:  # the real command (not a test calling main in-process): native stderr to the log
+        route_native_stderr()
     try:
         if args.command == "bench":
             return _bench(args)
@@ -292,25 +296,20 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _saves(args: argparse.Namespace) -> int:
-    import tomllib
-
     from .scenario import load_pack
-    from .story.saves import delete_save, list_saves, save_path
+    from .story.saves import delete_save, list_saves, save_path, save_summary
 
     pack = load_pack(args.pack_dir).pack
     if args.delete:
         path = save_path(pack.id, args.delete)
-        if not path.exists():
+        if not (path.exists() or path.is_symlink()):  # a link to nowhere is listed, so it can go too
             raise UserFacingError(f"{pack.name} has no save '{args.delete}'", hint=f"simularity saves {args.pack_dir}")
         delete_save(path)
         print(printable(f"deleted the save '{args.delete}' of {pack.name}"))
         return 0
     for path in list_saves(pack.id):
-        try:
-            document = tomllib.loads(path.read_text(encoding="utf-8"))
-            about = f"{document.get('updated', '?')}, {len(document.get('nodes', []))} lines"
-        except (OSError, ValueError):
-            about = "unreadable"
+        updated, lines = save_summary(path)
+        about = "unreadable" if updated == "unreadable" else f"{updated}, {lines} lines"
         print(printable(f"{path.stem}\t{about}\t{path}"))
     return 0
 
@@ -357,41 +356,27 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _play(args: argparse.Namespace) -> int:
-    # textual-image asks the terminal what it can draw: that must happen before Textual takes it.
-    import textual_image.widget  # noqa: F401
-
-    from .ui.app import LaunchOptions, SimularityApp
-
     settings = settings_with_overrides(args)
     if args.graphics is not None:
         settings.ui.graphics = args.graphics
+    # textual-image asks the terminal what it can draw (when the mode is `auto`): before Textual takes it.
+    from .ui.terminal_graphics import prepare_terminal_graphics
+
+    prepare_terminal_graphics(settings.ui.graphics)
+    from .ui.app import LaunchOptions, SimularityApp
+
     options = LaunchOptions(
         settings, getattr(args, "model", None), args.pack, args.episode, args.save, args.new,
         settings_file=getattr(args, "settings", None),
     )  # fmt: skip
     app = SimularityApp(options)
-    _exit_on_hangup(app.exit)
+    guard = ExitGuard(app.exit)
+    guard.install()
+    app.on_exit_saved = lambda: guard.exit_saved(2 if app.error is not None else 0)
     app.run()
     if app.error is not None:  # shown in the game; said again here, where it stays after the screen clears
         raise app.error
     return 0
-
-
-def _exit_on_hangup(exit_app: Callable[[], object]) -> None:
-    """A closed terminal (an SSH player who drops: `simularity host` sends SIGHUP) or a SIGTERM ends the
-    game as Ctrl+Q does, so that it unmounts and writes its KV state; Python's default would just die."""
-    import asyncio
-    import signal
-
-    def hang_up(signum: int, _frame: object) -> None:
-        try:
-            loop = asyncio.get_running_loop()  # the handler runs on the main thread, inside the app's loop
-        except RuntimeError:  # before the app started or after it ended: nothing left to save
-            raise SystemExit(128 + signum) from None
-        loop.call_soon_threadsafe(exit_app)
-
-    for signum in (signal.SIGHUP, signal.SIGTERM):
-        signal.signal(signum, hang_up)
 
 
 if __name__ == "__main__":

@@ -15,9 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from . import paths
 from .atomic import write_atomic
-from .engine.config import ModelConfig, SamplingParams
+from .engine.config import MAX_REPEAT_LAST_N, MAX_TOP_K, ModelConfig, SamplingParams
 from .engine.remote.config import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, RemoteConfig, checked_url
 from .story.game import Budgets
+from .text_rules import line_problem
 from .toml_source import load_model
 
 API_KEY_VARIABLE = "SIMULARITY_API_KEY"  # the model server's key, when not in the file (--api-key sets it)
@@ -25,6 +26,14 @@ API_KEY_VARIABLE = "SIMULARITY_API_KEY"  # the model server's key, when not in t
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_control_characters(cls, value: object) -> object:
+        # Paths, URLs, keys and names reach logs, HTTP headers and the screen: one line of text each.
+        if isinstance(value, str) and (problem := line_problem(value, what="a setting")):
+            raise ValueError(problem)
+        return value
 
 
 class ModelSettings(_Section):
@@ -49,11 +58,11 @@ class ModelSettings(_Section):
 
 class SamplingSettings(_Section):
     temperature: Annotated[float, Field(ge=0.0, le=5.0)] = 0.8
-    top_k: Annotated[int, Field(ge=0)] = 40
+    top_k: Annotated[int, Field(ge=0, le=MAX_TOP_K)] = 40
     top_p: Annotated[float, Field(gt=0.0, le=1.0)] = 0.95
     min_p: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.05
     repeat_penalty: Annotated[float, Field(gt=0.0, le=5.0)] = 1.1
-    repeat_last_n: Annotated[int, Field(ge=0)] = 64
+    repeat_last_n: Annotated[int, Field(ge=0, le=MAX_REPEAT_LAST_N, description="Tokens looked back for repeats.")] = 64
     seed: Annotated[int | None, Field(ge=0, lt=1 << 32, description="Unset: a fresh seed per reply.")] = None
 
 

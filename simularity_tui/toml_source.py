@@ -8,7 +8,9 @@ from tomllib.
 from __future__ import annotations
 
 import difflib
+import os
 import re
+import stat
 import tomllib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -19,12 +21,21 @@ from typing import Annotated, Any, Union, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 
 from .errors import UserFacingError
+from .toml_shape import shape_problem
 
 KeyPath = Sequence[str | int]
 
-_HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
-_KEY = re.compile(r"""^\s*((?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*'))*)\s*=""")
+# Both patterns run in linear time on any line (a header's name is matched greedily up to the first
+# `]`, never lazily against trailing spaces), and only on a line's first `_SCAN_WIDTH` characters:
+# a key or a table header is short, and a 1 MiB line must not cost more than a short one.
+_HEADER = re.compile(r"\s*(\[\[?)([^\]\n]*)\]")
+_KEY = re.compile(
+    r"""\s*((?:[A-Za-z0-9_-]+|"[^"\n]*"|'[^'\n]*')(?:[ \t]*\.[ \t]*(?:[A-Za-z0-9_-]+|"[^"\n]*"|'[^'\n]*'))*)[ \t]*="""
+)
+_SCAN_WIDTH = 1024
 _SYNTAX_POSITION = re.compile(r"\(at line (\d+), column (\d+)\)")
+_AT_END = re.compile(r"\(at end of document\)")
+MAX_TOML_BYTES = 1 << 20  # settings, themes, host.toml and each of a pack's files
 
 
 @dataclass(frozen=True)
@@ -63,14 +74,15 @@ def locate(source: str, key_path: KeyPath) -> tuple[int, int]:
     table: list[str | int] = []
     array_counts: dict[tuple[str | int, ...], int] = {}
     in_multiline: str | None = None  # the delimiter of a multi-line string being skipped
-    for number, line in enumerate(source.splitlines(), start=1):
+    for number, whole_line in enumerate(source.splitlines(), start=1):
         if in_multiline is not None:
-            if line.count(in_multiline) % 2:
+            if whole_line.count(in_multiline) % 2:
                 in_multiline = None
             continue
+        line = whole_line[:_SCAN_WIDTH]
         header = _HEADER.match(line)
         if header:
-            names: list[str | int] = list(_split_dotted(header.group(2)))
+            names: list[str | int] = list(_split_dotted(header.group(2).strip()))
             if header.group(1) == "[[":
                 key = tuple(names)
                 array_counts[key] = array_counts.get(key, -1) + 1
@@ -82,7 +94,7 @@ def locate(source: str, key_path: KeyPath) -> tuple[int, int]:
             if not key_match:
                 continue
             for delimiter in ('"""', "'''"):
-                if line.count(delimiter) % 2:
+                if whole_line.count(delimiter) % 2:
                     in_multiline = delimiter
             candidate = table + list(_split_dotted(key_match.group(1)))
             col = key_match.start(1) + 1
@@ -100,36 +112,85 @@ def locate(source: str, key_path: KeyPath) -> tuple[int, int]:
     return first_inside or best
 
 
-def parse_toml(path: Path) -> tuple[dict[str, Any], str]:
-    """Read and parse `path`; a syntax error becomes a `TomlProblems` pointing at its line."""
+def read_text_file(path: Path, *, max_bytes: int = MAX_TOML_BYTES, what: str = "this file") -> str:
+    """The UTF-8 text of the regular file `path` (a leading BOM dropped), read only when it holds at
+    most `max_bytes`.
+
+    Anything else (a FIFO that would block for ever, /dev/zero, a directory, a file too big or not
+    UTF-8) is a `UserFacingError` naming the file, before more than `max_bytes` is read.
+    """
     try:
-        source = path.read_text(encoding="utf-8")
+        # Opened without blocking: opening a FIFO to read would wait for a writer for ever.
+        with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as handle:
+            status = os.fstat(handle.fileno())
+            if not stat.S_ISREG(status.st_mode):
+                raise UserFacingError(f"{path}: not a regular file", hint="Give the path of a TOML file.", path=path)
+            raw = handle.read(max_bytes + 1) if status.st_size <= max_bytes else b""
     except FileNotFoundError:
         raise UserFacingError(f"{path}: file not found", hint="Check the path.", path=path) from None
+    except IsADirectoryError:
+        raise UserFacingError(
+            f"{path}: a directory, not a file", hint="Give the path of a TOML file.", path=path
+        ) from None
+    except OSError as error:
+        raise UserFacingError(f"{path}: cannot read ({error.strerror})", path=path) from None
+    size = max(status.st_size, len(raw))  # a file may grow between the two
+    if size > max_bytes:
+        raise TomlProblems(
+            [Problem(path, 1, 1, f"{size:,} bytes: {what} may be at most {max_bytes:,}")], hint="Make it smaller."
+        )
+    try:
+        return raw.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as error:
         raise TomlProblems(
             [Problem(path, 1, 1, f"not UTF-8 text ({error.reason} at byte {error.start})")],
             hint="Save the file as UTF-8.",
         ) from None
-    except OSError as error:
-        raise UserFacingError(f"{path}: cannot read ({error.strerror})", path=path) from None
+
+
+def parse_toml(path: Path, *, max_bytes: int = MAX_TOML_BYTES) -> tuple[dict[str, Any], str]:
+    """Read and parse `path`; a syntax error becomes a `TomlProblems` pointing at its line."""
+    source = read_text_file(path, max_bytes=max_bytes)
     return parse_toml_text(path, source), source
 
 
 def parse_toml_text(path: Path, source: str) -> dict[str, Any]:
+    """`source` parsed; a syntax error, or a shape no real file has, becomes a `TomlProblems`."""
+    data, problem = read_toml(path, source)
+    if problem is not None:
+        raise TomlProblems([problem], hint="Fix the syntax at that line (see https://toml.io).")
+    return data
+
+
+def read_toml(path: Path, source: str) -> tuple[dict[str, Any], Problem | None]:
+    """`source` parsed, or what stops it from being read: a syntax error, or nesting or dotted keys
+    deep enough to make the parser recurse past Python's limit or take quadratic time."""
+    shape = shape_problem(source)
+    if shape is not None:
+        position, message = shape
+        return {}, Problem(path, *line_and_column(source, position), message)
     try:
-        return tomllib.loads(source)
+        return tomllib.loads(source), None
     except tomllib.TOMLDecodeError as error:
-        raise TomlProblems(
-            [syntax_problem(path, error)], hint="Fix the syntax at that line (see https://toml.io)."
-        ) from None
+        return {}, syntax_problem(path, error, source)
 
 
-def syntax_problem(path: Path, error: tomllib.TOMLDecodeError) -> Problem:
+def syntax_problem(path: Path, error: tomllib.TOMLDecodeError, source: str = "") -> Problem:
     position = _SYNTAX_POSITION.search(str(error))
-    line, col = (int(position.group(1)), int(position.group(2))) if position else (1, 1)
-    message = _SYNTAX_POSITION.sub("", str(error)).strip()
+    if position:
+        line, col = int(position.group(1)), int(position.group(2))
+    elif _AT_END.search(str(error)):  # an unclosed string or table at the very end: its last line
+        line, col = line_and_column(source, len(source.rstrip("\n")))
+    else:
+        line, col = 1, 1
+    message = _AT_END.sub("", _SYNTAX_POSITION.sub("", str(error))).strip()
     return Problem(path, line, col, f"TOML syntax error: {message}")
+
+
+def line_and_column(source: str, position: int) -> tuple[int, int]:
+    """1-based line and column of the character at `position`."""
+    line_start = source.rfind("\n", 0, position) + 1
+    return source.count("\n", 0, position) + 1, position - line_start + 1
 
 
 Locator = Callable[[KeyPath], tuple[Path, int, int]]

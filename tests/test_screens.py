@@ -52,7 +52,7 @@ async def test_the_library_lists_every_pack_and_explains_broken_ones(session: Ll
     )
     app = SimularityApp(LaunchOptions(halfcell()), session=session)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(lambda: isinstance(app.screen, LibraryScreen))
+        await wait_for(lambda: isinstance(app.screen, LibraryScreen) and app.screen.scanned)
         items = list(app.screen.query_one("#packs", ListView).children)
         names = [item.loaded.pack.name for item in items if isinstance(item, PackItem)]
         assert names == ["The Lighthouse at Gull Point", "Starlight Café", "Tiny"]
@@ -67,7 +67,7 @@ async def test_the_library_lists_every_pack_and_explains_broken_ones(session: Ll
 async def test_a_new_game_starts_the_chosen_episode_with_the_players_name(session: LlamaSession) -> None:
     app = SimularityApp(LaunchOptions(halfcell()), session=session)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(lambda: isinstance(app.screen, LibraryScreen))
+        await wait_for(lambda: isinstance(app.screen, LibraryScreen) and app.screen.scanned)
         await pilot.press("n")
         await wait_for(lambda: isinstance(app.screen, NewGameScreen))
         await pilot.press("down", "enter")  # the second episode, then on to the name
@@ -89,7 +89,7 @@ async def test_the_saves_screen_loads_branches_exports_and_deletes(session: Llam
         await open_game(session, loaded, save_path("lighthouse", name))
     app = SimularityApp(LaunchOptions(halfcell()), session=session)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(lambda: isinstance(app.screen, LibraryScreen))
+        await wait_for(lambda: isinstance(app.screen, LibraryScreen) and app.screen.scanned)
         await pilot.press("s")
         await wait_for(lambda: isinstance(app.screen, SavesScreen))
         table = app.screen.query_one(DataTable)
@@ -119,7 +119,7 @@ async def test_settings_are_checked_then_saved(session: LlamaSession) -> None:
     settings.model.n_ctx = 777  # as `--n-ctx 777` does: for this run, not for the file
     app = SimularityApp(LaunchOptions(settings), session=session)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(lambda: isinstance(app.screen, LibraryScreen))
+        await wait_for(lambda: isinstance(app.screen, LibraryScreen) and app.screen.scanned)
         await pilot.press("f2")
         await wait_for(lambda: isinstance(app.screen, SettingsScreen))
         screen = app.screen
@@ -143,7 +143,7 @@ async def test_settings_are_checked_then_saved(session: LlamaSession) -> None:
 async def test_help_lists_every_key_of_every_screen(session: LlamaSession) -> None:
     app = SimularityApp(LaunchOptions(halfcell()), session=session)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(lambda: isinstance(app.screen, LibraryScreen))
+        await wait_for(lambda: isinstance(app.screen, LibraryScreen) and app.screen.scanned)
         await pilot.press("f1")
         await wait_for(lambda: isinstance(app.screen, HelpScreen))
         table = app.screen.query_one(DataTable)

@@ -35,7 +35,7 @@ def pane(tmp_path: Path) -> Iterator[Pane]:
 
 def test_a_player_types_a_line_and_reads_the_reply(pane: Pane, model_path: Path) -> None:
     pane.start(f"{SIMULARITY} --threads 2")
-    pane.wait_for("Library")  # the library opens at once, while the model loads
+    pane.wait_for("The Lighthouse at Gull Point")  # the library lists it at once, while the model loads
     pane.send("Enter")  # the first pack: The Lighthouse at Gull Point
     screen = pane.wait_for("Say something as Ash")
     assert "Shut that door before the sea follows you in" in screen

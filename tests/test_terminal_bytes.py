@@ -110,26 +110,43 @@ sys.exit(main(sys.argv[1:]))
 RAW_SEQUENCES = [b"\x1b]52", b"SGFja2Vk\x07", b"\x1b[2J", "\x9b".encode(), b"\x1b]0;pwned"]
 
 
-def test_escape_sequences_from_the_model_and_the_pack_never_reach_the_terminal(
-    tmp_path: Path, programs: list[PtyProgram]
-) -> None:
+def test_escape_sequences_from_the_model_never_reach_the_terminal(tmp_path: Path, programs: list[PtyProgram]) -> None:
+    script = tmp_path / "forced.py"
+    script.write_text(FORCING_SCRIPT, encoding="utf-8")
+    argv = [
+        sys.executable,
+        str(script),
+        HOSTILE_LINE,
+        "--graphics",
+        "none",
+        "--pack",
+        str(LIGHTHOUSE),
+        "--threads",
+        "2",
+    ]
+    game = PtyProgram(argv, game_env(tmp_path), columns=120)
+    programs.append(game)
+    game.wait_for(lambda out: b"Say something as" in out)
+    game.send(b"What is that light?\r")
+    output = game.wait_for(lambda out: b"tok/s" in out)  # the status line reports the reply's speed
+    assert "␛]52;c;SGFja2Vk␇".encode() in output, "the model's line shows, as harmless text"
+    assert "␛[2J".encode() in output
+    for raw in RAW_SEQUENCES:
+        assert raw not in output, f"{raw!r} reached the terminal"
+
+
+def test_a_pack_with_escape_sequences_is_explained_never_obeyed(tmp_path: Path, programs: list[PtyProgram]) -> None:
+    """A pack may not hold control characters: the game says which, at its line, as harmless text."""
     pack = tmp_path / "hostile"
     shutil.copytree(LIGHTHOUSE, pack)
     scenario = pack / "scenario.toml"
     text = scenario.read_text(encoding="utf-8")
     name_line = next(line for line in text.splitlines() if line.startswith("name = "))
     scenario.write_text(text.replace(name_line, 'name = "Gull\\u001b]0;pwned\\u0007 Point"', 1), encoding="utf-8")
-    script = tmp_path / "forced.py"
-    script.write_text(FORCING_SCRIPT, encoding="utf-8")
-
-    argv = [sys.executable, str(script), HOSTILE_LINE, "--graphics", "none", "--pack", str(pack), "--threads", "2"]
-    game = PtyProgram(argv, game_env(tmp_path), columns=120)
+    argv = [sys.executable, "-m", "simularity_tui", "--graphics", "none", "--pack", str(pack), "--threads", "2"]
+    game = PtyProgram(argv, game_env(tmp_path), columns=160)
     programs.append(game)
-    game.wait_for(lambda out: b"Say something as" in out)
-    assert "Gull␛]0;pwned␇ Point".encode() in game.output, "the pack's name shows, as harmless text"
-    game.send(b"What is that light?\r")
-    output = game.wait_for(lambda out: b"tok/s" in out)  # the status line reports the reply's speed
-    assert "␛]52;c;SGFja2Vk␇".encode() in output, "the model's line shows, as harmless text"
-    assert "␛[2J".encode() in output
+    output = game.wait_for(lambda out: b"Simularity cannot start" in out and b"has an ESC" in out)
+    assert b"Gull\\x1b]0;pwned\\x07 Point" in output, "the name is quoted, as harmless text"
     for raw in RAW_SEQUENCES:
         assert raw not in output, f"{raw!r} reached the terminal"

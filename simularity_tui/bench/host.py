@@ -137,6 +137,9 @@ async def _bench(
         "threads": settings.model.threads,
         "gpu_layers": settings.model.gpu_layers,
         "max_sessions": args.players,
+        # Every player connects at once from 127.0.0.1: one address, all in its waiting room together.
+        "max_unauthenticated_per_address": max(8, args.players),
+        "max_unauthenticated": max(64, args.players),
         "hangup_grace_seconds": 5.0,
         "players": {name: {"keys": [key.export_public_key().decode().strip()]} for name, key in keys.items()},
     }

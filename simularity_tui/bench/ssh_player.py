@@ -129,7 +129,7 @@ class SshPlayer:
 
     async def start_game(self) -> None:
         """From the library: play the highlighted pack, until its opening is on screen."""
-        await self.wait_for(lambda rows: any("Library" in row for row in rows))
+        await self.wait_for(lambda rows: any("The Lighthouse at Gull Point" in row for row in rows))
         self.type("\r")
         await self.wait_for(lambda rows: any("Say something as" in row for row in rows) and _idle(rows))
 

@@ -17,6 +17,12 @@ class ModelConfig:
     context_shift: bool = True  # False: re-evaluate the kept window instead of shifting the KV
 
 
+# llama.cpp's repeat penalty keeps a ring of this many tokens (4 bytes each): one billion would be
+# 4 GB for one line. More than the largest context is never needed.
+MAX_REPEAT_LAST_N = 1 << 16
+MAX_TOP_K = 1 << 20
+
+
 @dataclass(frozen=True)
 class SamplingParams:
     temperature: float = 0.8  # <= 0 means greedy

@@ -106,6 +106,8 @@ def inspect_gguf(path: Path) -> GgufInfo:
         raise ModelFileError(
             f"{path} is a directory, not a model file", hint="Give the path of a .gguf file.", path=path
         )
+    if not path.is_file():  # a FIFO would block the open for ever, a device would read for ever
+        raise ModelFileError(f"{path} is not a regular file", hint="Give the path of a .gguf file.", path=path)
     try:
         with path.open("rb") as handle:
             size = path.stat().st_size

@@ -2,9 +2,15 @@
 
 A file holds a JSON header and llama.cpp's sequence state (`llama_state_seq_get_data`). The header
 names the model (a digest of the GGUF's size, head and tail), the llama-cpp-python build (state
-layouts change between versions), the token list the state holds with its layout, and the payload's
-sha256. Any mismatch or damage makes the file unusable: the caller then warns and re-evaluates,
-which costs time but never correctness.
+layouts change between versions), the token list the state holds with its layout, and a sha256 of
+the header's other fields and the payload together. Any mismatch or damage makes the file
+unusable: the caller then warns and re-evaluates, which costs time but never correctness.
+
+llama.cpp trusts what it reads: a sequence state with garbled cell positions trips its assertions,
+and NaNs in the keys or values reach the logits, where the grammar sampler aborts the process. A
+file that was damaged and then given a matching checksum (by hand, or by another program) must not
+take the game down, so `check_payload` reads the payload's layout itself before llama.cpp does
+and refuses anything that is not the state of exactly the header's tokens.
 """
 
 from __future__ import annotations
@@ -13,16 +19,34 @@ import hashlib
 import json
 import struct
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import llama_cpp
+import numpy as np
 
 from ..atomic import atomic_writer
 
 MAGIC = b"SIMULARITY-KV\n"
-FORMAT = 1
+FORMAT = 3  # 3: the checksum covers the header too (format 1 checked only the payload)
+# The header is mostly the token list as decimal digits: room for a context of 1 << 20 tokens of
+# up to 7 digits, with their turn starts, and nothing bigger (a length field may be damaged too).
+MAX_HEADER = 32 << 20
 _IDENTITY_SPAN = 1 << 20
+
+# llama.cpp's sequence state, as this runtime writes it (src/llama-context.cpp, llama-kv-cache.cpp):
+#   u32 magic, i32 sequence id; then each KV cache in turn (one; two for interleaved sliding-window
+#   models such as Gemma 3): u32 streams (1), u32 cells, per cell (i32 position, u32 sequence ids
+#   (1), i32 sequence id), u32 v_trans, u32 layers; per layer i32 key type, u64 row size, a row per
+#   cell; per layer the values: i32 type, u64 row size, a row per cell (or, transposed: i32 type,
+#   u32 element size, u32 elements per cell, then the elements).
+SEQ_STATE_MAGIC = 0xAF143CD8
+_MAX_CACHES = 8
+_MAX_LAYERS = 4096
+# ggml types whose values can be checked for NaN and infinity: (item size, exponent mask).
+_FLOAT_TYPES = {0: (4, 0x7F800000), 1: (2, 0x7C00), 30: (2, 0x7F80)}  # f32, f16, bf16
+_UINT: dict[int, np.dtype[Any]] = {2: np.dtype("<u2"), 4: np.dtype("<u4")}
 
 
 class StateFileError(Exception):
@@ -38,8 +62,11 @@ class StateHeader:
     turn_starts: list[int]
     first_turn: int
     tokens: list[int]
-    payload_sha256: str
     payload_size: int
+    sha256: str  # of the other fields (canonical JSON) followed by the payload
+
+
+_FIELD_TYPES = {field.name: field.type for field in fields(StateHeader)}
 
 
 def model_identity(path: Path) -> str:
@@ -58,6 +85,16 @@ def runtime_version() -> str:
     return f"llama-cpp-python {llama_cpp.__version__}"
 
 
+def checksum(header: dict[str, Any], payload: bytes) -> str:
+    """The sha256 of a header's fields (but the checksum itself) and the payload: a token list
+    changed alone no longer passes for the one the state was saved with."""
+    digest = hashlib.sha256()
+    canonical = {name: value for name, value in header.items() if name != "sha256"}
+    digest.update(json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode())
+    digest.update(payload)
+    return digest.hexdigest()
+
+
 def write_state(
     path: Path,
     payload: bytes,
@@ -68,18 +105,18 @@ def write_state(
     first_turn: int,
     tokens: Sequence[int],
 ) -> None:
-    header = StateHeader(
-        format=FORMAT,
-        runtime=runtime_version(),
-        model=model,
-        n_keep=n_keep,
-        turn_starts=list(turn_starts),
-        first_turn=first_turn,
-        tokens=list(tokens),
-        payload_sha256=hashlib.sha256(payload).hexdigest(),
-        payload_size=len(payload),
-    )
-    encoded = json.dumps(asdict(header), separators=(",", ":")).encode()
+    header: dict[str, Any] = {
+        "format": FORMAT,
+        "runtime": runtime_version(),
+        "model": model,
+        "n_keep": n_keep,
+        "turn_starts": list(turn_starts),
+        "first_turn": first_turn,
+        "tokens": list(tokens),
+        "payload_size": len(payload),
+    }
+    header["sha256"] = checksum(header, payload)
+    encoded = json.dumps(asdict(StateHeader(**header)), separators=(",", ":")).encode()
     with atomic_writer(path) as handle:
         handle.write(MAGIC)
         handle.write(struct.pack("<I", len(encoded)))
@@ -88,7 +125,8 @@ def write_state(
 
 
 def read_state(path: Path, *, model: str) -> tuple[StateHeader, bytes]:
-    """The header and payload of `path`, checked against `model` and this runtime."""
+    """The header and payload of `path`, checked against `model` and this runtime (the payload's
+    layout is `check_payload`'s to check)."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -99,18 +137,141 @@ def read_state(path: Path, *, model: str) -> tuple[StateHeader, bytes]:
         raise StateFileError(f"{path.name} is not a Simularity KV state file")
     (header_size,) = struct.unpack_from("<I", data, len(MAGIC))
     start = len(MAGIC) + 4
+    damaged = StateFileError(f"{path.name} has a damaged header")
+    if header_size > MAX_HEADER or start + header_size > len(data):
+        raise damaged
     try:
-        fields = json.loads(data[start : start + header_size])
-        header = StateHeader(**fields)
-    except (ValueError, TypeError):
-        raise StateFileError(f"{path.name} has a damaged header") from None
-    if header.format != FORMAT:
-        raise StateFileError(f"{path.name} is in state format {header.format}; this version reads {FORMAT}")
+        document = json.loads(data[start : start + header_size])
+    except (ValueError, RecursionError):  # RecursionError: arrays nested thousands deep
+        raise damaged from None
+    if not isinstance(document, dict):
+        raise damaged
+    found = document.get("format")
+    if isinstance(found, int) and not isinstance(found, bool) and found != FORMAT:
+        raise StateFileError(f"{path.name} is in state format {found}; this version reads {FORMAT}")
+    header = _header(document)
+    if header is None:
+        raise damaged
     if header.runtime != runtime_version():
         raise StateFileError(f"{path.name} was written by {header.runtime}; this is {runtime_version()}")
     if header.model != model:
         raise StateFileError(f"{path.name} was written for another model")
     payload = data[start + header_size :]
-    if len(payload) != header.payload_size or hashlib.sha256(payload).hexdigest() != header.payload_sha256:
+    if len(payload) != header.payload_size or checksum(document, payload) != header.sha256:
         raise StateFileError(f"{path.name} is damaged (its checksum does not match)")
     return header, payload
+
+
+def _header(document: dict[str, Any]) -> StateHeader | None:
+    """The header, if `document` has exactly its fields, each of its type (flat: a token list is a
+    list of ints, nothing nests deeper), and a layout that fits its token list; else None."""
+    if set(document) != set(_FIELD_TYPES):
+        return None
+    for name, kind in _FIELD_TYPES.items():
+        value = document[name]
+        if kind == "int" and not _is_int(value):
+            return None
+        if kind == "str" and not isinstance(value, str):
+            return None
+        if kind == "list[int]" and not (isinstance(value, list) and all(_is_int(item) for item in value)):
+            return None
+    header = StateHeader(**document)
+    size = len(header.tokens)
+    starts = header.turn_starts
+    if (
+        not 0 <= header.n_keep <= size
+        or header.first_turn < 0
+        or header.payload_size < 0
+        or any(token < 0 for token in header.tokens)
+        or any(not 0 <= start <= size for start in starts)
+        or any(later < earlier for earlier, later in zip(starts, starts[1:]))
+    ):
+        return None
+    return header
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_payload(payload: bytes, n_tokens: int) -> None:
+    """Raise StateFileError unless `payload` is a sequence state llama.cpp can read safely and that
+    holds exactly positions 0..n_tokens-1 of sequence 0.
+
+    Each cache's cells must be one run of positions ending at the last token (a sliding-window
+    cache keeps only the newest), at least one cache must hold them all, every length must add up
+    to the payload's size, and float keys and values must be numbers (no NaN, no infinity).
+    A layout this reader does not know (recurrent memory, say) is refused too: the story is then
+    read again, which is slow but right.
+    """
+    reader = _Reader(payload)
+    magic, sequence = reader.unpack("<Ii")
+    if magic != SEQ_STATE_MAGIC or sequence != 0:
+        raise StateFileError("it does not start as a llama.cpp sequence state")
+    caches, whole = 0, n_tokens == 0
+    while reader.left:
+        caches += 1
+        streams, cells = reader.unpack("<II")
+        if caches > _MAX_CACHES or streams != 1:
+            raise StateFileError("its KV caches are not laid out as this llama.cpp writes them")
+        if (cells != 0) if n_tokens == 0 else not 0 < cells <= n_tokens:
+            raise StateFileError(f"a KV cache in it holds {cells:,} cells for {n_tokens:,} tokens")
+        if not cells:
+            continue
+        records = np.frombuffer(reader.take(12 * cells), dtype="<i4").reshape(cells, 3)
+        if (records[:, 1] != 1).any() or (records[:, 2] != 0).any():
+            raise StateFileError("its cells do not all belong to the one sequence")
+        if not np.array_equal(np.sort(records[:, 0]), np.arange(n_tokens - cells, n_tokens, dtype="<i4")):
+            raise StateFileError("its cells' positions do not match its token list")
+        whole |= cells == n_tokens
+        transposed, layers = reader.unpack("<II")
+        if transposed > 1 or not 0 < layers <= _MAX_LAYERS:
+            raise StateFileError("its KV layers are not laid out as this llama.cpp writes them")
+        for _layer in range(layers):  # keys: a row per cell
+            kind, row = reader.unpack("<iQ")
+            _check_values(reader.take(row * cells), kind)
+        for _layer in range(layers):  # values: a row per cell, or an element per cell and dimension
+            if transposed:
+                kind, element, count = reader.unpack("<iII")
+                _check_values(reader.take(element * count * cells), kind)
+            else:
+                kind, row = reader.unpack("<iQ")
+                _check_values(reader.take(row * cells), kind)
+    if not caches or not whole:
+        raise StateFileError(f"no KV cache in it holds all of its {n_tokens:,} tokens")
+
+
+def _check_values(data: memoryview, ggml_type: int) -> None:
+    """NaN or infinity in a key or value spreads to every logit after it: refuse them. (Quantized
+    types are left to llama.cpp: their blocks hold few floats, and a wrong one is only a wrong number.)"""
+    float_type = _FLOAT_TYPES.get(ggml_type)
+    if float_type is None:
+        return
+    size, exponent = float_type
+    if len(data) % size:
+        raise StateFileError("its keys or values have rows of a size no float type has")
+    bits = np.frombuffer(data, dtype=_UINT[size])
+    if ((bits & exponent) == exponent).any():  # all exponent bits set: NaN or infinity
+        raise StateFileError("its keys or values hold NaN or infinity")
+
+
+class _Reader:
+    """Reads a payload front to back; running past its end is a StateFileError, not garbage."""
+
+    def __init__(self, payload: bytes) -> None:
+        self.view = memoryview(payload)
+        self.at = 0
+
+    @property
+    def left(self) -> int:
+        return len(self.view) - self.at
+
+    def take(self, size: int) -> memoryview:
+        if size > self.left:
+            raise StateFileError("it ends before its own lengths say it does")
+        chunk = self.view[self.at : self.at + size]
+        self.at += size
+        return chunk
+
+    def unpack(self, layout: str) -> tuple[int, ...]:
+        return struct.unpack(layout, self.take(struct.calcsize(layout)))

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 
 import llama_cpp as C
 
+from ..untrusted_text import printable
 from .errors import ModelLoadError
 
 log = logging.getLogger("simularity.llama")
@@ -35,7 +36,8 @@ def _log_to_python(level: int, text: bytes, _user_data: ctypes.c_void_p) -> None
     global _last_level
     python_level = _LOG_LEVELS.get(level, _last_level)  # 5 = continuation of the previous line
     _last_level = python_level
-    message = text.decode("utf-8", errors="replace").rstrip()
+    # Printable: the log is read in terminals, and llama.cpp quotes what it was given (a grammar, a path).
+    message = printable(text.decode("utf-8", errors="replace").rstrip())
     if message:
         if python_level >= logging.WARNING:
             recent_problems.append(message)

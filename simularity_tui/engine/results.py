@@ -23,6 +23,7 @@ class ModelInfo:
     n_ctx_train: int
     n_threads: int
     context_shift: bool  # False: the model cannot shift, or the player turned it off
+    n_vocab: int | None = None  # token ids run 0..n_vocab-1: a save's tokens are checked against it
 
 
 @dataclass(frozen=True)

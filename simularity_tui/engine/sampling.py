@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import llama_cpp as C
 import numpy as np
 
-from .config import SamplingParams
+from .config import MAX_REPEAT_LAST_N, MAX_TOP_K, SamplingParams
 from .errors import GrammarError
 from .native import NativeContext, NativeModel, problems_since, recent_problems
 
@@ -53,15 +53,14 @@ class SamplerChain:
                 )
         self._candidates: np.ndarray | None = None  # the slow path's buffers, made on first use
         if params.temperature > 0.0 and params.top_k > 0:
-            C.llama_sampler_chain_add(self.ptr, C.llama_sampler_init_top_k(params.top_k))
-        if params.repeat_penalty != 1.0 and params.repeat_last_n > 0:
+            C.llama_sampler_chain_add(self.ptr, C.llama_sampler_init_top_k(min(params.top_k, MAX_TOP_K)))
+        last_n = min(params.repeat_last_n, MAX_REPEAT_LAST_N)
+        if params.repeat_penalty != 1.0 and last_n > 0:
             # After top-k: on a 262k vocabulary the penalty pass is otherwise the slowest sampler.
-            penalties = C.llama_sampler_init_penalties(
-                model.n_vocab, params.repeat_last_n, params.repeat_penalty, 0.0, 0.0
-            )
+            penalties = C.llama_sampler_init_penalties(model.n_vocab, last_n, params.repeat_penalty, 0.0, 0.0)
             # The recent context counts as "already said". It is fed to the penalty sampler alone,
             # before the chain owns it, so that the grammar never sees prompt tokens.
-            for token in history[-params.repeat_last_n :]:
+            for token in history[-last_n:]:
                 C.llama_sampler_accept(penalties, token)
             C.llama_sampler_chain_add(self.ptr, penalties)
         if params.temperature <= 0.0:
@@ -86,6 +85,13 @@ class SamplerChain:
         if self.grammar is not None:
             if not self._grammar_allows(token):
                 token = self._draw(logits, allowed, with_grammar=True)
+                # With logits that are not numbers (a damaged state) every candidate ties at -inf and
+                # the draw may still be one the grammar refuses: accepting it would abort the process.
+                if not self._grammar_allows(token):
+                    raise GrammarError(
+                        "The model's output could not follow the grammar (its scores are not numbers).",
+                        hint="The model state may be damaged: start the game again.",
+                    )
             C.llama_sampler_accept(self.grammar, token)
         C.llama_sampler_accept(self.ptr, token)
         return token

@@ -9,6 +9,7 @@ evaluates one token at a time, evicting old turns if the context fills up on the
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import threading
 import time
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import llama_cpp as C
+import numpy as np
 import psutil
 
 from .config import GenerationParams, ModelConfig
@@ -25,15 +27,24 @@ from .errors import ContextSizeError, ModelLoadError, OutOfMemoryError
 from .gguf_file import inspect_gguf
 from .healing import Healing, PieceIndex, healable_tail
 from .kv_cache import KvCache
-from .kv_state import StateFileError, model_identity, read_state, write_state
+from .kv_state import StateFileError, check_payload, model_identity, read_state, write_state
 from .memory import check_fits
-from .native import DecodeAborted, NativeContext, NativeModel, Progress, problems_since, recent_problems
+from .native import (
+    DecodeAborted,
+    DecodeError,
+    NativeContext,
+    NativeModel,
+    Progress,
+    problems_since,
+    recent_problems,
+)
 from .prompt import Prompt
 from .results import GenerationResult, ModelInfo, RestoredState, StopReason
 from .sampling import SamplerChain, fresh_seed
 from .text_stream import TextAssembler
 
 Emit = Callable[[str], None]
+log = logging.getLogger("simularity.engine")
 
 
 class EngineWorker:
@@ -85,6 +96,7 @@ class EngineWorker:
             n_ctx_train=model.n_ctx_train,
             n_threads=threads,
             context_shift=kv.can_shift,
+            n_vocab=model.n_vocab,
         )
         return cls(model, context, info, kv)
 
@@ -247,11 +259,20 @@ class EngineWorker:
     # -- KV state files -------------------------------------------------------------------------
 
     def save_state(self, path: Path) -> int:
-        """Write the KV's sequence state beside a save; returns the file's size in bytes."""
+        """Write the KV's sequence state beside a save; returns the file's size in bytes (0 when the
+        state is not one a later restore could check: none is written then, and resuming re-reads)."""
         size = C.llama_state_seq_get_size(self.context.ptr, 0)
         buffer = (ctypes.c_uint8 * size)()
         written = C.llama_state_seq_get_data(self.context.ptr, buffer, size, 0)
         payload = bytes(buffer)[:written]
+        try:
+            check_payload(payload, len(self.kv.tokens))
+        except StateFileError as problem:
+            # A memory layout restore would refuse (recurrent models, a newer llama.cpp): writing it
+            # would only cost disk and a warning on every resume. An older file would be as stale.
+            log.warning("no KV state file for %s: %s", path.name, problem)
+            path.unlink(missing_ok=True)
+            return 0
         write_state(
             path,
             payload,
@@ -265,13 +286,22 @@ class EngineWorker:
 
     def restore_state(self, path: Path) -> RestoredState:
         """Load a state file into the KV. On any problem say why, and leave the KV as it was (a file
-        that cannot be used is noticed before the KV is touched) or empty: never inconsistent."""
+        that cannot be used is noticed before the KV is touched) or empty: never inconsistent.
+
+        Everything llama.cpp would trust is checked first (it aborts the process on some damage,
+        not with an error), and the restored KV must give the last token's logits as numbers."""
         try:
             header, payload = read_state(path, model=self.info.identity)
             if len(header.tokens) >= self.context.n_ctx:
                 raise StateFileError(
                     f"{path.name} holds {len(header.tokens):,} tokens; this context holds {self.context.n_ctx:,}"
                 )
+            if header.tokens and max(header.tokens) >= self.model.n_vocab:
+                raise StateFileError(f"{path.name} holds tokens this model does not have")
+            try:
+                check_payload(payload, len(header.tokens))
+            except StateFileError as problem:
+                raise StateFileError(f"{path.name} is damaged ({problem})") from None
         except StateFileError as problem:
             return RestoredState(0, f"{problem}; the story is read again instead.")
         self.reset()
@@ -282,10 +312,31 @@ class EngineWorker:
         if self.context.last_position() != len(header.tokens) - 1:  # never trust a mismatch
             self.reset()
             return RestoredState(0, f"{path.name} does not match its token list; the story is read again instead.")
+        if not self._reads_back(header.tokens):
+            self.reset()
+            return RestoredState(
+                0, f"{path.name} is damaged (the model reads no numbers from it); the story is read again instead."
+            )
         self.kv.tokens.extend(header.tokens)
         self.kv.n_keep, self.kv.turn_starts = header.n_keep, list(header.turn_starts)
         self.first_turn = header.first_turn
         return RestoredState(len(header.tokens), None)
+
+    def _reads_back(self, tokens: list[int]) -> bool:
+        """Whether the restored KV gives numbers for the next token: its last token is evaluated
+        again on it (as the next generation would anyway) and the logits must hold no NaN or
+        infinity, which would reach the sampler and abort the process in the grammar's hands."""
+        if not tokens:
+            return True
+        if not self.context.forget_from(len(tokens) - 1):
+            return True  # a memory that cannot drop its last cell: check_payload vouched for its values
+        self.context.abort.watch(threading.Event())  # not the last generation's event: it may be set
+        try:
+            self.context.decode(tokens[-1:], len(tokens) - 1)
+        except DecodeError:
+            return False
+        logits = np.ctypeslib.as_array(C.llama_get_logits_ith(self.context.ptr, -1), shape=(self.model.n_vocab,))
+        return bool(np.isfinite(logits).all())
 
 
 @dataclass

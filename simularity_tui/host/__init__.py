@@ -1,8 +1,9 @@
 """The SSH host: `simularity host --config host.toml` lets several players play over plain `ssh`.
 
 Modules, one job each: config (host.toml), passwords (salted hashes), auth (credentials and the
-failed-login throttle), host_key (made once, kept), player_process (a game on a pty), server (ties
-them together with asyncssh). See docs/hosting.md.
+failed-login throttle), waiting_room (the cap on connections not logged in yet), host_key (made once,
+kept), player_process (a game on a pty), server (ties them together with asyncssh). See
+docs/hosting.md.
 """
 
 from __future__ import annotations

@@ -91,6 +91,20 @@ class HostConfig(_Strict):
     hangup_grace_seconds: Annotated[
         float, Field(ge=0, le=120, description="Time a dropped player's game has to save and exit.")
     ] = 10.0
+    # Connections that have not logged in yet (the "waiting room"): each costs a socket and some memory
+    # before anyone knows who it is, so they are capped; a full room closes the idlest (waiting_room.py).
+    max_unauthenticated: Annotated[
+        int,
+        Field(
+            ge=1, le=10000, description="Connections not logged in yet, all together; past it, the idlest is closed."
+        ),
+    ] = 64
+    max_unauthenticated_per_address: Annotated[
+        int, Field(ge=1, le=10000, description="Connections not logged in yet from one address (IPv6: one /64).")
+    ] = 8
+    login_timeout_seconds: Annotated[
+        float, Field(gt=0, le=600, description="Time a connection has to log in before it is closed.")
+    ] = 20.0
     players: dict[Annotated[str, Field(pattern=PLAYER_NAME)], PlayerConfig] = {}
 
     @field_validator("backend")
@@ -104,6 +118,11 @@ class HostConfig(_Strict):
     def _one_model(self) -> HostConfig:
         if self.model and self.backend:
             raise ValueError("set `model` or `backend`, not both")
+        if self.max_unauthenticated_per_address > self.max_unauthenticated:
+            raise ValueError(
+                f"max_unauthenticated_per_address ({self.max_unauthenticated_per_address}) is above "
+                f"max_unauthenticated ({self.max_unauthenticated}); one address can never have more than all"
+            )
         if not self.players:
             raise ValueError('no players: add a table such as [players.alice] with keys = ["ssh-ed25519 AAAA…"]')
         return self

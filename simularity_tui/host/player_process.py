@@ -25,30 +25,58 @@ from pathlib import Path
 log = logging.getLogger("simularity.host")
 
 _READ_SIZE = 65536
+# Window changes are set on the game's terminal at most this often (the latest one): a redraw per
+# 50 ms follows a window being dragged smoothly, and a storm of them costs the game 20 layouts a second.
+_RESIZE_INTERVAL_S = 0.05
+
+
+# The largest terminal a player gets, whatever their client claims. The game lays out and keeps every
+# cell of its screen: at 65535 x 65535 (all SSH's numbers fit in once clamped to 16 bits) it grows past
+# 6 GiB at full CPU and never reaches its signal handlers. 1000 x 500 is beyond any real window.
+MAX_COLUMNS = 1000
+MAX_ROWS = 500
+# The largest cell in pixels: the game sizes its pictures in pixels from the cell size (pixel size /
+# cells), so a client claiming 65535-pixel cells would have it scale the stage to gigapixels. A large
+# font on a 4K screen is about 40 x 80.
+MAX_CELL_WIDTH = 64
+MAX_CELL_HEIGHT = 128
 
 
 @dataclass(frozen=True)
 class TermSize:
+    """A window size as the client sent it (SSH allows 32 bits for each number)."""
+
     columns: int
     rows: int
     pixel_width: int = 0
     pixel_height: int = 0
 
     def packed(self) -> bytes:
-        """`struct winsize` for TIOCSWINSZ. The client chooses every number (SSH sends 32 bits): each is
-        clamped to the 16 bits the kernel keeps, and a client that sends 0x0 (some do before the window
-        exists) still gets a usable screen."""
+        """`struct winsize` for TIOCSWINSZ, clamped to a sane terminal: at most MAX_COLUMNS x MAX_ROWS,
+        the pixel sizes scaled with the cells they cover (so the cell size the game derives stays as the
+        client meant it) and at most MAX_CELL_WIDTH x MAX_CELL_HEIGHT per cell. A client that sends 0x0
+        (some do before the window exists) still gets a usable screen."""
+        columns = _clamp(self.columns, 80, MAX_COLUMNS)
+        rows = _clamp(self.rows, 24, MAX_ROWS)
         return struct.pack(
             "HHHH",
-            _clamp(self.rows or 24, 1),
-            _clamp(self.columns or 80, 1),
-            _clamp(self.pixel_width, 0),
-            _clamp(self.pixel_height, 0),
+            rows,
+            columns,
+            _pixels(self.pixel_width, self.columns, columns, MAX_CELL_WIDTH),
+            _pixels(self.pixel_height, self.rows, rows, MAX_CELL_HEIGHT),
         )
 
 
-def _clamp(value: int, lowest: int) -> int:
-    return min(max(value, lowest), 0xFFFF)
+def _clamp(cells: int, default: int, most: int) -> int:
+    return min(cells, most) if cells > 0 else default
+
+
+def _pixels(pixels: int, cells_sent: int, cells_kept: int, most_per_cell: int) -> int:
+    """The pixel size for `cells_kept` cells, at the client's cell size; 0 (unknown) when it makes none."""
+    if pixels <= 0 or cells_sent <= 0:
+        return 0
+    scaled = pixels * cells_kept // cells_sent
+    return min(scaled, most_per_cell * cells_kept, 0xFFFF)
 
 
 # What a TERM the client sends may look like: terminfo names are short and plain ("xterm-256color",
@@ -115,9 +143,13 @@ def game_command(model_args: list[str]) -> list[str]:
 class PlayerProcess:
     """A game process on a pty: read its screen, type into it, resize it, hang it up."""
 
-    def __init__(self, process: asyncio.subprocess.Process, master: int) -> None:
+    def __init__(self, process: asyncio.subprocess.Process, master: int, size: TermSize) -> None:
         self.process = process
         self.master = master
+        self._size = size.packed()  # what the terminal is set to
+        self._pending_size: bytes | None = None  # the latest size the player sent, not set yet
+        self._resize_timer: asyncio.TimerHandle | None = None
+        self._last_resize = float("-inf")
         self._readable = asyncio.Event()
         self._writable = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -149,7 +181,7 @@ class PlayerProcess:
             raise
         finally:
             os.close(slave)  # the game holds it now; when the game exits, reading the master ends
-        return cls(process, master)
+        return cls(process, master, size)
 
     async def read(self) -> bytes:
         """The game's next output; b"" once it has closed the terminal (exited)."""
@@ -194,9 +226,28 @@ class PlayerProcess:
             loop.remove_writer(self.master)
 
     def resize(self, size: TermSize) -> None:
+        """Follow the player's window: at most one size every `_RESIZE_INTERVAL_S`, the latest.
+
+        Each size set sends SIGWINCH and the game lays its whole screen out again, so a client sending
+        window changes as fast as it can (a resize storm) must not cost one layout per message: sizes
+        that come while one was just set wait, and only the last of them is set."""
+        self._pending_size = size.packed()
+        if self._resize_timer is not None or self._closed:
+            return  # the timer sets the latest size when it fires
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, self._last_resize + _RESIZE_INTERVAL_S - loop.time())
+        self._resize_timer = loop.call_later(delay, self._apply_resize)
+
+    def _apply_resize(self) -> None:
+        self._resize_timer = None
+        packed, self._pending_size = self._pending_size, None
+        if packed is None or self._closed or packed == self._size:
+            return
+        self._last_resize = asyncio.get_running_loop().time()
+        self._size = packed
         # The kernel sends SIGWINCH to the game's foreground process group: the game redraws.
         with contextlib.suppress(OSError):
-            fcntl.ioctl(self.master, termios.TIOCSWINSZ, size.packed())
+            fcntl.ioctl(self.master, termios.TIOCSWINSZ, packed)
 
     def signal_group(self, signum: int) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -227,6 +278,8 @@ class PlayerProcess:
         if self._closed:
             return
         self._closed = True
+        if self._resize_timer is not None:
+            self._resize_timer.cancel()
         self._readable.set()
         asyncio.get_running_loop().remove_reader(self.master)
         os.close(self.master)

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import resource
 import signal
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +26,7 @@ from .auth import Credentials, Throttle
 from .config import LoadedHostConfig
 from .host_key import fingerprint, load_or_create_host_key
 from .player_process import PlayerDirs, PlayerProcess, TermSize, game_command, game_environment
+from .waiting_room import WaitingRoom
 
 log = logging.getLogger("simularity.host")
 
@@ -34,6 +37,16 @@ _PASSWORD_CHECKS = 2
 # After a game has exited, how long its screen may take to finish: a process that escaped its group
 # can keep the pty open for ever, and the session must still end (and free its slot).
 _DRAIN_AFTER_EXIT_S = 5.0
+# Connections closed because the waiting room was full are logged once, then summed up this often:
+# a flood must not fill the journal with one line per connection.
+_DROPS_LOGGED_EVERY_S = 10.0
+# Connections the kernel queues until the host accepts them (asyncio's default: 100). A burst larger
+# than the queue has its SYNs dropped, and each client dropped so (a real player's too) retries only
+# after a second; queued instead, they are accepted at once and the waiting room sorts them out.
+_LISTEN_BACKLOG = 1024
+# A client sends its SSH version line as soon as it connects (one network trip): a connection still
+# silent after this long is idle, and the first a full waiting room closes.
+_SILENT_GRACE_S = 3.0
 
 
 def model_arguments(loaded: LoadedHostConfig) -> list[str]:
@@ -82,6 +95,11 @@ class Host:
         self.sessions: dict[str, list[_Session]] = {}  # per player, oldest first
         self._logins: dict[str, asyncio.Lock] = {}  # per player: one login at a time takes a slot
         self.games: set[PlayerProcess] = set()
+        # Connections that have not logged in yet, capped (waiting_room.py says why and how).
+        self.waiting_room: WaitingRoom[_Gate] = WaitingRoom(
+            self.config.max_unauthenticated, self.config.max_unauthenticated_per_address, _Gate.progress
+        )
+        self._drops_unlogged: int | None = None  # None: no drop logged lately, the next is logged at once
         self._stopping = asyncio.Event()
 
     async def listen(self) -> asyncssh.SSHAcceptor:
@@ -102,7 +120,8 @@ class Host:
                 allow_scp=False,
                 keepalive_interval=_KEEPALIVE_S,
                 keepalive_count_max=3,
-                login_timeout=60,
+                backlog=_LISTEN_BACKLOG,
+                login_timeout=config.login_timeout_seconds,  # from the accept: idle connections go soon
             )
         except OSError as error:
             raise UserFacingError(
@@ -130,6 +149,44 @@ class Host:
         server.close()
         await asyncio.gather(*(game.hang_up(config.hangup_grace_seconds) for game in list(self.games)))
         return 0
+
+    # -- connections that have not logged in yet --------------------------------------------------
+
+    @property
+    def waiting(self) -> int:
+        return len(self.waiting_room)
+
+    def arrived(self, gate: _Gate) -> None:
+        """A new connection waits to log in; past a cap, the idlest waiting one is closed."""
+        for pushed_out in self.waiting_room.enter(gate, gate.address):
+            pushed_out.close_waiting()
+            self._log_drop(pushed_out.address)
+
+    def _log_drop(self, address: str) -> None:
+        if self._drops_unlogged is not None:
+            self._drops_unlogged += 1
+            return
+        config = self.config
+        log.warning(
+            "Too many connections waiting to log in (at most %d, %d per address): closing the idlest, from %s",
+            config.max_unauthenticated,
+            config.max_unauthenticated_per_address,
+            address,
+        )
+        self._drops_unlogged = 0
+        asyncio.get_running_loop().call_later(_DROPS_LOGGED_EVERY_S, self._log_drops_since)
+
+    def _log_drops_since(self) -> None:
+        if not self._drops_unlogged:
+            self._drops_unlogged = None  # quiet again: the next drop is logged as it happens
+            return
+        log.warning(
+            "Too many connections waiting to log in: closed %d more in %.0f s",
+            self._drops_unlogged,
+            _DROPS_LOGGED_EVERY_S,
+        )
+        self._drops_unlogged = 0
+        asyncio.get_running_loop().call_later(_DROPS_LOGGED_EVERY_S, self._log_drops_since)
 
     # -- one session ------------------------------------------------------------------------------
 
@@ -299,6 +356,7 @@ class _Gate(asyncssh.SSHServer):
         self.host = host
         self.conn: asyncssh.SSHServerConnection | None = None
         self.address = "?"
+        self.connected_at = time.monotonic()
         self.username: str | None = None  # the last user name the client asked for
         self.key_refused = False
         self.counted = False  # one of this connection's failures is counted already
@@ -309,10 +367,31 @@ class _Gate(asyncssh.SSHServer):
         self.conn = conn
         peer = conn.get_extra_info("peername")
         self.address = str(peer[0]) if peer else "?"
+        self.connected_at = time.monotonic()
         self.host.throttle.forget_old()
+        self.host.arrived(self)
+
+    def progress(self) -> int:
+        """How far this connection has got towards a login; a full waiting room closes the least advanced.
+        2: it asked to log in (after a key exchange); 1: on its way (it sent its SSH version line, or it
+        connected too recently to have sent it); 0: it has said nothing since it connected: idle."""
+        if self.username is not None:
+            return 2
+        if self.conn is not None and self.conn.get_extra_info("client_version"):
+            return 1
+        return 1 if time.monotonic() - self.connected_at < _SILENT_GRACE_S else 0
+
+    def close_waiting(self) -> None:
+        """Pushed out of a full waiting room: told why, closed now (before its key exchange if it has not
+        begun one: an idle connection costs no CPU)."""
+        if self.conn is not None:
+            self.conn.disconnect(
+                asyncssh.DISC_TOO_MANY_CONNECTIONS, "Too many connections waiting to log in; try again."
+            )
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.conn = None
+        self.host.waiting_room.leave(self)
         # A connection that asked to log in and ended without getting in counts once, whatever it
         # offered on the way: every key of an agent is offered in turn, and only the end says that
         # none of them was right.
@@ -379,6 +458,7 @@ class _Gate(asyncssh.SSHServer):
 
     def auth_completed(self) -> None:
         self.logged_in = True
+        self.host.waiting_room.leave(self)  # a player now: `max_sessions` counts them
         if self.username is not None:
             self.host.throttle.succeeded(self.address, self.username)
         log.info("login from %s accepted", self.address)
@@ -408,6 +488,33 @@ class _Gate(asyncssh.SSHServer):
             )
 
 
+def raise_open_files_limit() -> None:
+    """Raise this process's soft limit on open files to its hard limit, and log what it got.
+
+    Each player costs the host a socket and a pty, and each waiting connection a socket: the usual soft
+    limit (1024) is enough for the caps by default, but not for a host configured for many players.
+    The hard limit is the administrator's to set (systemd: LimitNOFILE=, docs/hosting.md)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else _most_open_files()
+    if soft == resource.RLIM_INFINITY or wanted <= soft:
+        log.info("open files: at most %d (the hard limit)", soft)
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    except (ValueError, OSError) as error:
+        log.warning("open files: at most %d; raising it to %d failed (%s)", soft, wanted, error)
+        return
+    log.info("open files: at most %d (raised from %d to the hard limit)", wanted, soft)
+
+
+def _most_open_files() -> int:
+    """With no hard limit, the kernel's own ceiling (a soft limit above it is refused)."""
+    try:
+        return int(Path("/proc/sys/fs/nr_open").read_text())
+    except (OSError, ValueError):
+        return 1 << 20
+
+
 def run_host(config_path: Path) -> int:
     from .config import load_host_config
 
@@ -415,6 +522,7 @@ def run_host(config_path: Path) -> int:
     handler = logging.StreamHandler()  # besides the log file: systemd's journal shows who came and went
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log.addHandler(handler)
+    raise_open_files_limit()
     arguments = model_arguments(loaded)
     with contextlib.suppress(KeyboardInterrupt):
         return asyncio.run(Host(loaded, arguments).serve())

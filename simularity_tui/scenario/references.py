@@ -19,6 +19,7 @@ def check_references(pack: Pack) -> list[Finding]:
     return [
         *_players(pack),
         *_characters(pack),
+        *_names(pack),
         *_episodes(pack),
         *_lore(pack),
         *(
@@ -61,6 +62,21 @@ def _characters(pack: Pack) -> Iterator[Finding]:
             )
         if character.default_outfit is not None and character.default_outfit not in character.outfits:
             yield [*where, "default_outfit"], _unknown("outfit", character.default_outfit, character.outfits)
+
+
+def _names(pack: Pack) -> Iterator[Finding]:
+    """Each speaker is known by name in every line's head (`Mira (21:40): …`): two alike would be
+    one speaker to the model, and to the game reading what it wrote."""
+    seen = {"narrator": NARRATOR}
+    for cid, character in pack.characters.items():
+        key = character.name.casefold()
+        if key in seen:
+            other = "the narrator" if seen[key] == NARRATOR else f"'{seen[key]}'"
+            yield (
+                ["characters", cid, "name"],
+                f"'{character.name}' is also the name of {other}: give each a name of its own",
+            )
+        seen.setdefault(key, cid)
 
 
 def _look(pack: Pack, cid: str, expression: str | None, outfit: str | None, where: KeyPath) -> Iterator[Finding]:

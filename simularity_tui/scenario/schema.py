@@ -10,14 +10,36 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from ..text_rules import name_problem, text_problem
+
+# Sizes are set for real content (SillyTavern cards carry 30-40k character descriptions and books of
+# thousands of entries); what reaches the model is the prompt budget's choice, not the validator's.
+MAX_TEXT = 100_000
+MAX_LORE_ENTRIES = 10_000
+
+
+def _plain_text(value: str) -> str:
+    """Text the model reads and the screen shows: newlines and tabs, but no control characters."""
+    if problem := text_problem(value):
+        raise ValueError(problem)
+    return value
+
+
+def _plain_name(value: str) -> str:
+    """A name: it is written into grammars and line heads, so one line of printable text."""
+    if problem := name_problem(value):
+        raise ValueError(problem)
+    return value
+
 
 Identifier = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 Colour = Annotated[str, StringConstraints(pattern=r"^#[0-9a-fA-F]{6}$")]
 AssetPath = Annotated[str, StringConstraints(min_length=1, max_length=255)]
-Text = Annotated[str, StringConstraints(max_length=20_000)]
-ShortText = Annotated[str, StringConstraints(min_length=1, max_length=120)]
-Keyword = Annotated[str, StringConstraints(min_length=1, max_length=80)]
+Text = Annotated[str, StringConstraints(max_length=MAX_TEXT), AfterValidator(_plain_text)]
+ShortText = Annotated[str, StringConstraints(min_length=1, max_length=120), AfterValidator(_plain_name)]
+Keyword = Annotated[str, StringConstraints(min_length=1, max_length=80), AfterValidator(_plain_name)]
 NARRATOR = "narrator"
 
 
@@ -53,7 +75,7 @@ class Character(_Strict):
     description: Text = ""
     personality: Text = ""
     appearance: Text = ""
-    example_lines: list[Text] = Field(default=[], max_length=50)
+    example_lines: list[Text] = Field(default=[], max_length=200)
     expressions: dict[Identifier, AssetPath] = Field(default={}, max_length=64)
     default_expression: Identifier | None = None
     outfits: dict[Identifier, Outfit] = Field(default={}, max_length=32)
@@ -109,7 +131,7 @@ class OnStage(_Strict):
 
 class OpeningLine(_Strict):
     speaker: str = Field(description="A character id, or 'narrator'.", max_length=64)
-    text: Annotated[str, StringConstraints(min_length=1, max_length=4000)]
+    text: Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT), AfterValidator(_plain_text)]
     directions: list[Direction] = Field(default=[], max_length=16)
 
 
@@ -173,8 +195,8 @@ class Achievement(_Strict):
 class Pack(_Strict):
     id: Identifier
     name: ShortText
-    version: Annotated[str, StringConstraints(min_length=1, max_length=40)] = "1.0.0"
-    author: Annotated[str, StringConstraints(max_length=200)] = ""
+    version: Annotated[str, StringConstraints(min_length=1, max_length=40), AfterValidator(_plain_name)] = "1.0.0"
+    author: Annotated[str, StringConstraints(max_length=200), AfterValidator(_plain_text)] = ""
     description: Text = ""
     tags: list[Keyword] = Field(default=[], max_length=32)
     content_rating: Literal["general", "teen", "mature"] = "general"
@@ -186,7 +208,7 @@ class Pack(_Strict):
     characters: dict[Identifier, Character] = Field(max_length=64)
     scenes: dict[Identifier, Scene] = Field(default={}, max_length=128)
     episodes: dict[Identifier, Episode] = Field(max_length=64)
-    lore: dict[Identifier, LoreEntry] = Field(default={}, max_length=1000)
+    lore: dict[Identifier, LoreEntry] = Field(default={}, max_length=MAX_LORE_ENTRIES)
     achievements: dict[Identifier, Achievement] = Field(default={}, max_length=200)
     extensions: dict[str, Any] = {}
 

@@ -8,17 +8,20 @@ problem with it is reported at its own file and line.
 
 from __future__ import annotations
 
-import tomllib
+import fnmatch
+import functools
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..toml_source import KeyPath, Problem, locate, syntax_problem
+from ..errors import UserFacingError
+from ..toml_source import MAX_TOML_BYTES, KeyPath, Problem, TomlProblems, locate, read_text_file, read_toml
 from .schema import ENTRY_SECTIONS
 
 SCENARIO_FILE = "scenario.toml"
-MAX_TOML_BYTES = 1 << 20
 MAX_INCLUDED_FILES = 64
+MAX_PACK_ENTRIES = 20_000  # files and folders looked at for `include` globs and hot reload
 
 
 class PathOutsidePack(ValueError):
@@ -87,32 +90,23 @@ def read_sources(root: Path) -> tuple[PackSources, list[Problem]]:
 
 
 def _read(sources: PackSources, path: Path, problems: list[Problem]) -> dict[str, Any] | None:
-    try:
-        real = path.resolve()
-        if not real.is_relative_to(sources.root.resolve()):
-            problems.append(Problem(path, 1, 1, "this file is a link to a place outside the pack"))
-            return None
-        size = real.stat().st_size
-        if size > MAX_TOML_BYTES:
-            problems.append(
-                Problem(path, 1, 1, f"{size:,} bytes: a pack's TOML file may be at most {MAX_TOML_BYTES:,}")
-            )
-            return None
-        raw = real.read_bytes()
-    except OSError as error:
-        problems.append(Problem(path, 1, 1, f"cannot read this file ({error.strerror})"))
+    if not path.resolve().is_relative_to(sources.root.resolve()):
+        problems.append(Problem(path, 1, 1, "this file is a link to a place outside the pack"))
         return None
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as error:
-        problems.append(Problem(path, 1, 1, f"not UTF-8 text ({error.reason} at byte {error.start})"))
+        text = read_text_file(path, max_bytes=MAX_TOML_BYTES, what="a pack's TOML file")
+    except TomlProblems as refused:
+        problems.extend(refused.problems)
+        return None
+    except UserFacingError as refused:
+        problems.append(Problem(path, 1, 1, refused.message.removeprefix(f"{path}: ")))
         return None
     sources.texts[path] = text
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        problems.append(syntax_problem(path, error))
+    data, problem = read_toml(path, text)
+    if problem is not None:
+        problems.append(problem)
         return None
+    return data
 
 
 def _included_files(sources: PackSources, patterns: object, problems: list[Problem]) -> list[Path]:
@@ -127,7 +121,9 @@ def _included_files(sources: PackSources, patterns: object, problems: list[Probl
             problems.append(sources.problem(["include", index], f"include {pattern!r} must stay inside the pack"))
             continue
         if any(wildcard in pattern for wildcard in "*?["):
-            matches = [m for m in sorted(sources.root.glob(pattern)) if m.is_file() and m.suffix == ".toml"]
+            matches = [
+                m for m in pack_files(sources.root) if m.suffix == ".toml" and _glob_match(m, sources.root, pattern)
+            ]
         else:
             matches = [sources.root / pattern] if (sources.root / pattern).is_file() else []
         if not matches:
@@ -140,6 +136,48 @@ def _included_files(sources: PackSources, patterns: object, problems: list[Probl
         problems.append(sources.problem(["include"], f"{len(found)} included files; at most {MAX_INCLUDED_FILES}"))
         return found[:MAX_INCLUDED_FILES]
     return found
+
+
+def pack_files(root: Path) -> list[Path]:
+    """Every file in the pack, in order, found without following a link to a directory (a link
+    could lead anywhere: `/`, `/proc`, a loop); at most `MAX_PACK_ENTRIES` looked at."""
+    return [path for path in _walk(root) if not path.is_dir()]
+
+
+def pack_directories(root: Path) -> list[Path]:
+    """The pack's directories, its root first, found as `pack_files` finds files."""
+    return [root, *(path for path in _walk(root) if path.is_dir() and not path.is_symlink())]
+
+
+def _walk(root: Path) -> list[Path]:
+    found: list[Path] = []
+    for directory, subdirectories, files in os.walk(root, followlinks=False):
+        subdirectories.sort()
+        base = Path(directory)
+        for name in [*subdirectories, *sorted(files)]:
+            found.append(base / name)
+            if len(found) >= MAX_PACK_ENTRIES:
+                return sorted(found)
+    return sorted(found)
+
+
+def _glob_match(path: Path, root: Path, pattern: str) -> bool:
+    """Whether `path` (inside `root`) matches the glob `pattern`: `*`, `?` and `[…]` within a name,
+    `**` for any number of folders."""
+    wanted: list[str] = []
+    for part in pattern.split("/"):
+        if part and not (part == "**" and wanted[-1:] == ["**"]):  # a/**/**/b is a/**/b
+            wanted.append(part)
+    return _match_parts(path.relative_to(root).parts, tuple(wanted))
+
+
+@functools.lru_cache(maxsize=4096)
+def _match_parts(parts: tuple[str, ...], pattern: tuple[str, ...]) -> bool:
+    if not pattern:
+        return not parts
+    if pattern[0] == "**":
+        return any(_match_parts(parts[skip:], pattern[1:]) for skip in range(len(parts) + 1))
+    return bool(parts) and fnmatch.fnmatchcase(parts[0], pattern[0]) and _match_parts(parts[1:], pattern[1:])
 
 
 def _merge(sources: PackSources, path: Path, data: dict[str, Any], problems: list[Problem]) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, replace
 
 from ..engine import GenerationParams, GenerationResult, GenerationStream, ModelSession, Prompt, SamplingParams
@@ -20,6 +20,7 @@ from ..scenario.loader import LoadedPack
 from ..scenario.macros import expand
 from ..scenario.schema import NARRATOR, Pack
 from ..scenario.watch import watch_pack
+from ..text_rules import one_line
 from .achievements import newly_unlocked
 from .lore import triggered
 from .stage import Stage, StageCommand, stage_line
@@ -38,6 +39,9 @@ from .writing import (
 )
 
 KV_SAVE_EVERY = 10  # lines between KV state files (and at every named save and on quitting)
+# The prompt's budget: what a pack may take of the context, so that the story always has room.
+PINNED_SHARE = 0.5  # the pinned block (the world, the cast, what is always known, the summary)
+NOTES_SHARE = 0.2  # the lore notes one line brings in
 
 log = logging.getLogger("simularity")
 
@@ -177,15 +181,33 @@ class Game:
         """The pinned block (with the summary), then every line the summary does not cover."""
         summary = self.summary
         if self._pinned is None or self._pinned[0] != summary:
-            self._pinned = (summary, self._bos + self.session.tokenize(preamble(self.pack, self.episode, summary)))
+            pinned = self._fitted(lambda scale: preamble(self.pack, self.episode, summary, scale=scale), PINNED_SHARE)
+            self._pinned = (summary, self._bos + pinned)
         lines = self.lines[self.covered :]
         return Prompt.of(self._pinned[1], [*(line.tokens for line in lines), open_turn])
+
+    def _fitted(self, render: Callable[[float], str], share: float) -> list[int]:
+        """The tokens of `render(1.0)`, or, past `share` of the context, of the texts shortened to fit.
+
+        The prompt budget decides what of a pack reaches the model, not the pack's validator: a card
+        may carry a 40,000-character description, and the story still needs most of the context."""
+        limit = int(self.session.n_ctx * share)
+        scale = 1.0
+        tokens = self.session.tokenize(render(scale))
+        for _attempt in range(4):
+            if len(tokens) <= limit:
+                break
+            scale *= 0.95 * limit / len(tokens)
+            tokens = self.session.tokenize(render(scale))
+        if scale < 1.0:
+            log.warning("%s: texts cut to %.0f%% to fit %d tokens of the context", self.pack.id, 100 * scale, limit)
+        return tokens
 
     # -- what the player does -------------------------------------------------------------------
 
     def say(self, text: str) -> Turn:
         """The player's line, then a line in reply."""
-        text = " ".join(text.split())
+        text = one_line(text)
         turn = self.continue_story()
         if text:
             self._commit(self._line(self.pack.player_id, text, "player", clock=self.clock))
@@ -228,9 +250,9 @@ class Game:
         """Rewrite a line (the last by default); the engine reads again only from there."""
         node_id = node_id or self.tree.head
         line = self.tree.nodes[node_id].line
-        if line is None or not text.strip():
+        if line is None or not one_line(text):
             return
-        edited = replace(line, text=" ".join(text.split()))
+        edited = replace(line, text=one_line(text))
         self.tree.edit(node_id, replace(edited, tokens=self._tokens(edited)))
         self._changed()
 
@@ -314,9 +336,11 @@ class Game:
         as_model_line = line.speaker != self.pack.player_id
         return tuple(self.session.tokenize(line_text(self.pack, line, stage=as_model_line)))
 
-    def retokenize(self) -> None:
-        """Tokenize every line again from its text (a save from another model)."""
-        for node in self.tree.nodes.values():
+    def retokenize(self, node_ids: Iterable[int] | None = None) -> None:
+        """Tokenize lines again from their text: every line (a save from another model), or those of
+        `node_ids` (a save whose tokens for them were damaged; the others keep what the model read)."""
+        for node_id in self.tree.nodes if node_ids is None else node_ids:
+            node = self.tree.nodes[node_id]
             if node.line is not None:
                 node.line = replace(node.line, tokens=self._tokens(node.line))
 
@@ -349,7 +373,7 @@ class Game:
         pack, stage, lines = self.pack, self.stage, self.lines
         present = {lid for line in lines[self._window_start :] for lid in line.notes}
         notes = tuple(triggered(pack, [line.text for line in lines], present))
-        notes_tokens = self.session.tokenize(note_text(pack, notes)) if notes else []
+        notes_tokens = self._fitted(lambda scale: note_text(pack, notes, scale=scale), NOTES_SHARE) if notes else []
         stage_open = self.session.tokenize(STAGE_OPEN)
 
         # 1. The stage commands, from those legal now, on their own budget.
@@ -364,9 +388,8 @@ class Game:
         if turn.cancelled or directed.stop_reason == "cancelled":
             self._nothing_written(turn)
             return
-        turn.directions = parse_directions(pack, stage, written, table)
-        complete = written.endswith("]\n") and written.count(";") + 1 == max(1, len(turn.directions))
-        if complete and (turn.directions or written.strip() == "none]"):
+        turn.directions, whole = parse_directions(pack, stage, written, table)
+        if whole:
             stage_tokens = stage_open + list(directed.tokens)
         else:  # cut short, or a command no longer legal: write the stage line as it was applied
             stage_tokens = self.session.tokenize(stage_line(pack, turn.directions))

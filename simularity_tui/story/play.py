@@ -50,13 +50,15 @@ async def open_game(
 ) -> SavedGame:
     """Resume the save at `path` if there is one (and `resume`), else start `episode` afresh."""
     if resume and path.exists():
-        saved = read_save(path, loaded, model=session.info.identity)
+        # The in-process model knows its vocabulary; a model server may not say (then only what is
+        # no token id at all counts as damage, and the server refuses the rest with an error).
+        n_vocab = getattr(session.info, "n_vocab", None)
+        saved = read_save(path, loaded, model=session.info.identity, n_vocab=n_vocab)
         game = Game(
             session, loaded, saved.episode, sampling=sampling, budgets=budgets, tree=saved.tree,
             unlocked=saved.unlocked, silent=saved.silent, player_name=saved.player_name,
         )  # fmt: skip
-        if saved.stale_tokens:
-            game.retokenize()
+        game.retokenize(None if saved.stale_tokens else saved.damaged_tokens)
         opened = SavedGame(game, path, saved.created, saved.warnings, _kv_lines=len(game.lines))
         restored = await session.restore_state(kv_path(path))
         if restored.warning and kv_path(path).exists():

@@ -9,7 +9,9 @@ Each script line is the player's line, or a command:
     /edit TEXT          rewrite the last line
     /scene ID           move the story to a scene
     /mute ID, /unmute ID   stop a character speaking, or let them again
-    /save NAME          write a copy of the game under another name (a branch)
+    /save NAME          write a copy of the game under another name (a branch); a save by that
+                        name is never overwritten: the script says so and goes on
+    /save! NAME         the same, replacing a save by that name if there is one
     /export PATH        write the transcript as Markdown
     /quit               stop here
 
@@ -29,7 +31,7 @@ from ..errors import UserFacingError
 from ..untrusted_text import printable
 from .game import Game, Turn
 from .play import SavedGame
-from .saves import save_path, transcript_markdown, write_save
+from .saves import delete_save, save_path, transcript_markdown, write_save
 from .stage import describe
 from .tree import Line
 
@@ -97,9 +99,17 @@ async def _command(saved: SavedGame, entry: str, out: TextIO) -> bool:
         if (argument in game.silent) != (name == "mute"):
             game.toggle_speaker(argument)
         print(f"[{argument} {'may not' if name == 'mute' else 'may'} speak]", file=out)
-    elif name == "save":
-        write_save(save_path(game.pack.id, argument), game=game, created=saved.created)
-        print(f"[saved a copy as '{argument}']", file=out)
+    elif name in ("save", "save!"):
+        copy = save_path(game.pack.id, argument)
+        if name == "save" and (copy.exists() or copy.is_symlink()):
+            # A script run twice, or a name reused by mistake, must not wipe out a story silently.
+            note = f"[a save '{argument}' exists already; /save another name, or /save! {argument} to replace it]"
+            print(note, file=out)
+            return True
+        if copy != saved.path:
+            delete_save(copy)  # the old save's KV state file belongs to another story
+        write_save(copy, game=game, created=saved.created)
+        print(f"[saved a copy as '{argument}']", file=out)  # a save name is plain text (save_path)
     elif name == "export":
         try:
             Path(argument).write_text(transcript_markdown(game), encoding="utf-8")
@@ -112,7 +122,7 @@ async def _command(saved: SavedGame, entry: str, out: TextIO) -> bool:
         raise ScriptError(
             f"unknown command '/{name}'",
             hint="Commands: /continue /regen /undo /redo /variant N /edit TEXT /scene ID /mute ID /unmute ID "
-            "/save NAME /export PATH /quit",
+            "/save NAME /save! NAME /export PATH /quit",
         )
     return True
 
@@ -125,7 +135,7 @@ async def _stream(game: Game, turn: Turn, out: TextIO) -> None:
                 print(f"[stage: {printable(describe(game.pack, command))}]", file=out)
             out.write(f"{printable(game.pack.speaker_name(turn.speaker or 'narrator'))}: ")
             printed = True
-        out.write(printable(piece))
+        out.write(_continued(piece))
         out.flush()
     if printed:
         out.write("\n")
@@ -148,4 +158,10 @@ def _print_unlocked(game: Game, unlocked: list[str], out: TextIO) -> None:
 def _print_line(game: Game, line: Line, out: TextIO) -> None:
     for command in line.directions:
         print(f"[stage: {printable(describe(game.pack, command))}]", file=out)
-    print(f"{printable(game.pack.speaker_name(line.speaker))}: {printable(line.text)}", file=out, flush=True)
+    print(f"{printable(game.pack.speaker_name(line.speaker))}: {_continued(line.text)}", file=out, flush=True)
+
+
+def _continued(text: str) -> str:
+    """A line's text for the transcript: printable, its continuation lines indented, so that text
+    with newlines in it (a pack's opening lines may have some) cannot pass for lines of other speakers."""
+    return printable(text).replace("\n", "\n    ")

@@ -20,20 +20,27 @@ from .tree import Line
 
 STAGE_OPEN = "[stage:"
 _LINE_HEAD = re.compile(r"^(?P<name>[^\n(]+?) \((?P<clock>\d\d:\d\d)\): ")
+_CLOCK_HEAD = re.compile(r" \((?P<clock>\d\d:\d\d)\): ")
 
 
-def preamble(pack: Pack, episode_id: str, summary: str | None) -> str:
+def preamble(pack: Pack, episode_id: str, summary: str | None, *, scale: float = 1.0) -> str:
+    """The pinned block: the world, the cast, the places, what is always known, the summary.
+
+    `scale` below 1 shortens every text of the pack to that share of its length (see `Game`'s prompt
+    budget): a pack may carry far more than a context holds."""
     user = pack.player.name
-    cast = "\n".join(_character_sheet(c, user) for c in pack.characters.values())
+    cast = "\n".join(_character_sheet(c, user, scale) for c in pack.characters.values())
     episode = pack.episodes.get(episode_id)
     scene_id = episode.scene if episode and episode.scene else next(iter(pack.scenes), None)
     scene = pack.scenes.get(scene_id) if scene_id else None
-    lore = [expand(entry.content, user=user) for entry in pack.lore.values() if entry.always and entry.enabled]
-    scenes = "\n".join(f"- {s.name}: {expand(s.description, user=user)}".rstrip(": ") for s in pack.scenes.values())
+    lore = [clip(expand(e.content, user=user), scale) for e in pack.lore.values() if e.always and e.enabled]
+    scenes = "\n".join(
+        f"- {s.name}: {clip(expand(s.description, user=user), scale)}".rstrip(": ") for s in pack.scenes.values()
+    )
     parts = [
         pack.name,
-        expand(pack.prompt.scenario.strip(), user=user),
-        expand(pack.prompt.instructions.strip(), user=user),
+        clip(expand(pack.prompt.scenario.strip(), user=user), scale),
+        clip(expand(pack.prompt.instructions.strip(), user=user), scale),
         f"Characters:\n{cast}",
         f"Places:\n{scenes}" if scenes else "",
         "Background:\n" + "\n".join(f"- {fact}" for fact in lore) if lore else "",
@@ -43,20 +50,34 @@ def preamble(pack: Pack, episode_id: str, summary: str | None) -> str:
     return "\n\n".join(part for part in parts if part) + "\n\nStory:\n"
 
 
-def _character_sheet(character: Character, user: str) -> str:
+def _character_sheet(character: Character, user: str, scale: float) -> str:
     facts = [character.description, character.personality, character.appearance]
-    text = " ".join(expand(fact.strip(), user=user, char=character.name) for fact in facts if fact.strip())
-    outfits = "; ".join(f"{o.name}: {o.description}".rstrip(": ") for o in character.outfits.values())
+    text = " ".join(clip(expand(fact.strip(), user=user, char=character.name), scale) for fact in facts if fact.strip())
+    outfits = "; ".join(f"{o.name}: {clip(o.description, scale)}".rstrip(": ") for o in character.outfits.values())
     if outfits:
         text += f" Outfits: {outfits}."
     role = " (the player)" if character.player else ""
     return f"- {character.name}{role}: {text}".rstrip(": ")
 
 
-def note_text(pack: Pack, lore_ids: Iterable[str]) -> str:
+def note_text(pack: Pack, lore_ids: Iterable[str], *, scale: float = 1.0) -> str:
     """The lore notes a line brought in (entries the pack no longer has are left out)."""
     user = pack.player.name
-    return "".join(f"[note: {expand(pack.lore[lid].content, user=user)}]\n" for lid in lore_ids if lid in pack.lore)
+    return "".join(
+        f"[note: {clip(expand(pack.lore[lid].content, user=user), scale)}]\n" for lid in lore_ids if lid in pack.lore
+    )
+
+
+def clip(text: str, scale: float) -> str:
+    """`text` cut to `scale` of its length (at a word, with "…"); whole when `scale` is 1 or more."""
+    keep = max(40, int(len(text) * scale))
+    if scale >= 1.0 or len(text) <= keep:
+        return text
+    cut = text[:keep]
+    space = cut.rfind(" ")
+    if space > keep * 0.8:
+        cut = cut[:space]
+    return cut.rstrip() + "…"
 
 
 def line_text(pack: Pack, line: Line, *, stage: bool) -> str:
@@ -80,16 +101,29 @@ def directions_grammar(pack: Pack, stage: Stage) -> tuple[str, dict[str, StageCo
     return grammar, table
 
 
-def parse_directions(pack: Pack, stage: Stage, written: str, table: dict[str, StageCommand]) -> list[StageCommand]:
-    """The legal commands in what the model wrote after `[stage:`, applied in order."""
-    body = written.strip().removesuffix("]").strip()
+def parse_directions(
+    pack: Pack, stage: Stage, written: str, table: dict[str, StageCommand]
+) -> tuple[list[StageCommand], bool]:
+    """The legal commands in what the model wrote after `[stage:`, applied in order, and whether
+    that was the whole of it (a complete stage line, every command legal).
+
+    Commands are found by their written forms, not by splitting at "; ": a name may hold one."""
+    body = written.removesuffix("\n").removesuffix("]").strip()
+    if body == "none":
+        return [], written.endswith("]\n")
     applied: list[StageCommand] = []
-    for part in body.split("; "):
-        command = table.get(part.strip())
-        if command is not None and stage.is_legal(pack, command):
-            stage = stage.apply(pack, command)
-            applied.append(command)
-    return applied
+    rest = body
+    while rest:
+        form = rest if rest in table else next((f for f in table if rest.startswith(f + "; ")), None)
+        if form is None:
+            break
+        command = table[form]
+        if not stage.is_legal(pack, command):
+            break
+        stage = stage.apply(pack, command)
+        applied.append(command)
+        rest = rest[len(form) :].removeprefix("; ")
+    return applied, written.endswith("]\n") and not rest and bool(applied)
 
 
 def line_grammar(pack: Pack, speakers: list[str], clock: str) -> str:
@@ -105,13 +139,19 @@ def line_grammar(pack: Pack, speakers: list[str], clock: str) -> str:
 
 
 def parse_line_head(pack: Pack, written: str, speakers: list[str]) -> tuple[str, str, str] | None:
-    """(speaker id, clock, the text after the head) once the head `Name (HH:MM): ` is complete."""
+    """(speaker id, clock, the text after the head) once the head `Name (HH:MM): ` is complete.
+
+    The speakers' own names are looked for first (the longest first, so "Ann" does not take
+    "Ann (young)"'s lines): a name may hold a parenthesis. A head naming no one who may speak
+    (a server that ignores the grammar) is the narrator's."""
+    for speaker in sorted(speakers, key=lambda s: -len(pack.speaker_name(s))):
+        name = pack.speaker_name(speaker)
+        if written.startswith(name) and (clock := _CLOCK_HEAD.match(written, len(name))):
+            return speaker, clock.group("clock"), written[clock.end() :]
     match = _LINE_HEAD.match(written)
     if match is None:
         return None
-    by_name = {pack.speaker_name(s): s for s in speakers}
-    speaker = by_name.get(match.group("name"), NARRATOR)
-    return speaker, match.group("clock"), written[match.end() :]
+    return NARRATOR, match.group("clock"), written[match.end() :]
 
 
 def later_clock(previous: str, written: str) -> str:
@@ -125,4 +165,24 @@ def next_minute(clock: str, minutes: int = 1) -> str:
 
 
 def _literal(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """`text` as a GBNF string literal. Quotes and backslashes are escaped, and so is every character
+    that is not printable (as \\xHH, \\uHHHH or \\UHHHHHHHH): names are checked when a pack loads,
+    and even so nothing in one can end the literal or carry a terminal escape into a log. A NUL is
+    left out: raw it ends the C string llama.cpp reads, escaped llama.cpp's sampler takes it for the
+    end of a piece and aborts the process."""
+    out = []
+    for char in text:
+        code = ord(char)
+        if code == 0:
+            continue
+        if char in '"\\':
+            out.append("\\" + char)
+        elif char.isprintable() and not 0x7F <= code <= 0x9F:
+            out.append(char)
+        elif code <= 0xFF:
+            out.append(f"\\x{code:02X}")
+        elif code <= 0xFFFF:
+            out.append(f"\\u{code:04X}")
+        else:
+            out.append(f"\\U{code:08X}")
+    return '"' + "".join(out) + '"'

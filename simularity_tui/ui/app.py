@@ -4,6 +4,7 @@ then plays on it. Screens: library, new game, play, saves, settings, help (and l
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -60,6 +61,7 @@ class SimularityApp(App[None]):
         self.saved: SavedGame | None = None
         self.pack: LoadedPack | None = None  # the pack chosen or in play
         self.error: UserFacingError | None = None  # the reason the game could not start, for the CLI
+        self.on_exit_saved: Callable[[], object] | None = None  # the CLI's watchdog: the process ends soon after
 
     # -- starting up ------------------------------------------------------------------------------
 
@@ -232,7 +234,11 @@ class SimularityApp(App[None]):
             self.switch_screen(LibraryScreen())
 
     async def on_unmount(self) -> None:
-        if self.saved is not None:
-            await self.saved.write_kv()  # resuming then reads only what is new
-        if self.session is not None and self._owns_session:
-            await self.session.close()
+        try:
+            if self.saved is not None:
+                await self.saved.write_kv()  # resuming then reads only what is new
+            if self.session is not None and self._owns_session:
+                await self.session.close()
+        finally:
+            if self.on_exit_saved is not None:
+                self.on_exit_saved()

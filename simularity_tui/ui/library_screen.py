@@ -6,6 +6,7 @@ A pack that does not load is listed with its problems, so an author sees why.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from rich.text import Text
@@ -63,23 +64,32 @@ class LibraryScreen(SimularityScreen):
                 yield Static(id="pack-saves")
         yield Footer()
 
+    scanned = False  # the packs are listed (the scan runs in a thread)
+
     def on_mount(self) -> None:
         self.sub_title = "Library"
         self.scan()
 
-    def scan(self) -> None:
+    @work(exclusive=True, group="scan")
+    async def scan(self) -> None:
+        """Look for packs in a thread: a stranger's pack may take its time to read, and the screen
+        must answer meanwhile (a pack that does not load is listed as broken, not waited for)."""
         folders = [bundled_packs_dir(), user_packs_dir()]
         extra = self.simularity.settings.game.scenarios_dir
         if extra:
             folders.append(Path(extra).expanduser())
-        packs, problems = discover_packs(*folders)
+        title = self.query_one("#pack-title", Static)
+        title.update(Text("Looking for packs…", style="dim"))
+        packs, problems = await asyncio.to_thread(discover_packs, *folders)
+        title.update("")
         listing = self.query_one("#packs", ListView)
-        listing.clear()
-        listing.extend([PackItem(loaded) for loaded in packs] + [BrokenItem(problem) for problem in problems])
+        await listing.clear()
+        await listing.extend([PackItem(loaded) for loaded in packs] + [BrokenItem(problem) for problem in problems])
         listing.index = 0 if packs or problems else None
         listing.focus()
         if not packs and not problems:
-            self.query_one("#pack-title", Static).update("No packs found.")
+            title.update("No packs found.")
+        self.scanned = True
 
     def on_list_view_highlighted(self, event: ListView.Highlighted) -> None:
         item = event.item

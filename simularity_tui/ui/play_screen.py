@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import datetime
 
 from rich.text import Text
 from textual import events, work
@@ -22,7 +21,7 @@ from ..scenario.loader import LoadedPack
 from ..scenario.schema import NARRATOR
 from ..settings import GraphicsMode
 from ..story import Game, Line, SavedGame, Turn
-from ..story.saves import save_path, transcript_markdown, write_save
+from ..story.saves import copy_name, save_path, transcript_markdown, write_save
 from ..untrusted_text import printable
 from .screen_base import SimularityScreen
 from .stage_image import compose_stage
@@ -143,6 +142,7 @@ class PlayScreen(SimularityScreen):
                 self.simularity.pack = change
                 self.simularity.apply_theme()
                 self._show_stage()
+                self._show_status()  # the scene's and the cast's names may have changed
                 self.notify(
                     printable(f"{change.pack.name}: the change is in play."),
                     title="Pack reloaded",
@@ -224,7 +224,7 @@ class PlayScreen(SimularityScreen):
     def action_branch(self) -> None:
         """A copy of the game as it stands, under a new name (the game goes on in its own save)."""
         if self._idle():
-            name = f"{self.saved.path.stem} {datetime.now():%Y-%m-%d %H.%M.%S}"[:64]
+            name = copy_name(self.game.pack.id, self.saved.path.stem)
             write_save(save_path(self.game.pack.id, name), game=self.game, created=self.saved.created)
             self.notify(printable(f"A copy was saved as '{name}'."), title="Saved", markup=False)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import tomllib
 
 from rich.text import Text
 from textual import work
@@ -14,7 +13,7 @@ from textual.widgets import DataTable, Footer, Header, Input, Static
 from .. import paths
 from ..errors import UserFacingError
 from ..scenario import LoadedPack
-from ..story.saves import delete_save, kv_path, list_saves, save_path
+from ..story.saves import delete_save, kv_path, list_saves, save_path, save_summary
 from ..untrusted_text import printable
 from .screen_base import SimularityScreen
 
@@ -51,11 +50,7 @@ class SavesScreen(SimularityScreen):
         table = self.query_one(DataTable)
         table.clear()
         for path in list_saves(self.loaded.pack.id):
-            try:
-                document = tomllib.loads(path.read_text(encoding="utf-8"))
-                updated, lines = str(document.get("updated", "?")), str(len(document.get("nodes", [])))
-            except (OSError, ValueError):
-                updated, lines = "unreadable", "?"
+            updated, lines = save_summary(path)
             table.add_row(Text(printable(path.stem)), updated, lines, Text(str(path), style="dim"), key=path.stem)
         if not table.row_count:
             self.query_one("#saves-title", Static).update(
@@ -111,9 +106,14 @@ class SavesScreen(SimularityScreen):
             self.notify(printable(f"There is already a save '{target.stem}'."), severity="error", markup=False)
             return
         original = save_path(self.loaded.pack.id, source)
-        shutil.copyfile(original, target)
-        if kv_path(original).exists():
-            shutil.copyfile(kv_path(original), kv_path(target))
+        try:
+            shutil.copyfile(original, target)
+            if kv_path(original).exists():
+                shutil.copyfile(kv_path(original), kv_path(target))
+        except OSError as error:  # a save listed but unreadable (a dangling link, say)
+            target.unlink(missing_ok=True)
+            self.notify(printable(f"Cannot branch from '{source}' ({error.strerror})."), severity="error", markup=False)
+            return
         self.notify(printable(f"'{target.stem}' branches from '{source}'."), title="Branched", markup=False)
         self.refresh_table()
 
