@@ -7,11 +7,14 @@ exit status 2; never as a traceback.
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import get_args
 
 from pydantic import ValidationError
 
@@ -19,7 +22,8 @@ from . import __version__, paths
 from .errors import UserFacingError
 from .exit_guard import ExitGuard
 from .native_stderr import route_native_stderr
-from .settings import API_KEY_VARIABLE, Settings, load_settings
+from .settings import API_KEY_VARIABLE, GraphicsMode, Settings, load_settings
+from .story.saves import AUTOSAVE
 from .untrusted_text import printable
 
 log = logging.getLogger("simularity")
@@ -57,6 +61,53 @@ def _model_options() -> argparse.ArgumentParser:
     return parent
 
 
+@dataclass(frozen=True)
+class Bench:
+    """One `simularity bench` command: its options beside the model's, and what runs it."""
+
+    name: str
+    help: str
+    run: str  # "module:function" in simularity_tui.bench, imported only when it runs (llama.cpp, numpy…)
+    options: tuple[tuple[str, int, str], ...] = ()  # (--option, default, what it is)
+    n_ctx: int | None = None  # its own default context size; --n-ctx still wins
+    in_process: bool = False  # it measures the engine against llama-cpp-python: never on a server
+
+    def runner(self) -> Callable[[argparse.Namespace, Settings, Path | None], int]:
+        module, function = self.run.split(":")
+        return getattr(importlib.import_module(f"{__package__}.bench.{module}"), function)  # type: ignore[no-any-return]
+
+
+BENCHES = (
+    Bench(
+        "decode", "streaming tokens/s of the session vs a raw llama-cpp-python loop", "decode:run_decode_bench",
+        (("--tokens", 200, "tokens per generation"), ("--rounds", 5, "generations per side")), in_process=True,
+    ),
+    Bench(
+        "long-session", "a long conversation: engine vs naive frontend vs lower bound",
+        "long_session:run_long_session_bench",
+        (("--turns", 150, "turns to play"), ("--reply-tokens", 40, "tokens per reply")), n_ctx=1024, in_process=True,
+    ),
+    Bench(
+        "story", "a whole story game with summaries, turn after turn", "story:run_story_bench",
+        (("--turns", 300, "turns to play"), ("--reply-tokens", 40, "tokens per line")), n_ctx=1024,
+    ),
+    Bench(
+        "resume", "resuming from a KV state file vs re-evaluating", "resume:run_resume_bench",
+        (("--rounds", 3, "measurements per side"),), n_ctx=2048, in_process=True,
+    ),
+    Bench(
+        "startup", "time to the first frame and to play, model cached and not", "startup:run_startup_bench",
+        (("--rounds", 3, "starts per case"),),
+    ),
+    Bench(
+        "host", "N players over SSH on loopback: time to first token, memory", "host:run_host_bench",
+        (("--players", 4, "players at once, 1 to 8"), ("--turns", 3, "turns each player plays"),
+         ("--reply-tokens", 40, "tokens per line")), n_ctx=1024,
+    ),
+)  # fmt: skip
+BENCH_BY_NAME = {bench.name: bench for bench in BENCHES}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="simularity",
@@ -66,10 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"simularity {__version__}")
     parser.add_argument("--pack", type=Path, metavar="DIR", help="play this pack (default: the bundled demo)")
     parser.add_argument("--episode", metavar="ID", help="start at this episode of the pack")
-    parser.add_argument("--save", default="autosave", metavar="NAME", help="the save to play (resumed if it exists)")
+    parser.add_argument("--save", default=AUTOSAVE, metavar="NAME", help="the save to play (resumed if it exists)")
     parser.add_argument("--new", action="store_true", help="start a new game, in a new save")
     parser.add_argument(
-        "--graphics", choices=["auto", "kitty", "sixel", "halfcell", "unicode", "none"],
+        "--graphics", choices=get_args(GraphicsMode),
         help="how to draw the stage (default: auto, or [ui] graphics in settings.toml)",
     )  # fmt: skip
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -100,48 +151,16 @@ def build_parser() -> argparse.ArgumentParser:
     saves.add_argument("pack_dir", type=Path, metavar="PACK_DIR")
     saves.add_argument("--delete", metavar="NAME", help="delete this save (and its KV state file)")
 
-    bench = commands.add_parser("bench", help="benchmarks").add_subparsers(
+    benches = commands.add_parser("bench", help="benchmarks").add_subparsers(
         dest="bench", metavar="BENCHMARK", required=True
     )
-    decode = bench.add_parser(
-        "decode", parents=[_model_options()], help="streaming tokens/s of the session vs a raw llama-cpp-python loop"
-    )
-    decode.add_argument("--tokens", type=int, default=200, help="tokens per generation (default: 200)")
-    decode.add_argument("--rounds", type=int, default=5, help="generations per side (default: 5)")
-    decode.add_argument("--json", type=Path, metavar="PATH", help="also write the figures as JSON")
-    long_session = bench.add_parser(
-        "long-session", parents=[_model_options()], help="a long conversation: engine vs naive frontend vs lower bound"
-    )
-    long_session.add_argument("--turns", type=int, default=150, help="turns to play (default: 150)")
-    long_session.set_defaults(n_ctx=1024)
-    long_session.add_argument("--reply-tokens", type=int, default=40, help="tokens per reply (default: 40)")
-    long_session.add_argument("--json", type=Path, metavar="PATH", help="also write the figures as JSON")
-    story = bench.add_parser(
-        "story", parents=[_model_options()], help="a whole story game with summaries, turn after turn"
-    )
-    story.add_argument("--turns", type=int, default=300, help="turns to play (default: 300)")
-    story.add_argument("--reply-tokens", type=int, default=40, help="tokens per line (default: 40)")
-    story.add_argument("--json", type=Path, metavar="PATH", help="also write the figures as JSON")
-    story.set_defaults(n_ctx=1024)
-    resume = bench.add_parser(
-        "resume", parents=[_model_options()], help="resuming from a KV state file vs re-evaluating"
-    )
-    resume.set_defaults(n_ctx=2048)
-    resume.add_argument("--rounds", type=int, default=3, help="measurements per side (default: 3)")
-    resume.add_argument("--json", type=Path, metavar="PATH", help="also write the figures as JSON")
-    startup = bench.add_parser(
-        "startup", parents=[_model_options()], help="time to the first frame and to play, model cached and not"
-    )
-    startup.add_argument("--rounds", type=int, default=3, help="starts per case (default: 3)")
-    startup.add_argument("--json", type=Path, metavar="PATH", help="also write the figures as JSON")
-    host_bench = bench.add_parser(
-        "host", parents=[_model_options()], help="N players over SSH on loopback: time to first token, memory"
-    )
-    host_bench.set_defaults(n_ctx=1024)
-    host_bench.add_argument("--players", type=int, default=4, help="players at once, 1 to 8 (default: 4)")
-    host_bench.add_argument("--turns", type=int, default=3, help="turns each player plays (default: 3)")
-    host_bench.add_argument("--reply-tokens", type=int, default=40, help="tokens per line (default: 40)")
-    host_bench.add_argument("--json", type=Path, metavar="PATH", help="also write the figures as JSON")
+    for spec in BENCHES:
+        bench = benches.add_parser(spec.name, parents=[_model_options()], help=spec.help)
+        for flag, default, about in spec.options:
+            bench.add_argument(flag, type=int, default=default, help=f"{about} (default: {default})")
+        bench.add_argument("--json", type=Path, metavar="PATH", help="also write the figures as JSON")
+        if spec.n_ctx is not None:
+            bench.set_defaults(n_ctx=spec.n_ctx)
     return parser
 
 
@@ -297,20 +316,19 @@ def _run(args: argparse.Namespace) -> int:
 
 def _saves(args: argparse.Namespace) -> int:
     from .scenario import load_pack
-    from .story.saves import delete_save, list_saves, save_path, save_summary
+    from .story.saves import delete_save, save_exists, save_path, save_summaries
 
     pack = load_pack(args.pack_dir).pack
     if args.delete:
         path = save_path(pack.id, args.delete)
-        if not (path.exists() or path.is_symlink()):  # a link to nowhere is listed, so it can go too
+        if not save_exists(path):  # a link to nowhere is listed, so it can go too
             raise UserFacingError(f"{pack.name} has no save '{args.delete}'", hint=f"simularity saves {args.pack_dir}")
         delete_save(path)
         print(printable(f"deleted the save '{args.delete}' of {pack.name}"))
         return 0
-    for path in list_saves(pack.id):
-        updated, lines = save_summary(path)
-        about = "unreadable" if updated == "unreadable" else f"{updated}, {lines} lines"
-        print(printable(f"{path.stem}\t{about}\t{path}"))
+    for save in save_summaries(pack.id):
+        about = f"{save.last_played}, {save.lines} lines" if save.readable else "unreadable"
+        print(printable(f"{save.name}\t{about}\t{save.path}"))
     return 0
 
 
@@ -335,19 +353,10 @@ def _read_script(path: Path) -> list[str]:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from .bench.decode import run_decode_bench
-    from .bench.host import run_host_bench
-    from .bench.long_session import run_long_session_bench
-    from .bench.resume import run_resume_bench
-    from .bench.startup import run_startup_bench
-    from .bench.story import run_story_bench
-
-    run = {
-        "decode": run_decode_bench, "long-session": run_long_session_bench, "resume": run_resume_bench,
-        "story": run_story_bench, "startup": run_startup_bench, "host": run_host_bench,
-    }[args.bench]  # fmt: skip
+    bench = BENCH_BY_NAME[args.bench]
+    run = bench.runner()
     settings = settings_with_overrides(args)
-    if settings.model.backend and args.bench in ("decode", "long-session", "resume"):
+    if settings.model.backend and bench.in_process:
         raise UserFacingError(
             f"bench {args.bench} measures the in-process engine against llama-cpp-python; it cannot run on a server.",
             hint="Leave out --backend (and [model] backend), or run `simularity bench story --backend URL`.",

@@ -25,12 +25,14 @@ def config_dir() -> Path:
 
 
 def data_dir() -> Path:
-    """Saves and packs the player installs."""
+    """The player's own: saves (`saves/<pack>/<name>.toml`, each with its KV state file beside it,
+    `<name>.kv`), exported transcripts and the packs they install."""
     return _dir("SIMULARITY_DATA_DIR", platformdirs.user_data_dir(APP_NAME))
 
 
 def cache_dir() -> Path:
-    """Things that can be rebuilt: the assembled embedded model, KV state files."""
+    """What may be thrown away: the assembled embedded model (joined again from its chunks when
+    missing) and the game's log."""
     return _dir("SIMULARITY_CACHE_DIR", platformdirs.user_cache_dir(APP_NAME))
 
 

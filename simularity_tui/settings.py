@@ -17,11 +17,14 @@ from . import paths
 from .atomic import write_atomic
 from .engine.config import MAX_REPEAT_LAST_N, MAX_TOP_K, ModelConfig, SamplingParams
 from .engine.remote.config import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, RemoteConfig, checked_url
-from .story.game import Budgets
+from .story import Budgets
 from .text_rules import line_problem
 from .toml_source import load_model
 
 API_KEY_VARIABLE = "SIMULARITY_API_KEY"  # the model server's key, when not in the file (--api-key sets it)
+# The engine's and the story's own defaults are the settings' defaults: one home for each number.
+_SAMPLING = SamplingParams()
+_BUDGETS = Budgets()
 
 
 class _Section(BaseModel):
@@ -38,14 +41,22 @@ class _Section(BaseModel):
 
 class ModelSettings(_Section):
     path: Annotated[str, Field(description="A GGUF file; empty plays on the embedded Gemma 3 270M.")] = ""
-    n_ctx: Annotated[int, Field(ge=256, le=1 << 20)] = 4096
-    threads: Annotated[int, Field(ge=0, le=512, description="0 picks the physical core count.")] = 0
-    gpu_layers: Annotated[int, Field(ge=-1, description="-1 offloads every layer.")] = 0
-    batch: Annotated[int, Field(ge=8, le=8192)] = 512
-    context_shift: Annotated[bool, Field(description="False: re-evaluate instead of shifting the KV.")] = True
-    backend: Annotated[str, Field(description="An OpenAI-compatible server's URL; empty plays in-process.")] = ""
+    n_ctx: Annotated[
+        int, Field(ge=256, le=1 << 20, description="Tokens the model keeps in view (at most what it was trained for).")
+    ] = 4096
+    threads: Annotated[int, Field(ge=0, le=512, description="0 picks the number of physical cores.")] = 0
+    gpu_layers: Annotated[int, Field(ge=-1, description="Layers a GPU build of llama.cpp takes; -1 takes all.")] = 0
+    batch: Annotated[int, Field(ge=8, le=8192, description="Tokens of a prompt read in one step.")] = 512
+    context_shift: Annotated[
+        bool, Field(description="true: shift the KV cache when full; false: re-read the kept lines.")
+    ] = True
+    backend: Annotated[
+        str, Field(description="An OpenAI-compatible server (llama-server, vLLM, SGLang); empty: in-process.")
+    ] = ""
     api_key: Annotated[str, Field(description="The server's key (SIMULARITY_API_KEY and --api-key win).")] = ""
-    connect_timeout: Annotated[float, Field(gt=0, le=600)] = DEFAULT_CONNECT_TIMEOUT
+    connect_timeout: Annotated[float, Field(gt=0, le=600, description="Seconds to reach the server.")] = (
+        DEFAULT_CONNECT_TIMEOUT
+    )
     read_timeout: Annotated[float, Field(gt=0, le=3600, description="Longest wait for the server's next word.")] = (
         DEFAULT_READ_TIMEOUT
     )
@@ -57,27 +68,39 @@ class ModelSettings(_Section):
 
 
 class SamplingSettings(_Section):
-    temperature: Annotated[float, Field(ge=0.0, le=5.0)] = 0.8
-    top_k: Annotated[int, Field(ge=0, le=MAX_TOP_K)] = 40
-    top_p: Annotated[float, Field(gt=0.0, le=1.0)] = 0.95
-    min_p: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.05
-    repeat_penalty: Annotated[float, Field(gt=0.0, le=5.0)] = 1.1
-    repeat_last_n: Annotated[int, Field(ge=0, le=MAX_REPEAT_LAST_N, description="Tokens looked back for repeats.")] = 64
-    seed: Annotated[int | None, Field(ge=0, lt=1 << 32, description="Unset: a fresh seed per reply.")] = None
+    temperature: Annotated[float, Field(ge=0.0, le=5.0, description="0 is greedy: always the likeliest token.")] = (
+        _SAMPLING.temperature
+    )
+    top_k: Annotated[int, Field(ge=0, le=MAX_TOP_K, description="Only the k likeliest tokens (0: all).")] = (
+        _SAMPLING.top_k
+    )
+    top_p: Annotated[float, Field(gt=0.0, le=1.0, description="Only the likeliest tokens that add up to p.")] = (
+        _SAMPLING.top_p
+    )
+    min_p: Annotated[
+        float, Field(ge=0.0, lt=1.0, description="Leave out tokens less likely than p × the likeliest.")
+    ] = _SAMPLING.min_p
+    repeat_penalty: Annotated[float, Field(gt=0.0, le=5.0, description="1.0: none.")] = _SAMPLING.repeat_penalty
+    repeat_last_n: Annotated[int, Field(ge=0, le=MAX_REPEAT_LAST_N, description="Tokens looked back for repeats.")] = (
+        _SAMPLING.repeat_last_n
+    )
+    seed: Annotated[int | None, Field(ge=0, lt=1 << 32, description="Unset: a fresh seed per reply.")] = _SAMPLING.seed
 
 
 class GameSettings(_Section):
     scenarios_dir: Annotated[str, Field(description="Extra packs, beside the bundled ones.")] = ""
-    max_reply_tokens: Annotated[int, Field(ge=1, le=4096, description="The budget of a line.")] = 160
-    max_direction_tokens: Annotated[int, Field(ge=4, le=256, description="The budget of its stage commands.")] = 24
+    max_reply_tokens: Annotated[int, Field(ge=1, le=4096, description="Tokens a line may take.")] = _BUDGETS.line
+    max_direction_tokens: Annotated[
+        int, Field(ge=4, le=256, description="Tokens a line's stage commands may take.")
+    ] = _BUDGETS.directions
 
 
-GraphicsMode = Literal["auto", "kitty", "sixel", "halfcell", "unicode", "none"]
+GraphicsMode = Literal["auto", "kitty", "sixel", "halfcell", "unicode", "none"]  # --graphics and the screen list these
 
 
 class UiSettings(_Section):
-    graphics: Annotated[GraphicsMode, Field(description="How the stage is drawn; auto asks the terminal.")] = "auto"
-    theme: Annotated[str, Field(description="A theme's name, or 'pack' for each pack's own.")] = "pack"
+    graphics: Annotated[GraphicsMode, Field(description="How the stage is drawn (applies to the next game).")] = "auto"
+    theme: Annotated[str, Field(description="'pack' follows each pack's own colours.")] = "pack"
 
 
 class Settings(_Section):
@@ -122,6 +145,13 @@ class Settings(_Section):
             repeat_last_n=s.repeat_last_n,
             seed=s.seed,
         )
+
+
+def setting_help(section: str, key: str) -> str:
+    """What `[section] key` does, as the settings screen says it: the field's description."""
+    model = Settings.model_fields[section].annotation
+    assert isinstance(model, type) and issubclass(model, BaseModel)
+    return model.model_fields[key].description or ""
 
 
 def load_settings(path: Path | None = None) -> Settings:

@@ -1,4 +1,6 @@
-"""Shared fixtures. The real embedded model is loaded once per test session.
+"""Shared fixtures. The real embedded model is loaded once per test session, when a test first asks
+for it: nothing here imports llama.cpp, so the fast tier (README) runs where it cannot load.
+`fake_session` is the scripted stand-in (tests/fake_model.py) for tests the real model adds nothing to.
 
 Every test gets its own config and data directories (SIMULARITY_CONFIG_DIR / _DATA_DIR), so no
 test reads or writes the player's real settings or saves. The model cache stays shared: joining
@@ -9,12 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from simularity_tui import paths
-from simularity_tui.engine import LlamaSession, ModelConfig
-from simularity_tui.engine.embedded_model import prepare_embedded_model
+
+from .fake_model import FakeSession
+
+if TYPE_CHECKING:
+    from simularity_tui.engine import LlamaSession
 
 TEST_N_CTX = 2048
 TEST_THREADS = 2
@@ -28,13 +34,22 @@ def isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="session")
 def model_path() -> Path:
+    from simularity_tui.engine.embedded_model import prepare_embedded_model
+
     return prepare_embedded_model(paths.cache_dir())
+
+
+def _open(model_path: Path, n_ctx: int, *, context_shift: bool = True) -> LlamaSession:
+    from simularity_tui.engine import LlamaSession, ModelConfig  # llama.cpp loads here, not at collection
+
+    config = ModelConfig(model_path, n_ctx=n_ctx, n_threads=TEST_THREADS, context_shift=context_shift)
+    return LlamaSession.open_blocking(config)
 
 
 @pytest.fixture(scope="session")
 def session(model_path: Path) -> Iterator[LlamaSession]:
     """The one loaded model every engine, story and UI test shares."""
-    loaded = LlamaSession.open_blocking(ModelConfig(model_path, n_ctx=TEST_N_CTX, n_threads=TEST_THREADS))
+    loaded = _open(model_path, TEST_N_CTX)
     yield loaded
     loaded.close_blocking()
 
@@ -42,7 +57,7 @@ def session(model_path: Path) -> Iterator[LlamaSession]:
 @pytest.fixture(scope="session")
 def small_session(model_path: Path) -> Iterator[LlamaSession]:
     """A 512-token context on the same model file, for tests that fill the context many times."""
-    loaded = LlamaSession.open_blocking(ModelConfig(model_path, n_ctx=512, n_threads=TEST_THREADS))
+    loaded = _open(model_path, 512)
     yield loaded
     loaded.close_blocking()
 
@@ -50,6 +65,39 @@ def small_session(model_path: Path) -> Iterator[LlamaSession]:
 @pytest.fixture(scope="session")
 def unshifting_session(model_path: Path) -> Iterator[LlamaSession]:
     """As `small_session`, with context shifting turned off: the fallback path, forced."""
-    loaded = LlamaSession.open_blocking(ModelConfig(model_path, n_ctx=512, n_threads=TEST_THREADS, context_shift=False))
+    loaded = _open(model_path, 512, context_shift=False)
     yield loaded
     loaded.close_blocking()
+
+
+@pytest.fixture
+def fake_session() -> FakeSession:
+    """A scripted session with no model (tests/fake_model.py), fresh for each test."""
+    return FakeSession(n_ctx=TEST_N_CTX)
+
+
+# -- tiers ------------------------------------------------------------------------------------------
+# Each test is marked with what it needs beyond Python (pyproject.toml lists the markers), so that
+# `-m "not model and not terminal and not ssh and not server"` is the fast tier (README). A fixture
+# says it for most; a test that starts the game or a server itself carries its mark in its module.
+MODEL_FIXTURES = frozenset({"session", "small_session", "unshifting_session", "model_path"})
+FIXTURE_MARKS = {
+    "pane": "terminal",  # tests/test_terminal.py: the game in tmux
+    "panes": "terminal",  # tests/test_host.py: ssh clients in tmux
+    "programs": "terminal",  # tests/test_terminal_bytes.py: the game on a pseudo-terminal
+    "display": "terminal",  # tests/test_xterm_sixel.py: xterm on Xvfb
+    "host": "ssh",  # tests/test_host.py: `simularity host` with its players
+    "server": "server",  # tests/test_remote_backend.py: llama-cpp-python's server on loopback
+    "remote": "server",
+    "misbehaving": "server",  # a stand-in server that answers badly, on loopback
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))  # every fixture the test needs, however deep
+        marks = {FIXTURE_MARKS[name] for name in used & FIXTURE_MARKS.keys()}
+        if used & MODEL_FIXTURES:
+            marks.add("model")
+        for mark in sorted(marks):
+            item.add_marker(mark)

@@ -15,7 +15,9 @@ from gguf import GGUFWriter
 from simularity_tui.engine import ModelConfig
 from simularity_tui.engine.errors import ContextSizeError, ModelFileError, ModelLoadError
 from simularity_tui.engine.gguf_file import inspect_gguf
-from simularity_tui.engine.worker import EngineWorker
+
+# Every test runs `simularity bench decode`, which loads llama.cpp (and the model, where it can).
+pytestmark = pytest.mark.model
 
 
 def simularity(
@@ -90,12 +92,16 @@ def test_a_truncated_gguf(truncated: Path) -> None:
 
 
 def test_a_gguf_llama_cpp_refuses(alien: Path) -> None:
+    from simularity_tui.engine.worker import EngineWorker  # llama.cpp: not at collection
+
     with pytest.raises(ModelLoadError, match="unknown model architecture: 'alienarch'"):
         EngineWorker.load(ModelConfig(alien, n_ctx=512))
     assert_explained(simularity("bench", "decode", "--model", str(alien)), str(alien), "alienarch")
 
 
 def test_a_context_above_the_training_size(model_path: Path) -> None:
+    from simularity_tui.engine.worker import EngineWorker
+
     with pytest.raises(ContextSizeError, match="32,768"):
         EngineWorker.load(ModelConfig(model_path, n_ctx=65536))
     assert_explained(simularity("--n-ctx", "40000", "bench", "decode"), model_path.name, "Set n_ctx to 32,768 or less")

@@ -6,15 +6,17 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import threading
+from typing import TYPE_CHECKING
 
-import llama_cpp
 import numpy as np
 import pytest
 
 from simularity_tui.bench.script import PLAYER_LINES, SCENARIO
-from simularity_tui.engine import GenerationParams, LlamaSession, Prompt, SamplingParams
+from simularity_tui.engine import GenerationParams, Prompt, SamplingParams
 from simularity_tui.engine.context_window import LOW_WATER
-from simularity_tui.engine.kv_cache import REFRESH_TOKENS
+
+if TYPE_CHECKING:
+    from simularity_tui.engine import LlamaSession
 
 GREEDY = SamplingParams(temperature=0.0, repeat_penalty=1.0)
 NEXT_TOKEN = GenerationParams(sampling=GREEDY, max_tokens=1, heal=False)  # leaves the prompt's logits
@@ -48,6 +50,8 @@ async def run(session: LlamaSession, prompt: Prompt | list[int], params: Generat
 
 def log_probs(session: LlamaSession) -> np.ndarray:
     """The distribution the last evaluation left for the next token."""
+    import llama_cpp  # in the test: the fast tier collects this module without llama.cpp
+
     worker = session._worker
     pointer = llama_cpp.llama_get_logits_ith(worker.context.ptr, -1)
     logits = np.ctypeslib.as_array(ctypes.cast(pointer, ctypes.POINTER(ctypes.c_float)), shape=(worker.model.n_vocab,))
@@ -64,6 +68,8 @@ def kv_is_consistent(session: LlamaSession) -> bool:
 
 
 async def test_old_turns_are_shifted_out_and_never_read_again(small_session: LlamaSession) -> None:
+    from simularity_tui.engine.kv_cache import REFRESH_TOKENS  # llama.cpp: not at collection
+
     session = small_session
     await session.reset()
     pinned, turns = conversation(session, 45)
@@ -151,6 +157,8 @@ async def test_a_reply_that_fills_the_context_evicts_and_goes_on(small_session: 
 
 
 async def test_twenty_contexts_of_turns_play_without_an_error(small_session: LlamaSession) -> None:
+    from simularity_tui.engine.kv_cache import REFRESH_TOKENS  # llama.cpp: not at collection
+
     session = small_session
     await session.reset()
     pinned = [session.bos_token, *session.tokenize(SCENARIO[:300] + "\nStory:\n")]
@@ -225,6 +233,8 @@ async def test_making_room_keeps_the_pinned_block_on_memory_that_cannot_drop_a_t
 
 def test_a_cancel_right_after_a_shift_cannot_corrupt_the_keys(small_session: LlamaSession) -> None:
     """llama.cpp re-rotates shifted keys inside the next decode; an abort there must not land."""
+    import llama_cpp
+
     worker = small_session._worker
     context, model = worker.context, worker.model
 

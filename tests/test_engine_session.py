@@ -7,11 +7,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from simularity_tui.engine import GenerationParams, LlamaSession, Prompt, SamplingParams
+from simularity_tui.engine import GenerationParams, Prompt, SamplingParams
 from simularity_tui.engine.errors import GrammarError, PromptTooLongError
+
+if TYPE_CHECKING:
+    from simularity_tui.engine import LlamaSession
 
 GREEDY = SamplingParams(temperature=0.0, repeat_penalty=1.0)
 

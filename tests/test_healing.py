@@ -3,10 +3,14 @@ constrained step."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 
-from simularity_tui.engine import GenerationParams, LlamaSession, SamplingParams
-from simularity_tui.engine.healing import Healing, PieceIndex
+from simularity_tui.engine import GenerationParams, SamplingParams
+
+if TYPE_CHECKING:
+    from simularity_tui.engine import LlamaSession
 
 GREEDY = SamplingParams(temperature=0.0, repeat_penalty=1.0)
 
@@ -44,6 +48,8 @@ async def test_no_healing_under_a_grammar_or_after_a_control_token(session: Llam
 
 
 def test_the_allowed_tokens_start_with_the_removed_text_or_begin_it(session: LlamaSession) -> None:
+    from simularity_tui.engine.healing import Healing, PieceIndex  # llama.cpp: not at collection
+
     model = session._worker.model
     index = PieceIndex(model)
     allowed = {int(t) for t in index.consistent_with(b" Par")}

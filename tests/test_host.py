@@ -446,6 +446,7 @@ def test_sizes_and_term_from_the_client_are_made_safe(tmp_path: Path) -> None:
         assert game_environment(dirs, term)["TERM"] == "xterm-256color"
 
 
+@pytest.mark.terminal  # a stand-in game on a pseudo-terminal
 def test_hanging_up_a_stopped_game_wakes_it_so_it_exits_cleanly(tmp_path: Path) -> None:
     script = 'trap "exit 7" HUP; echo ready; while :; do sleep 0.05; done'
 
@@ -524,6 +525,7 @@ def test_a_password_logs_in_and_a_wrong_one_does_not(host: Host) -> None:
 
 
 @needs_ssh
+@pytest.mark.ssh  # `simularity host` and the ssh client, on loopback
 def test_repeated_failures_shut_the_address_out_even_with_the_right_key(tmp_path: Path, keys: Keys) -> None:
     strict = Host(tmp_path, host_config(keys, max_auth_failures=3, auth_block_seconds=120), SHORT_REPLIES)
     try:
@@ -573,6 +575,7 @@ async def eventually(predicate: Callable[[], bool], timeout: float = 10.0) -> No
         await asyncio.sleep(0.05)
 
 
+@pytest.mark.ssh  # asyncssh logs in to the host (its games are stand-ins: `sh`)
 def test_a_player_who_drops_is_hung_up_even_when_the_game_stopped_reading(
     tmp_path: Path, keys: Keys, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -591,6 +594,7 @@ def test_a_player_who_drops_is_hung_up_even_when_the_game_stopped_reading(
     asyncio.run(scenario())
 
 
+@pytest.mark.ssh
 def test_a_game_whose_terminal_stays_open_still_ends_its_session(
     tmp_path: Path, keys: Keys, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -620,6 +624,7 @@ def test_a_game_whose_terminal_stays_open_still_ends_its_session(
     asyncio.run(scenario())
 
 
+@pytest.mark.ssh
 def test_logging_in_again_takes_over_the_earlier_session_after_it_saved(
     tmp_path: Path, keys: Keys, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -656,6 +661,7 @@ def test_logging_in_again_takes_over_the_earlier_session_after_it_saved(
 
 
 @needs_ssh
+@pytest.mark.model  # the players' games play on the embedded model
 def test_a_player_logs_in_sees_the_library_and_plays_a_turn(
     host: Host, keys: Keys, panes: Callable[[str], Pane]
 ) -> None:
@@ -691,6 +697,7 @@ def test_a_player_logs_in_sees_the_library_and_plays_a_turn(
 
 
 @needs_ssh
+@pytest.mark.model
 def test_two_players_play_apart_and_one_dropping_mid_reply_harms_no_one(
     host: Host, keys: Keys, panes: Callable[[str], Pane]
 ) -> None:
@@ -743,6 +750,7 @@ def test_two_players_play_apart_and_one_dropping_mid_reply_harms_no_one(
 # -- the benchmark --------------------------------------------------------------------------------
 
 
+@pytest.mark.ssh  # its players log in over ssh (the model mark: `model_path`)
 def test_bench_host_measures_time_to_first_token_and_memory(tmp_path: Path, model_path: Path) -> None:
     out = tmp_path / "host.json"
     run = subprocess.run(

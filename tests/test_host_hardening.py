@@ -182,6 +182,8 @@ def test_every_size_a_client_sends_is_clamped_to_a_sane_terminal() -> None:
     assert sent(80, 24, 100, 10) == (80, 24, 100, 10)  # cells under a pixel: kept as the client said
 
 
+@pytest.mark.ssh  # asyncssh logs in to `simularity host`, whose game plays on the model
+@pytest.mark.model
 def test_a_huge_window_and_a_resize_storm_leave_the_game_small_and_responsive(keys: Keys, tmp_path: Path) -> None:
     host = Host(tmp_path, host_config(keys, hangup_grace_seconds=10.0), SHORT_REPLIES)
     memory = GameMemory(host)
@@ -326,6 +328,7 @@ def test_a_full_waiting_room_closes_the_idlest_connection_never_a_login_on_its_w
 
 
 @needs_ssh
+@pytest.mark.ssh
 def test_a_real_player_gets_in_while_1100_connections_sit_idle(keys: Keys, tmp_path: Path) -> None:
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard < 4096:

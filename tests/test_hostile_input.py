@@ -18,10 +18,11 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from simularity_tui.engine import LlamaSession, SamplingParams
+from simularity_tui.engine import SamplingParams
 from simularity_tui.errors import UserFacingError
 from simularity_tui.scenario import LoadedPack, bundled_packs_dir, discover_packs, load_pack
 from simularity_tui.scenario.watch import watch_pack
@@ -32,6 +33,9 @@ from simularity_tui.toml_source import TomlProblems, locate
 
 from .packs import line_of, tiny_pack
 from .pty_terminal import PtyProgram
+
+if TYPE_CHECKING:
+    from simularity_tui.engine import LlamaSession
 
 LIGHTHOUSE = bundled_packs_dir() / "lighthouse"
 RAW_CONTROL = re.compile(rb"[\x00-\x08\x0b-\x1f\x7f]|\xc2[\x80-\x9f]")  # C0 but \t \n, DEL, C1 in UTF-8
@@ -450,6 +454,7 @@ def test_sampling_settings_are_bounded(tmp_path: Path) -> None:
         load_settings(settings)
 
 
+@pytest.mark.model  # `simularity run` imports llama.cpp before it opens the model file
 def test_a_fifo_as_the_model_is_refused_at_once(tmp_path: Path) -> None:
     fifo = tmp_path / "model.gguf"
     os.mkfifo(fifo)

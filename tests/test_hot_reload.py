@@ -7,14 +7,18 @@ import asyncio
 import shutil
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from simularity_tui.engine import LlamaSession, SamplingParams
+from simularity_tui.engine import SamplingParams
 from simularity_tui.errors import UserFacingError
 from simularity_tui.scenario import LoadedPack, bundled_packs_dir, load_pack
 from simularity_tui.story import Budgets, Game
 from tests.packs import png
+
+if TYPE_CHECKING:
+    from simularity_tui.engine import LlamaSession
 
 
 class Follower:

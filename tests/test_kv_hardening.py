@@ -13,16 +13,18 @@ import struct
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from simularity_tui.bench.script import ScriptedGame
-from simularity_tui.engine import LlamaSession
 from simularity_tui.engine.kv_state import MAGIC
 from simularity_tui.scenario import bundled_packs_dir
 from tests.conftest import TEST_N_CTX, TEST_THREADS
 from tests.test_kv_state import next_turn, played_game
+
+if TYPE_CHECKING:
+    from simularity_tui.engine import LlamaSession
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,13 +7,17 @@ import json
 import shutil
 import struct
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from simularity_tui.bench.script import ScriptedGame
-from simularity_tui.engine import LlamaSession, ModelConfig
+from simularity_tui.engine import ModelConfig
 from simularity_tui.engine.kv_state import MAGIC
 from tests.conftest import TEST_THREADS
+
+if TYPE_CHECKING:
+    from simularity_tui.engine import LlamaSession
 
 
 async def played_game(session: LlamaSession, turns: int = 6) -> ScriptedGame:
@@ -112,6 +116,8 @@ async def test_a_file_from_another_model_is_refused(
     with other.open("r+b") as handle:
         handle.seek(at)
         handle.write(b"Gemma 3 270X")
+    from simularity_tui.engine import LlamaSession
+
     renamed = await LlamaSession.open(ModelConfig(other, n_ctx=2048, n_threads=TEST_THREADS))
     try:
         assert renamed.info.identity != session.info.identity

@@ -18,7 +18,19 @@ def readme_commands() -> list[str]:
 def test_the_readme_opens_with_install_and_play_then_install_and_test() -> None:
     play, test = readme_commands()[:2]
     assert play.endswith("simularity") and "pip install ." in play
-    assert "'.[test]'" in test and test.endswith("-m pytest")
+    assert "'.[test]'" in test and test.endswith("tools/check")
+
+
+def test_the_check_script_runs_the_static_checks_before_the_tests() -> None:
+    steps = [line for line in (ROOT / "tools" / "check").read_text().splitlines() if line.startswith(('"$bin', "exec"))]
+    assert [step.split()[0].split("/")[-1].strip('"') for step in steps] == [
+        "lint-imports",
+        "ruff",
+        "ruff",
+        "mypy",
+        "exec",
+    ]
+    assert steps[-1].endswith('-m pytest "$@"')
 
 
 def test_ci_runs_the_readme_test_command_verbatim() -> None:

@@ -245,7 +245,7 @@ async def test_a_turn_cancelled_before_its_line_commits_nothing(remote: RemoteSe
     before = (game.tree.head, story_of(game))
     turn = game.continue_story()
     playing = asyncio.ensure_future(turn.finish())
-    while turn._generation is None or turn._generation.prefill < 1.0:  # the stage step has begun writing
+    while turn.reading < 1.0:  # until the stage step has begun writing
         await asyncio.sleep(0.005)
     turn.cancel()
     await asyncio.wait_for(playing, 5)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from simularity_tui.scenario import bundled_packs_dir, load_pack
-from simularity_tui.story.saves import read_save
+from simularity_tui.story.save_file import read_save
 
 LIGHTHOUSE = bundled_packs_dir() / "lighthouse"
 

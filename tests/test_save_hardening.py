@@ -1,5 +1,8 @@
 """Damaged, hand-edited and hostile saves: the player keeps their story, with warnings that name the
-save file and its line; what cannot be recovered is refused as `file:line:col`, never a traceback."""
+save file and its line; what cannot be recovered is refused as `file:line:col`, never a traceback.
+
+The model is not the point here: the games play on the scripted session (tests/fake_model.py), but
+`simularity run` below, which plays on the real model."""
 
 from __future__ import annotations
 
@@ -13,19 +16,23 @@ from collections.abc import Callable
 from datetime import datetime
 from io import StringIO
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import tomli_w
 
 from simularity_tui import cli
-from simularity_tui.engine import LlamaSession
 from simularity_tui.scenario import bundled_packs_dir, load_pack
 from simularity_tui.scenario.loader import LoadedPack
 from simularity_tui.story import Budgets, open_game
-from simularity_tui.story.saves import copy_name, read_save, save_path, saves_dir
+from simularity_tui.story.save_file import read_save
+from simularity_tui.story.saves import copy_name, save_path, saves_dir
 from simularity_tui.story.script import play_script
 from simularity_tui.toml_source import TomlProblems, locate
+
+if TYPE_CHECKING:
+    from simularity_tui.engine import ModelSession
+    from tests.fake_model import FakeSession
 
 SHORT = Budgets(line=12, directions=8)
 LIGHTHOUSE = bundled_packs_dir() / "lighthouse"
@@ -50,7 +57,7 @@ def at(path: Path, text: str, *key: str | int) -> str:
     return f"{path}:{locate(text, list(key))[0]}"
 
 
-async def fresh_save(session: LlamaSession, pack: LoadedPack, name: str) -> tuple[Path, list[tuple[int, ...]]]:
+async def fresh_save(session: ModelSession, pack: LoadedPack, name: str) -> tuple[Path, list[tuple[int, ...]]]:
     """A new game (the episode's scripted opening, no model line yet) and its lines' tokens."""
     await session.reset()
     path = save_path("lighthouse", name)
@@ -61,8 +68,10 @@ async def fresh_save(session: LlamaSession, pack: LoadedPack, name: str) -> tupl
 # -- A. tokens --------------------------------------------------------------------------------------
 
 
-async def test_tokens_that_are_not_numbers_are_read_again_from_the_text(session: LlamaSession, lighthouse) -> None:  # type: ignore[no-untyped-def]
-    path, tokens = await fresh_save(session, lighthouse, "garbled")
+async def test_tokens_that_are_not_numbers_are_read_again_from_the_text(
+    fake_session: FakeSession, lighthouse: LoadedPack
+) -> None:
+    path, tokens = await fresh_save(fake_session, lighthouse, "garbled")
 
     def garble(document: dict[str, Any]) -> None:
         document["nodes"][0]["tokens"] = "12 abc 7"
@@ -70,7 +79,7 @@ async def test_tokens_that_are_not_numbers_are_read_again_from_the_text(session:
         document["nodes"][2]["tokens"] = "1" * 5000  # past what int() takes
 
     text = damage(path, garble)
-    resumed = await open_game(session, lighthouse, path, budgets=SHORT)
+    resumed = await open_game(fake_session, lighthouse, path, budgets=SHORT)
     warnings = "\n".join(resumed.warnings)
     for index in (0, 1, 2):
         assert at(path, text, "nodes", index, "tokens") in warnings
@@ -80,15 +89,17 @@ async def test_tokens_that_are_not_numbers_are_read_again_from_the_text(session:
     assert (await resumed.game.say("Hello?").finish()).speaker
 
 
-async def test_tokens_outside_the_vocabulary_are_read_again_from_the_text(session: LlamaSession, lighthouse) -> None:  # type: ignore[no-untyped-def]
-    path, tokens = await fresh_save(session, lighthouse, "vocabulary")
+async def test_tokens_outside_the_vocabulary_are_read_again_from_the_text(
+    fake_session: FakeSession, lighthouse
+) -> None:  # type: ignore[no-untyped-def]
+    path, tokens = await fresh_save(fake_session, lighthouse, "vocabulary")
 
     def out_of_range(document: dict[str, Any]) -> None:
         document["nodes"][0]["tokens"] = "2 999999999 7"
         document["nodes"][2]["tokens"] = "-5 107"
 
     text = damage(path, out_of_range)
-    resumed = await open_game(session, lighthouse, path, budgets=SHORT)
+    resumed = await open_game(fake_session, lighthouse, path, budgets=SHORT)
     warnings = "\n".join(resumed.warnings)
     assert at(path, text, "nodes", 0, "tokens") in warnings and at(path, text, "nodes", 2, "tokens") in warnings
     assert [line.tokens for line in resumed.game.lines] == tokens
@@ -108,8 +119,10 @@ def test_without_a_vocabulary_size_only_what_is_no_token_id_is_read_again(tmp_pa
 # -- A. structure -----------------------------------------------------------------------------------
 
 
-async def test_out_of_range_choices_head_and_summaries_load_with_warnings(session: LlamaSession, lighthouse) -> None:  # type: ignore[no-untyped-def]
-    path, _ = await fresh_save(session, lighthouse, "ranges")
+async def test_out_of_range_choices_head_and_summaries_load_with_warnings(
+    fake_session: FakeSession, lighthouse
+) -> None:  # type: ignore[no-untyped-def]
+    path, _ = await fresh_save(fake_session, lighthouse, "ranges")
 
     def stretch(document: dict[str, Any]) -> None:
         document["root_chosen"] = 5
@@ -121,7 +134,7 @@ async def test_out_of_range_choices_head_and_summaries_load_with_warnings(sessio
         document["nodes"][2]["summary_covers"] = -4
 
     text = damage(path, stretch)
-    resumed = await open_game(session, lighthouse, path, budgets=SHORT)
+    resumed = await open_game(fake_session, lighthouse, path, budgets=SHORT)
     warnings = "\n".join(resumed.warnings)
     for key in (("root_chosen",), ("nodes", 0, "chosen"), ("head",), ("nodes", 1, "summary_covers")):
         assert at(path, text, *key) in warnings, key
@@ -134,8 +147,8 @@ async def test_out_of_range_choices_head_and_summaries_load_with_warnings(sessio
     assert game.tree.nodes[2].summary == (2, "Ash came in from the rain.")  # at most the lines up to it
 
 
-async def test_structural_damage_is_refused_with_its_line(session: LlamaSession, lighthouse) -> None:  # type: ignore[no-untyped-def]
-    path, _ = await fresh_save(session, lighthouse, "orphan")
+async def test_structural_damage_is_refused_with_its_line(fake_session: FakeSession, lighthouse: LoadedPack) -> None:
+    path, _ = await fresh_save(fake_session, lighthouse, "orphan")
     good = path.read_text()
 
     def orphan(document: dict[str, Any]) -> None:
@@ -143,7 +156,7 @@ async def test_structural_damage_is_refused_with_its_line(session: LlamaSession,
 
     text = damage(path, orphan)
     with pytest.raises(TomlProblems, match=re.escape(at(path, text, "nodes", 2, "parent")) + r":\d+: .*99"):
-        await open_game(session, lighthouse, path, budgets=SHORT)
+        await open_game(fake_session, lighthouse, path, budgets=SHORT)
 
     path.write_text(good)
 
@@ -152,7 +165,7 @@ async def test_structural_damage_is_refused_with_its_line(session: LlamaSession,
 
     text = damage(path, twin)
     with pytest.raises(TomlProblems, match=re.escape(at(path, text, "nodes", 2, "id")) + r":\d+: "):
-        await open_game(session, lighthouse, path, budgets=SHORT)
+        await open_game(fake_session, lighthouse, path, budgets=SHORT)
 
 
 # -- A. through the real command line ---------------------------------------------------------------
@@ -246,9 +259,9 @@ def test_saves_lists_what_it_cannot_read_and_never_crashes(tmp_path: Path, capsy
 # -- C2. /save in a script --------------------------------------------------------------------------
 
 
-async def test_save_in_a_script_never_overwrites_unless_told(session: LlamaSession, lighthouse) -> None:  # type: ignore[no-untyped-def]
-    path, _ = await fresh_save(session, lighthouse, "scripted")
-    saved = await open_game(session, lighthouse, path, budgets=SHORT)
+async def test_save_in_a_script_never_overwrites_unless_told(fake_session: FakeSession, lighthouse: LoadedPack) -> None:
+    path, _ = await fresh_save(fake_session, lighthouse, "scripted")
+    saved = await open_game(fake_session, lighthouse, path, budgets=SHORT)
     out = StringIO()
     await play_script(saved, ["/save copy", "/edit The rain stops.", "/save copy", "/save! copy"], source="t", out=out)
     printed = out.getvalue().splitlines()
@@ -276,7 +289,7 @@ def test_copy_names_keep_their_timestamp_and_never_collide() -> None:
     save_path("lighthouse", copy_name("lighthouse", "x", now=now))  # always a valid name
 
 
-async def test_ctrl_s_twice_makes_two_copies(session: LlamaSession) -> None:
+async def test_ctrl_s_twice_makes_two_copies(fake_session: FakeSession) -> None:
     from textual.widgets import Input
 
     from simularity_tui.settings import Settings
@@ -287,7 +300,7 @@ async def test_ctrl_s_twice_makes_two_copies(session: LlamaSession) -> None:
     name = "A save whose name is long enough to leave no room for a timestamp"[:64]
     settings = Settings()
     settings.ui.graphics = "halfcell"
-    app = SimularityApp(LaunchOptions(settings), session=session)
+    app = SimularityApp(LaunchOptions(settings), session=fake_session)
     async with app.run_test(size=SIZE) as pilot:
         app.play(load_pack(LIGHTHOUSE), save=name)
         await wait_for(lambda: isinstance(app.screen, PlayScreen))

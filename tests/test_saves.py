@@ -1,32 +1,40 @@
-"""Saves: the whole story tree in TOML, resumed exactly, with warnings when things changed."""
+"""Saves: the whole story tree in TOML, resumed exactly, with warnings when things changed.
+
+On the scripted session (tests/fake_model.py): the story's side of saving is the point here. The
+real model's KV state files are tests/test_kv_state.py's and tests/test_kv_hardening.py's."""
 
 from __future__ import annotations
 
 import shutil
 import tomllib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from simularity_tui.engine import LlamaSession, SamplingParams
+from simularity_tui.engine import SamplingParams
 from simularity_tui.errors import UserFacingError
-from simularity_tui.scenario import bundled_packs_dir, load_pack
+from simularity_tui.scenario import LoadedPack, bundled_packs_dir, load_pack
 from simularity_tui.story import Budgets, open_game
 from simularity_tui.story.saves import kv_path, list_saves, save_path, transcript_markdown
 from simularity_tui.toml_source import TomlProblems
+
+if TYPE_CHECKING:
+    from tests.fake_model import FakeSession
 
 SHORT = Budgets(line=20)
 
 
 @pytest.fixture
-def lighthouse(tmp_path: Path):  # type: ignore[no-untyped-def]
+def lighthouse(tmp_path: Path) -> LoadedPack:
     return load_pack(Path(shutil.copytree(bundled_packs_dir() / "lighthouse", tmp_path / "lighthouse")))
 
 
-async def test_a_game_resumes_exactly_and_reads_only_what_is_new(session: LlamaSession, lighthouse) -> None:  # type: ignore[no-untyped-def]
-    await session.reset()  # the lines (and the achievement they unlock) depend on what the KV held before
+async def test_a_game_resumes_exactly_and_reads_only_what_is_new(
+    fake_session: FakeSession, lighthouse: LoadedPack
+) -> None:
     path = save_path("lighthouse", "mine")
-    saved = await open_game(session, lighthouse, path, sampling=SamplingParams(seed=8), budgets=SHORT)
+    saved = await open_game(fake_session, lighthouse, path, sampling=SamplingParams(seed=8), budgets=SHORT)
     game = saved.game
     await game.say("Hello! Is there any tea?").finish()
     await game.regenerate().finish()
@@ -41,8 +49,10 @@ async def test_a_game_resumes_exactly_and_reads_only_what_is_new(session: LlamaS
     assert 'text = "Hello! Is there any tea?"' in text  # readable by a person
     assert document["achievements"] == [{"id": "proper-cuppa", "at_line": 4}] and document["silent"] == ["pip"]
 
-    await session.reset()  # as a new process would start
-    resumed = await open_game(session, load_pack(lighthouse.root), path, sampling=SamplingParams(seed=8), budgets=SHORT)
+    await fake_session.reset()  # as a new process would start
+    resumed = await open_game(
+        fake_session, load_pack(lighthouse.root), path, sampling=SamplingParams(seed=8), budgets=SHORT
+    )
     again = resumed.game
     assert resumed.warnings == []
     assert again.lines == game.lines
@@ -52,16 +62,16 @@ async def test_a_game_resumes_exactly_and_reads_only_what_is_new(session: LlamaS
     assert turn.evaluated_tokens <= len(again.lines[-2].tokens) + len(again.lines[-1].tokens) + 2
 
 
-async def test_a_save_whose_pack_changed_loads_with_warnings(session: LlamaSession, lighthouse) -> None:  # type: ignore[no-untyped-def]
+async def test_a_save_whose_pack_changed_loads_with_warnings(fake_session: FakeSession, lighthouse: LoadedPack) -> None:
     path = save_path("lighthouse", "changed")
-    saved = await open_game(session, lighthouse, path, sampling=SamplingParams(seed=3), budgets=SHORT)
+    saved = await open_game(fake_session, lighthouse, path, sampling=SamplingParams(seed=3), budgets=SHORT)
     await saved.game.say("Hello, cat.").finish()
     for toml in lighthouse.root.glob("*.toml"):  # the cat's id changes: to the save, Pip is gone
         toml.write_text(toml.read_text().replace("characters.pip", "characters.cat").replace('"pip"', '"cat"'))
     manifest = lighthouse.root / "scenario.toml"
     manifest.write_text(manifest.read_text().replace('version = "1.1.0"', 'version = "2.0.0"'))
     changed = load_pack(lighthouse.root)
-    resumed = await open_game(session, changed, path, budgets=SHORT)
+    resumed = await open_game(fake_session, changed, path, budgets=SHORT)
     warnings = " ".join(resumed.warnings)
     assert "version 1.1.0" in warnings and "2.0.0" in warnings and "pip" in warnings
     assert "pip" not in resumed.game.stage.cast and "cat" in resumed.game.stage.cast  # the stage follows the pack
@@ -69,35 +79,39 @@ async def test_a_save_whose_pack_changed_loads_with_warnings(session: LlamaSessi
     assert (await resumed.game.say("Where did the cat go?").finish()).speaker
 
 
-async def test_a_save_from_another_model_is_tokenized_again(session: LlamaSession, lighthouse) -> None:  # type: ignore[no-untyped-def]
+async def test_a_save_from_another_model_is_tokenized_again(fake_session: FakeSession, lighthouse: LoadedPack) -> None:
     path = save_path("lighthouse", "other")
-    saved = await open_game(session, lighthouse, path, budgets=SHORT)
+    saved = await open_game(fake_session, lighthouse, path, budgets=SHORT)
     tokens = [line.tokens for line in saved.game.lines]
-    path.write_text(path.read_text().replace(f'model = "{session.info.identity}"', 'model = "another"'))
+    path.write_text(path.read_text().replace(f'model = "{fake_session.info.identity}"', 'model = "another"'))
     for node in tomllib.loads(path.read_text())["nodes"]:
         assert node["tokens"]
     path.write_text(path.read_text().replace('tokens = "', 'tokens = "9 '))  # this model's tokens are wrong now
-    resumed = await open_game(session, lighthouse, path, budgets=SHORT)
+    resumed = await open_game(fake_session, lighthouse, path, budgets=SHORT)
     assert "another model" in " ".join(resumed.warnings)
     assert [line.tokens for line in resumed.game.lines] == tokens
 
 
-async def test_damaged_and_newer_saves_are_explained(session: LlamaSession, lighthouse) -> None:  # type: ignore[no-untyped-def]
+async def test_damaged_and_newer_saves_are_explained(fake_session: FakeSession, lighthouse: LoadedPack) -> None:
     path = save_path("lighthouse", "broken")
-    saved = await open_game(session, lighthouse, path, budgets=SHORT)
+    saved = await open_game(fake_session, lighthouse, path, budgets=SHORT)
     good = path.read_text()
     path.write_text(good.replace('clock = "20:01"', 'clock = "twenty past"'))
     with pytest.raises(TomlProblems, match=r"broken\.toml:\d+:1: nodes\.1\.clock"):
-        await open_game(session, lighthouse, path, budgets=SHORT)
+        await open_game(fake_session, lighthouse, path, budgets=SHORT)
     path.write_text(good.replace("format = 1", "format = 7"))
     with pytest.raises(UserFacingError, match="newer Simularity"):
-        await open_game(session, lighthouse, path, budgets=SHORT)
-    assert transcript_markdown(saved.game).startswith("# The Lighthouse at Gull Point\n")
+        await open_game(fake_session, lighthouse, path, budgets=SHORT)
+    game = saved.game
+    markdown = transcript_markdown(game.pack, game.episode, game.lines, game.unlocked)
+    assert markdown.startswith("# The Lighthouse at Gull Point\n")
 
 
-async def test_lines_naming_what_the_pack_dropped_still_load_and_print(session: LlamaSession, lighthouse) -> None:  # type: ignore[no-untyped-def]
+async def test_lines_naming_what_the_pack_dropped_still_load_and_print(
+    fake_session: FakeSession, lighthouse: LoadedPack
+) -> None:
     path = save_path("lighthouse", "dropped")
-    saved = await open_game(session, lighthouse, path, sampling=SamplingParams(seed=4), budgets=SHORT)
+    saved = await open_game(fake_session, lighthouse, path, sampling=SamplingParams(seed=4), budgets=SHORT)
     game = saved.game
     await game.say("What is that signal?").finish()  # brings in the lore note "the-signal"
     game.set_scene("shore")
@@ -108,8 +122,8 @@ async def test_lines_naming_what_the_pack_dropped_still_load_and_print(session: 
     text = manifest.read_text()
     manifest.write_text(text[: text.index("[scenes.shore]")] + text[text.index("[episodes.storm]") :])
     lore.write_text(lore.read_text().replace("[lore.the-signal]", "[lore.the-sign]"))
-    path.write_text(path.read_text().replace(f'model = "{session.info.identity}"', 'model = "another"'))
-    resumed = await open_game(session, load_pack(lighthouse.root), path, budgets=SHORT)
+    path.write_text(path.read_text().replace(f'model = "{fake_session.info.identity}"', 'model = "another"'))
+    resumed = await open_game(fake_session, load_pack(lighthouse.root), path, budgets=SHORT)
     warnings = " ".join(resumed.warnings)
     assert "shore" in warnings and "the-signal" in warnings and "another model" in warnings
     assert resumed.game.stage.scene == "kitchen"  # the move to a scene that is gone is left out

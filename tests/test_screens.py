@@ -1,5 +1,6 @@
 """Every screen and control, driven through Textual's pilot: library, new game, saves, settings,
-help, the command palette, themes and graphics modes."""
+help, the command palette, themes and graphics modes. On the fake model: what it writes does not
+matter here (tests/test_ui.py has a game on the real one)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ import pytest
 from textual.widgets import DataTable, Input, ListView, Select, Static
 
 from simularity_tui import paths
-from simularity_tui.engine import LlamaSession
 from simularity_tui.scenario import bundled_packs_dir, load_pack
 from simularity_tui.settings import Settings, load_settings
 from simularity_tui.story import open_game
@@ -25,6 +25,7 @@ from simularity_tui.ui.play_screen import PlayScreen
 from simularity_tui.ui.saves_screen import SavesScreen
 from simularity_tui.ui.settings_screen import SettingsScreen
 from simularity_tui.ui.stage_view import StageView
+from tests.fake_model import FakeSession
 from tests.packs import tiny_pack
 
 SIZE = (110, 36)
@@ -44,13 +45,13 @@ def halfcell() -> Settings:
     return settings
 
 
-async def test_the_library_lists_every_pack_and_explains_broken_ones(session: LlamaSession) -> None:
+async def test_the_library_lists_every_pack_and_explains_broken_ones(fake_session: FakeSession) -> None:
     tiny_pack(user_packs_dir() / "tiny")
     broken = tiny_pack(user_packs_dir() / "zz-broken")
     (broken / "scenario.toml").write_text(
         (broken / "scenario.toml").read_text().replace('scene = "room"', 'scene = "hall"')
     )
-    app = SimularityApp(LaunchOptions(halfcell()), session=session)
+    app = SimularityApp(LaunchOptions(halfcell()), session=fake_session)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(lambda: isinstance(app.screen, LibraryScreen) and app.screen.scanned)
         items = list(app.screen.query_one("#packs", ListView).children)
@@ -64,8 +65,8 @@ async def test_the_library_lists_every_pack_and_explains_broken_ones(session: Ll
         assert app.screen.query_one("#cover", StageView).picture is not None  # the cover is drawn
 
 
-async def test_a_new_game_starts_the_chosen_episode_with_the_players_name(session: LlamaSession) -> None:
-    app = SimularityApp(LaunchOptions(halfcell()), session=session)
+async def test_a_new_game_starts_the_chosen_episode_with_the_players_name(fake_session: FakeSession) -> None:
+    app = SimularityApp(LaunchOptions(halfcell()), session=fake_session)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(lambda: isinstance(app.screen, LibraryScreen) and app.screen.scanned)
         await pilot.press("n")
@@ -83,11 +84,11 @@ async def test_a_new_game_starts_the_chosen_episode_with_the_players_name(sessio
         assert document["player_name"] == "Robin" and document["episode"] == "midnight"
 
 
-async def test_the_saves_screen_loads_branches_exports_and_deletes(session: LlamaSession) -> None:
+async def test_the_saves_screen_loads_branches_exports_and_deletes(fake_session: FakeSession) -> None:
     loaded = load_pack(LIGHTHOUSE)
     for name in ("first", "second"):
-        await open_game(session, loaded, save_path("lighthouse", name))
-    app = SimularityApp(LaunchOptions(halfcell()), session=session)
+        await open_game(fake_session, loaded, save_path("lighthouse", name))
+    app = SimularityApp(LaunchOptions(halfcell()), session=fake_session)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(lambda: isinstance(app.screen, LibraryScreen) and app.screen.scanned)
         await pilot.press("s")
@@ -114,10 +115,10 @@ async def test_the_saves_screen_loads_branches_exports_and_deletes(session: Llam
         assert app.screen.saved.path.stem == chosen
 
 
-async def test_settings_are_checked_then_saved(session: LlamaSession) -> None:
+async def test_settings_are_checked_then_saved(fake_session: FakeSession) -> None:
     settings = halfcell()
     settings.model.n_ctx = 777  # as `--n-ctx 777` does: for this run, not for the file
-    app = SimularityApp(LaunchOptions(settings), session=session)
+    app = SimularityApp(LaunchOptions(settings), session=fake_session)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(lambda: isinstance(app.screen, LibraryScreen) and app.screen.scanned)
         await pilot.press("f2")
@@ -132,7 +133,7 @@ async def test_settings_are_checked_then_saved(session: LlamaSession) -> None:
         await pilot.pause()
         assert app.theme == "midnight"  # a preview at once
         await pilot.press("ctrl+s")
-        await wait_for(lambda: not isinstance(app.screen, SettingsScreen))
+        await wait_for(lambda: not isinstance(app.screen, SettingsScreen) and app.settings is not settings)
         saved = load_settings()
         assert saved.sampling.temperature == 0.5 and saved.ui.theme == "midnight"
         assert saved.model.n_ctx == 4096, "a command-line override is not written to the file"
@@ -140,8 +141,8 @@ async def test_settings_are_checked_then_saved(session: LlamaSession) -> None:
         assert app.settings.model.n_ctx == 777, "the model in use stays as it was started"
 
 
-async def test_help_lists_every_key_of_every_screen(session: LlamaSession) -> None:
-    app = SimularityApp(LaunchOptions(halfcell()), session=session)
+async def test_help_lists_every_key_of_every_screen(fake_session: FakeSession) -> None:
+    app = SimularityApp(LaunchOptions(halfcell()), session=fake_session)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(lambda: isinstance(app.screen, LibraryScreen) and app.screen.scanned)
         await pilot.press("f1")
@@ -157,8 +158,8 @@ async def test_help_lists_every_key_of_every_screen(session: LlamaSession) -> No
         assert isinstance(app.screen, LibraryScreen)
 
 
-async def test_the_palette_offers_every_story_control(session: LlamaSession) -> None:
-    app = SimularityApp(LaunchOptions(halfcell(), pack_dir=LIGHTHOUSE), session=session)
+async def test_the_palette_offers_every_story_control(fake_session: FakeSession) -> None:
+    app = SimularityApp(LaunchOptions(halfcell(), pack_dir=LIGHTHOUSE), session=fake_session)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(lambda: isinstance(app.screen, PlayScreen))
         provider = StoryCommands(app.screen)
@@ -172,14 +173,18 @@ async def test_the_palette_offers_every_story_control(session: LlamaSession) -> 
         await pilot.press(*"Let Mira")
         await pilot.pause(0.3)
         await pilot.press("enter")
-        await wait_for(lambda: app.screen.game.silent == {"mira"})
+        await wait_for(lambda: isinstance(app.screen, PlayScreen) and app.screen.game.silent == {"mira"})
+        await pilot.press("ctrl+p", *"Help")  # the app's own actions, run by name
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await wait_for(lambda: isinstance(app.screen, HelpScreen))
 
 
-async def test_themes_from_files_the_players_own_and_the_packs(session: LlamaSession) -> None:
+async def test_themes_from_files_the_players_own_and_the_packs(fake_session: FakeSession) -> None:
     user_themes = paths.config_dir() / "themes"
     user_themes.mkdir(parents=True)
     (user_themes / "broken.toml").write_text('name = "broken"\nprimary = "red"\n')
-    app = SimularityApp(LaunchOptions(Settings(), pack_dir=LIGHTHOUSE), session=session)
+    app = SimularityApp(LaunchOptions(Settings(), pack_dir=LIGHTHOUSE), session=fake_session)
     async with app.run_test(size=SIZE):
         await wait_for(lambda: isinstance(app.screen, PlayScreen))
         assert {"lamplight", "sea-glass", "parchment", "midnight"} <= set(app.available_themes)
@@ -193,10 +198,10 @@ async def test_themes_from_files_the_players_own_and_the_packs(session: LlamaSes
 
 
 @pytest.mark.parametrize("graphics", ["halfcell", "unicode", "none"])
-async def test_the_stage_follows_the_story(session: LlamaSession, graphics: str) -> None:
+async def test_the_stage_follows_the_story(fake_session: FakeSession, graphics: str) -> None:
     settings = Settings()
     settings.ui.graphics = graphics  # type: ignore[assignment]
-    app = SimularityApp(LaunchOptions(settings, pack_dir=LIGHTHOUSE), session=session)
+    app = SimularityApp(LaunchOptions(settings, pack_dir=LIGHTHOUSE), session=fake_session)
     async with app.run_test(size=SIZE):
         await wait_for(lambda: isinstance(app.screen, PlayScreen))
         stage = app.screen.query_one(StageView)
@@ -204,11 +209,11 @@ async def test_the_stage_follows_the_story(session: LlamaSession, graphics: str)
         before = stage.picture
         assert before is not None and before.size == (640, 360)
         app.screen.game.set_scene("shore")
-        app.screen._show_transcript()
+        app.screen._show_story()
         assert stage.picture is not None and stage.picture.tobytes() != before.tobytes()
 
 
-async def test_pack_names_are_text_not_markup(session: LlamaSession) -> None:
+async def test_pack_names_are_text_not_markup(fake_session: FakeSession) -> None:
     """Names go into the status line and the palette, both of which Textual would read as markup."""
     root = tiny_pack(user_packs_dir() / "tiny")
     hostile = "[@click=app.quit]Bo[/] [link=https://example.com]x[/link] [/nope]"
@@ -217,7 +222,7 @@ async def test_pack_names_are_text_not_markup(session: LlamaSession) -> None:
     (root / "scenario.toml").write_text(
         (root / "scenario.toml").read_text() + '\n[[episodes.start.characters]]\nid = "bo"\n'
     )
-    app = SimularityApp(LaunchOptions(halfcell(), pack_dir=root), session=session)
+    app = SimularityApp(LaunchOptions(halfcell(), pack_dir=root), session=fake_session)
     async with app.run_test(size=(160, 40)):
         await wait_for(lambda: isinstance(app.screen, PlayScreen))
         status = str(app.screen.query_one("#status", Static).render())

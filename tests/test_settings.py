@@ -72,6 +72,7 @@ def test_a_model_on_the_command_line_wins_over_a_server_in_the_settings(tmp_path
     assert cli.settings_with_overrides(args).remote_config() is None
 
 
+@pytest.mark.model  # `simularity bench decode` imports llama.cpp first
 def test_errors_quoting_untrusted_text_reach_the_terminal_as_text(tmp_path: Path) -> None:
     missing = tmp_path / "\x1b]52;c;SGFja2Vk\x07\x1b[2J.gguf"
     run = subprocess.run(

@@ -1,4 +1,5 @@
-"""Every screen, as SVG snapshots at 80×24 and 160×48 (pytest-textual-snapshot).
+"""Every screen, as SVG snapshots at 80×24 and 160×48 (pytest-textual-snapshot), on the fake model:
+a screen's look does not depend on what a model would write.
 
 Run `pytest tests/test_snapshots.py --snapshot-update` after a change to how a screen looks, and
 look at the report before keeping the new pictures.
@@ -14,7 +15,6 @@ from pathlib import Path
 import pytest
 from textual.app import App
 
-from simularity_tui.engine import LlamaSession
 from simularity_tui.errors import UserFacingError
 from simularity_tui.scenario import bundled_packs_dir, load_pack
 from simularity_tui.settings import Settings
@@ -23,6 +23,7 @@ from simularity_tui.story.saves import save_path
 from simularity_tui.ui.app import LaunchOptions, SimularityApp
 from simularity_tui.ui.error_screen import ErrorScreen
 from simularity_tui.ui.loading_screen import LoadingScreen
+from tests.fake_model import FakeSession
 
 SIZES = [(80, 24), (160, 48)]
 FIXED = Path("/tmp/simularity-snapshots")  # paths on screen must not change from run to run
@@ -36,44 +37,49 @@ def fixed_dirs(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SIMULARITY_DATA_DIR", str(FIXED / "data"))
 
 
-def app(session: LlamaSession, **options: object) -> SimularityApp:
+def app(session: FakeSession, **options: object) -> SimularityApp:
     settings = Settings()
     settings.ui.graphics = "halfcell"
     return SimularityApp(LaunchOptions(settings, **options), session=session)  # type: ignore[arg-type]
 
 
 async def settle(pilot) -> None:  # type: ignore[no-untyped-def]
+    """The library's scan runs in a thread: on a slow machine it may still be looking for packs after
+    a fixed pause, so wait for it too."""
+    for _ in range(200):
+        if getattr(pilot.app.screen, "scanned", True):
+            break
+        await pilot.pause(0.05)
     await pilot.pause(0.5)
     await pilot.wait_for_scheduled_animations()
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_library(snap_compare, session: LlamaSession, size: tuple[int, int]) -> None:  # type: ignore[no-untyped-def]
-    assert snap_compare(app(session), terminal_size=size, run_before=settle)
+def test_library(snap_compare, fake_session: FakeSession, size: tuple[int, int]) -> None:  # type: ignore[no-untyped-def]
+    assert snap_compare(app(fake_session), terminal_size=size, run_before=settle)
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_new_game(snap_compare, session: LlamaSession, size: tuple[int, int]) -> None:  # type: ignore[no-untyped-def]
+def test_new_game(snap_compare, fake_session: FakeSession, size: tuple[int, int]) -> None:  # type: ignore[no-untyped-def]
     async def open_it(pilot) -> None:  # type: ignore[no-untyped-def]
         await settle(pilot)
         await pilot.press("n")
         await settle(pilot)
 
-    assert snap_compare(app(session), terminal_size=size, run_before=open_it)
+    assert snap_compare(app(fake_session), terminal_size=size, run_before=open_it)
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_play(snap_compare, session: LlamaSession, size: tuple[int, int]) -> None:  # type: ignore[no-untyped-def]
-    asyncio.run(session.reset())  # "context 0/…" in the status line, whatever ran before
-    assert snap_compare(app(session, pack_dir=LIGHTHOUSE), terminal_size=size, run_before=settle)
+def test_play(snap_compare, fake_session: FakeSession, size: tuple[int, int]) -> None:  # type: ignore[no-untyped-def]
+    assert snap_compare(app(fake_session, pack_dir=LIGHTHOUSE), terminal_size=size, run_before=settle)
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_saves(snap_compare, session: LlamaSession, size: tuple[int, int]) -> None:  # type: ignore[no-untyped-def]
+def test_saves(snap_compare, fake_session: FakeSession, size: tuple[int, int]) -> None:  # type: ignore[no-untyped-def]
     loaded = load_pack(LIGHTHOUSE)
     for name in ("evening", "midnight run"):
         path = save_path("lighthouse", name)
-        asyncio.run(open_game(session, loaded, path))
+        asyncio.run(open_game(fake_session, loaded, path))
         path.write_text(re.sub(r"updated = .*", "updated = 2026-11-27T20:00:00Z", path.read_text()))
 
     async def open_it(pilot) -> None:  # type: ignore[no-untyped-def]
@@ -81,27 +87,27 @@ def test_saves(snap_compare, session: LlamaSession, size: tuple[int, int]) -> No
         await pilot.press("s")
         await settle(pilot)
 
-    assert snap_compare(app(session), terminal_size=size, run_before=open_it)
+    assert snap_compare(app(fake_session), terminal_size=size, run_before=open_it)
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_settings(snap_compare, session: LlamaSession, size: tuple[int, int]) -> None:  # type: ignore[no-untyped-def]
+def test_settings(snap_compare, fake_session: FakeSession, size: tuple[int, int]) -> None:  # type: ignore[no-untyped-def]
     async def open_it(pilot) -> None:  # type: ignore[no-untyped-def]
         await settle(pilot)
         await pilot.press("f2")
         await settle(pilot)
 
-    assert snap_compare(app(session), terminal_size=size, run_before=open_it)
+    assert snap_compare(app(fake_session), terminal_size=size, run_before=open_it)
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_help(snap_compare, session: LlamaSession, size: tuple[int, int]) -> None:  # type: ignore[no-untyped-def]
+def test_help(snap_compare, fake_session: FakeSession, size: tuple[int, int]) -> None:  # type: ignore[no-untyped-def]
     async def open_it(pilot) -> None:  # type: ignore[no-untyped-def]
         await settle(pilot)
         await pilot.press("f1")
         await settle(pilot)
 
-    assert snap_compare(app(session), terminal_size=size, run_before=open_it)
+    assert snap_compare(app(fake_session), terminal_size=size, run_before=open_it)
 
 
 class Showing(App[None]):

@@ -1,17 +1,26 @@
-"""The story on the real model: stage commands, variants, edits, lore, achievements, memory."""
+"""The story: stage commands, variants, edits, lore, achievements, memory.
+
+What the real model decides (which commands it stages, what an edit or a lore note costs the KV,
+summaries in the story's language) plays on it; the tree's own logic (the opening, variants,
+achievements, a regenerate that writes nothing) on the scripted session (tests/fake_model.py)."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from simularity_tui.engine import LlamaSession, SamplingParams
+from simularity_tui.engine import SamplingParams
 from simularity_tui.scenario import LoadedPack, bundled_packs_dir, load_pack
 from simularity_tui.story import Budgets, Game, Stage, StageCommand
 from simularity_tui.story.writing import directions_grammar
 from tests.packs import png
+
+if TYPE_CHECKING:
+    from simularity_tui.engine import LlamaSession
+    from tests.fake_model import FakeSession
 
 SHORT = Budgets(line=24)
 
@@ -33,16 +42,16 @@ def replay_is_legal(game: Game) -> bool:
 
 
 def test_the_episode_opens_with_its_scripted_lines_and_directions(
-    session: LlamaSession, lighthouse: LoadedPack
+    fake_session: FakeSession, lighthouse: LoadedPack
 ) -> None:
-    game = Game(session, lighthouse, "storm")
+    game = Game(fake_session, lighthouse, "storm")
     assert [line.kind for line in game.lines] == ["scripted"] * 3
     assert [line.clock for line in game.lines] == ["20:00", "20:01", "20:02"]
     stage = game.stage
     assert (
         stage.scene == "kitchen" and stage.cast["mira"].expression == "stern" and stage.cast["pip"].expression == "hiss"
     )
-    midnight = Game(session, lighthouse, "midnight").stage
+    midnight = Game(fake_session, lighthouse, "midnight").stage
     assert "pip" in midnight.cast and midnight.cast["mira"].outfit == "nightwatch"  # a scripted entrance
 
 
@@ -126,13 +135,15 @@ text = "The room is empty. Someone knocks."
 
 
 async def test_regenerate_writes_new_variants_and_every_variant_stays(
-    session: LlamaSession, lighthouse: LoadedPack
+    fake_session: FakeSession, lighthouse: LoadedPack
 ) -> None:
-    game = Game(session, lighthouse, "storm", budgets=SHORT)  # no fixed seed: each line draws its own
+    game = Game(fake_session, lighthouse, "storm", budgets=SHORT)  # no fixed seed: each line draws its own
     first = await game.say("Good evening. May I come in?").finish()
+    assert first.result is not None
     texts, seeds = [first.text], [first.result.seed]
     for _ in range(3):
         again = await game.regenerate().finish()
+        assert again.result is not None
         texts.append(again.text)
         seeds.append(again.result.seed)
     assert len(set(seeds)) == 4 and len(set(texts)) >= 3
@@ -173,8 +184,8 @@ async def test_lore_joins_the_prompt_at_its_end_when_mentioned(session: LlamaSes
     assert game.lines[-1].notes == () and again.speaker  # already in view: not added twice
 
 
-async def test_an_achievement_unlocks_once_and_is_remembered(session: LlamaSession, lighthouse: LoadedPack) -> None:
-    game = Game(session, lighthouse, "storm", sampling=SamplingParams(seed=2), budgets=SHORT)
+async def test_an_achievement_unlocks_once_and_is_remembered(fake_session: FakeSession, lighthouse: LoadedPack) -> None:
+    game = Game(fake_session, lighthouse, "storm", sampling=SamplingParams(seed=2), budgets=SHORT)
     turn = await game.say("Could I have a cup of tea?").finish()
     assert turn.unlocked == ["proper-cuppa"] and game.unlocked == {"proper-cuppa": 4}
     again = await game.say("More tea, please!").finish()
@@ -235,9 +246,9 @@ text = "Поезд опаздывает на три часа. Садитесь �
 
 
 async def test_a_regenerate_that_writes_nothing_shows_the_old_line_again(
-    session: LlamaSession, lighthouse: LoadedPack
+    fake_session: FakeSession, lighthouse: LoadedPack
 ) -> None:
-    game = Game(session, lighthouse, "storm", sampling=SamplingParams(seed=6), budgets=SHORT)
+    game = Game(fake_session, lighthouse, "storm", sampling=SamplingParams(seed=6), budgets=SHORT)
     await game.say("Hello?").finish()
     old = game.lines[-1]
     turn = game.regenerate()

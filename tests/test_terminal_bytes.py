@@ -66,6 +66,7 @@ def difference(a: Image.Image, b: Image.Image) -> float:
     return sum(ImageStat.Stat(diff).mean) / 3
 
 
+@pytest.mark.model  # the game, on the embedded model
 def test_the_kitty_protocol_bytes_decode_back_to_the_stage(tmp_path: Path, programs: list[PtyProgram]) -> None:
     game = PtyProgram(
         [str(SIMULARITY), "--graphics", "kitty", "--pack", str(LIGHTHOUSE), "--threads", "2"], game_env(tmp_path)
@@ -89,9 +90,9 @@ def test_the_kitty_protocol_bytes_decode_back_to_the_stage(tmp_path: Path, progr
 HOSTILE_LINE = '"Look" "\\x1b]52;c;SGFja2Vk\\x07" " here" "\\x1b[2J" "\\x9b" "31m" " now" "\\n"'
 FORCING_SCRIPT = """
 import sys
-from simularity_tui.story import game
+from simularity_tui.story import turn
 
-original = game.line_grammar
+original = turn.line_grammar
 hostile_text = sys.argv.pop(1)
 
 
@@ -102,7 +103,7 @@ def forced(pack, speakers, clock):
     return hostile
 
 
-game.line_grammar = forced
+turn.line_grammar = forced
 from simularity_tui.cli import main
 
 sys.exit(main(sys.argv[1:]))
@@ -110,6 +111,7 @@ sys.exit(main(sys.argv[1:]))
 RAW_SEQUENCES = [b"\x1b]52", b"SGFja2Vk\x07", b"\x1b[2J", "\x9b".encode(), b"\x1b]0;pwned"]
 
 
+@pytest.mark.model
 def test_escape_sequences_from_the_model_never_reach_the_terminal(tmp_path: Path, programs: list[PtyProgram]) -> None:
     script = tmp_path / "forced.py"
     script.write_text(FORCING_SCRIPT, encoding="utf-8")

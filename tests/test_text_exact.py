@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import ctypes
+from typing import TYPE_CHECKING
 
-import llama_cpp
-
-from simularity_tui.engine import GenerationParams, LlamaSession, SamplingParams
+from simularity_tui.engine import GenerationParams, SamplingParams
 from simularity_tui.engine.text_stream import TextAssembler
+
+if TYPE_CHECKING:
+    from simularity_tui.engine import LlamaSession
 
 GREEDY = SamplingParams(temperature=0.0, repeat_penalty=1.0)
 
 
 def oracle_bytes(session: LlamaSession, tokens: tuple[int, ...]) -> bytes:
     """llama.cpp's own whole-sequence detokenizer, with a buffer big enough for any token."""
+    import llama_cpp  # here: the fast tier collects this module without llama.cpp
+
     vocab = session._worker.model.vocab
     array = (llama_cpp.llama_token * len(tokens))(*tokens)
     buffer = ctypes.create_string_buffer(64 * len(tokens) + 64)

@@ -1,4 +1,7 @@
-"""The game in Textual's test harness, on the real model: open, type, watch the story stream, stop."""
+"""The game in Textual's test harness: open, type, watch the story stream, stop, steer.
+
+One game on the real model (a typed line gets a real streamed reply); the rest on the fake model,
+whose scripted lines make what the screen must show exact."""
 
 from __future__ import annotations
 
@@ -6,17 +9,24 @@ import asyncio
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from textual.app import App
+from textual.pilot import Pilot
+from textual.widgets import Input, Static
 
-from simularity_tui.engine import LlamaSession
+from simularity_tui.engine import ModelSession
 from simularity_tui.scenario import bundled_packs_dir
 from simularity_tui.settings import Settings
 from simularity_tui.ui.app import LaunchOptions, SimularityApp
 from simularity_tui.ui.error_screen import ErrorScreen
 from simularity_tui.ui.play_screen import PlayScreen
-from simularity_tui.ui.transcript import LineView
+from simularity_tui.ui.transcript import LineView, Transcript
+from tests.fake_model import FakeSession
+
+if TYPE_CHECKING:
+    from simularity_tui.engine import LlamaSession
 
 SIZE = (100, 32)
 LIGHTHOUSE = bundled_packs_dir() / "lighthouse"
@@ -37,6 +47,17 @@ def rendered(view: LineView) -> str:
     return str(view.render())
 
 
+def lighthouse(session: ModelSession) -> SimularityApp:
+    """The game, playing the bundled lighthouse pack at once."""
+    return SimularityApp(LaunchOptions(Settings(), pack_dir=LIGHTHOUSE), session=session)
+
+
+async def turn(pilot: Pilot[None], screen: PlayScreen, *keys: str) -> None:
+    """Press keys that start a turn (Enter, Ctrl+N, Ctrl+R), and wait until it is over."""
+    await pilot.press(*keys)
+    await wait_for(lambda: not screen.busy)
+
+
 async def play_screen(app: SimularityApp) -> PlayScreen:
     await wait_for(lambda: isinstance(app.screen, PlayScreen))
     assert isinstance(app.screen, PlayScreen)
@@ -44,7 +65,7 @@ async def play_screen(app: SimularityApp) -> PlayScreen:
 
 
 async def test_a_typed_line_gets_a_streamed_reply(session: LlamaSession) -> None:
-    app = SimularityApp(LaunchOptions(Settings(), pack_dir=LIGHTHOUSE), session=session)
+    app = lighthouse(session)
     async with app.run_test(size=SIZE) as pilot:
         screen = await play_screen(app)
         opening = list(screen.query(LineView))
@@ -59,56 +80,49 @@ async def test_a_typed_line_gets_a_streamed_reply(session: LlamaSession) -> None
         assert screen.game.lines[-1].text == reply.text
 
 
-async def test_the_reply_is_shown_while_it_is_written(session: LlamaSession) -> None:
-    app = SimularityApp(LaunchOptions(Settings(), pack_dir=LIGHTHOUSE), session=session)
+LONG = "The keeper trims the wick, listens to the rain on the glass, and says nothing for a while."
+
+
+async def test_the_reply_is_shown_while_it_is_written(fake_session: FakeSession) -> None:
+    fake_session.replies.append(LONG)
+    fake_session.piece_delay = 0.01
+    app = lighthouse(fake_session)
     async with app.run_test(size=SIZE):
         screen = await play_screen(app)
-        for _attempt in range(5):  # replies vary in length: watch until one is long enough to see grow
-            lines_before = len(screen.game.lines)
-            screen.action_continue_story()
-            await wait_for(lambda: screen.turn is not None or len(screen.game.lines) > lines_before, every=0.002)
-            sizes: list[int] = []
+        screen.action_continue_story()  # started directly: pilot.press() would wait for the whole reply
+        sizes: list[int] = []
 
-            def done() -> bool:
-                sizes.append(len(screen.query(LineView)[-1].text))
-                return not screen.busy
+        def done() -> bool:
+            sizes.append(len(screen.query(LineView)[-1].text))
+            return not screen.busy
 
-            await wait_for(done, every=0.005)
-            partial = {size for size in sizes[:-1] if 0 < size < sizes[-1]}
-            if len(partial) >= 3:
-                return
-        raise AssertionError("no reply was ever shown part-written")
+        await wait_for(done, every=0.005)
+        assert screen.query(LineView)[-1].text == LONG == screen.game.lines[-1].text
+        assert len({size for size in sizes if 0 < size < len(LONG)}) >= 3, "shown part-written, as it streams"
 
 
-async def test_escape_stops_the_reply_and_keeps_what_was_written(session: LlamaSession) -> None:
-    app = SimularityApp(LaunchOptions(Settings(), pack_dir=LIGHTHOUSE), session=session)
+async def test_escape_stops_the_reply_and_keeps_what_was_written(fake_session: FakeSession) -> None:
+    fake_session.replies.append(LONG)
+    fake_session.piece_delay = 0.05
+    app = lighthouse(fake_session)
     async with app.run_test(size=SIZE) as pilot:
         screen = await play_screen(app)
-        for _attempt in range(5):  # a short reply may end before Esc arrives: try another
-            # Started directly: pilot.press() waits for the app to idle, i.e. for the whole reply.
-            lines_before = len(screen.game.lines)
-            screen.action_continue_story()
-            await wait_for(lambda: screen.turn is not None or len(screen.game.lines) > lines_before, every=0.002)
-            await wait_for(
-                lambda: not screen.busy or (screen.turn is not None and len(screen.turn.text) > 10), every=0.005
-            )
-            reply = screen.turn
-            if reply is None:
-                continue
-            await pilot.press("escape")
-            await wait_for(lambda: not screen.busy, timeout=1.0)
-            assert reply.result is not None
-            if reply.result.stop_reason == "cancelled":
-                break
-        else:
-            raise AssertionError("never caught a reply mid-way")
+        screen.action_continue_story()
+        await wait_for(lambda: screen.turn is not None and len(screen.turn.text) > 10, every=0.005)
+        reply = screen.turn
+        assert reply is not None
+        await pilot.press("escape")
+        await wait_for(lambda: not screen.busy, timeout=2.0)
+        assert reply.result is not None and reply.result.stop_reason == "cancelled"
         last = screen.game.lines[-1]
         shown = screen.query(LineView)[-1]
-        assert shown.text == last.text == reply.text.strip() and last.text
+        assert shown.text == last.text == reply.text.strip() and LONG.startswith(last.text) and last.text != LONG
         # The next turn works after a stop.
+        fake_session.piece_delay = 0.0
+        fake_session.replies.append("Stay, then.")
         await pilot.press(*"Hello?", "enter")
-        await wait_for(lambda: screen.game.lines[-1].text != last.text and not screen.busy)
-        assert any(line.text == "Hello?" for line in screen.game.lines[-2:])
+        await wait_for(lambda: screen.game.lines[-1].text == "Stay, then." and not screen.busy)
+        assert screen.game.lines[-2].text == "Hello?"
 
 
 async def test_model_output_cannot_drive_the_terminal() -> None:
@@ -150,9 +164,9 @@ async def test_bad_model_input_shows_an_error_screen(
     assert app.error is not None and chosen.name in app.error.message
 
 
-async def test_the_game_follows_pack_saves_and_shows_broken_ones(session: LlamaSession, tmp_path: Path) -> None:
+async def test_the_game_follows_pack_saves_and_shows_broken_ones(fake_session: FakeSession, tmp_path: Path) -> None:
     pack = Path(shutil.copytree(bundled_packs_dir() / "lighthouse", tmp_path / "lighthouse"))
-    app = SimularityApp(LaunchOptions(Settings(), pack_dir=pack), session=session)
+    app = SimularityApp(LaunchOptions(Settings(), pack_dir=pack), session=fake_session)
     async with app.run_test(size=SIZE):
         screen = await play_screen(app)
         await asyncio.sleep(0.3)  # the watcher is listening
@@ -161,6 +175,9 @@ async def test_the_game_follows_pack_saves_and_shows_broken_ones(session: LlamaS
         characters = pack / "characters.toml"
         characters.write_text(characters.read_text().replace('name = "Mira"', 'name = "Mirabel"'))
         await wait_for(lambda: mira.speaker_name == "Mirabel", timeout=1.0)
+        scenario = pack / "scenario.toml"
+        scenario.write_text(scenario.read_text().replace('primary = "#ffb86b"', 'primary = "#40c040"'))
+        await wait_for(lambda: app.current_theme.primary == "#40c040", timeout=1.0)  # the app follows the pack
         characters.write_text(characters.read_text().replace('name = "Pip"', "name = ["))
 
         def notified() -> str:  # what the game's notifications say (Textual keeps them on the app)
@@ -171,17 +188,21 @@ async def test_the_game_follows_pack_saves_and_shows_broken_ones(session: LlamaS
         assert screen.game.pack.characters["pip"].name == "Pip"
 
 
-async def test_story_controls_regenerate_switch_undo_and_edit(session: LlamaSession) -> None:
-    app = SimularityApp(LaunchOptions(Settings(), pack_dir=LIGHTHOUSE), session=session)
+async def test_story_controls_regenerate_switch_undo_and_edit(fake_session: FakeSession) -> None:
+    fake_session.replies.extend(["Come in, then.", "Shut the door."])
+    app = lighthouse(fake_session)
     async with app.run_test(size=SIZE) as pilot:
         screen = await play_screen(app)
         game = screen.game
-        await pilot.press(*"Hello", "enter")
-        await wait_for(lambda: len(game.lines) == 5 and not screen.busy)
-        await pilot.press("ctrl+r")
-        await wait_for(lambda: game.variants() == (1, 2) and not screen.busy)
+        status = screen.query_one("#status", Static)
+        await turn(pilot, screen, *"Hello", "enter")
+        assert len(game.lines) == 5 and "tok/s" in str(status.render()) and "variant" not in str(status.render())
+        await turn(pilot, screen, "ctrl+r")
+        assert game.variants() == (1, 2) and screen.query(LineView)[-1].text == "Shut the door."
+        assert "variant 2/2" in str(status.render())
         await pilot.press("alt+left")
-        assert game.variants() == (0, 2)
+        assert game.variants() == (0, 2) and screen.query(LineView)[-1].text == "Come in, then."
+        assert "variant 1/2" in str(status.render())
         await pilot.press("ctrl+z")
         assert game.lines[-1].text == "Hello" and len(screen.query(LineView)) == 4
         await pilot.press("ctrl+y", "ctrl+e")
@@ -193,8 +214,8 @@ async def test_story_controls_regenerate_switch_undo_and_edit(session: LlamaSess
         assert game.silent == {"mira"} and "mira" not in game.speakers()
 
 
-async def test_an_edit_in_progress_never_lands_on_another_line(session: LlamaSession) -> None:
-    app = SimularityApp(LaunchOptions(Settings(), pack_dir=LIGHTHOUSE), session=session)
+async def test_an_edit_in_progress_never_lands_on_another_line(fake_session: FakeSession) -> None:
+    app = lighthouse(fake_session)
     async with app.run_test(size=SIZE) as pilot:
         screen = await play_screen(app)
         game = screen.game
@@ -206,3 +227,50 @@ async def test_an_edit_in_progress_never_lands_on_another_line(session: LlamaSes
         assert game.lines[-1].text == mira
         await pilot.press("ctrl+y")
         assert game.lines[-1].text == pip
+
+
+async def test_arrow_keys_steer_the_story_only_from_an_empty_line(fake_session: FakeSession) -> None:
+    fake_session.replies.extend(["First.", "Second."])
+    app = lighthouse(fake_session)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await play_screen(app)
+        game = screen.game
+        await turn(pilot, screen, "ctrl+n")
+        await turn(pilot, screen, "ctrl+r")
+        assert len(game.lines) == 4 and game.variants() == (1, 2)
+        say = screen.query_one("#say", Input)
+        await pilot.press(*"ab", "left")  # with text: the cursor moves, the story stays
+        assert say.cursor_position == 1 and game.variants() == (1, 2)
+        await pilot.press("up", "down")
+        assert len(game.lines) == 4 and say.value == "ab"
+        say.clear()
+        await pilot.press("left")
+        assert game.variants() == (0, 2) and game.lines[-1].text == "First."
+        await pilot.press("right")
+        assert game.variants() == (1, 2) and game.lines[-1].text == "Second."
+        await pilot.press("up")
+        assert len(game.lines) == 3 and len(screen.query(LineView)) == 3
+        await pilot.press("down")
+        assert game.lines[-1].text == "Second." and len(screen.query(LineView)) == 4
+
+
+async def test_the_story_keeps_to_its_newest_line_until_the_reader_scrolls_back(fake_session: FakeSession) -> None:
+    app = lighthouse(fake_session)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await play_screen(app)
+        transcript = screen.query_one(Transcript)
+        assert transcript.scroll_y == 0, "a story shorter than the transcript starts at its top"
+        for _line in range(8):  # the story outgrows the transcript
+            await turn(pilot, screen, "ctrl+n")
+        await pilot.pause()
+        assert transcript.max_scroll_y > 0 and transcript.scroll_y == transcript.max_scroll_y
+        await pilot.press("pageup")
+        held = transcript.scroll_y
+        assert held < transcript.max_scroll_y
+        await turn(pilot, screen, "ctrl+n")
+        await pilot.pause()
+        assert transcript.scroll_y == held, "the reader's place is kept while the story goes on"
+        await pilot.press("pagedown", "pagedown", "pagedown")
+        await turn(pilot, screen, "ctrl+n")
+        await pilot.pause()
+        assert transcript.scroll_y == transcript.max_scroll_y, "back at the end, it follows again"

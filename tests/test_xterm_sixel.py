@@ -27,10 +27,13 @@ CELL = (6, 13)  # the 6x13 bitmap font
 STAGE_ROWS = range(1, 13)  # the header is row 0; the stage is 12 rows (ui/stage_view.py)
 TEXT_ROWS = range(14, 24)  # the transcript
 
-pytestmark = pytest.mark.skipif(
-    not all(shutil.which(tool) for tool in ("xterm", "Xvfb", "xwd")),
-    reason="xterm, Xvfb and xwd are not installed (.ci/run installs them)",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        not all(shutil.which(tool) for tool in ("xterm", "Xvfb", "xwd")),
+        reason="xterm, Xvfb and xwd are not installed (.ci/run installs them)",
+    ),
+    pytest.mark.model,  # the game plays the lighthouse on the embedded model (the terminal mark: `display`)
+]
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ from rich.console import Console
 from ..engine import GenerationParams, LlamaSession, SamplingParams
 from ..settings import Settings
 from .baseline import baseline_sampling, load_baseline, prepared_model_path
+from .script import BENCH_SAMPLING
 
 PROMPT = (
     "The old lighthouse keeper climbed the spiral stairs for the last time that winter. "
@@ -48,7 +49,7 @@ def run_decode_bench(args: argparse.Namespace, settings: Settings, model_overrid
     console = Console(stderr=True)
     path = prepared_model_path(settings, model_override, console)
     config = settings.model_config_for(path)
-    sampling = SamplingParams(temperature=0.8, top_k=40, top_p=0.95, min_p=0.05, repeat_penalty=1.1, repeat_last_n=64)
+    sampling = BENCH_SAMPLING
     console.print(f"Loading {path.name} twice (session and baseline), n_ctx={config.n_ctx}…")
     session = LlamaSession.open_blocking(config)
     baseline = load_baseline(path, config.n_ctx, config.n_batch, session.info.n_threads, config.n_gpu_layers)

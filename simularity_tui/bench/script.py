@@ -3,8 +3,17 @@ player lines, fixed reply length and seeds (seed = SEED_BASE + turn)."""
 
 from __future__ import annotations
 
-from ..engine import GenerationParams, GenerationResult, LlamaSession, Prompt, SamplingParams
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
+from ..engine import GenerationParams, GenerationResult, Prompt, SamplingParams
+
+if TYPE_CHECKING:
+    from ..engine import LlamaSession
+
+# Every benchmark samples with these, whatever the game's defaults become: figures measured in
+# different releases stay comparable.
+BENCH_SAMPLING = SamplingParams(temperature=0.8, top_k=40, top_p=0.95, min_p=0.05, repeat_penalty=1.1, repeat_last_n=64)
 SEED_BASE = 1000
 SCENARIO = (
     "The Lighthouse at Gull Point\n\n"
@@ -45,9 +54,7 @@ def player_text(turn: int) -> str:
 
 
 def reply_params(turn: int, reply_tokens: int, *, heal: bool) -> GenerationParams:
-    sampling = SamplingParams(
-        temperature=0.8, top_k=40, top_p=0.95, min_p=0.05, repeat_penalty=1.1, seed=SEED_BASE + turn
-    )
+    sampling = replace(BENCH_SAMPLING, seed=SEED_BASE + turn)
     return GenerationParams(sampling=sampling, max_tokens=reply_tokens, heal=heal)
 
 

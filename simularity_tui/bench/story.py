@@ -14,12 +14,12 @@ from pathlib import Path
 
 from rich.console import Console
 
-from ..engine import ModelSession, SamplingParams
+from ..engine import ModelSession
 from ..scenario import bundled_packs_dir, load_pack
 from ..settings import Settings
 from ..story import Budgets, Game
 from .baseline import measure_on_server, measure_on_session
-from .script import PLAYER_LINES, SEED_BASE
+from .script import BENCH_SAMPLING, PLAYER_LINES, SEED_BASE
 
 
 def run_story_bench(args: argparse.Namespace, settings: Settings, model_override: Path | None) -> int:
@@ -52,7 +52,7 @@ def run_story_bench(args: argparse.Namespace, settings: Settings, model_override
 async def _play(session: ModelSession, args: argparse.Namespace, console: Console) -> dict:
     game = Game(
         session, load_pack(bundled_packs_dir() / "lighthouse"), "storm",
-        sampling=SamplingParams(temperature=0.8, top_k=40, top_p=0.95, min_p=0.05, repeat_penalty=1.1),
+        sampling=BENCH_SAMPLING,
         budgets=Budgets(line=args.reply_tokens),
     )  # fmt: skip
     ttft, evaluated, summary_s = [], [], []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,12 @@ class SamplingParams:
     repeat_penalty: float = 1.1  # 1.0 disables
     repeat_last_n: int = 64
     seed: int | None = None  # None: a fresh random seed for every generation
+
+
+def fresh_seed() -> int:
+    """The seed of a generation whose `SamplingParams.seed` is None (here, not in sampling.py: a
+    model server needs one too, without llama.cpp)."""
+    return secrets.randbits(32)
 
 
 @dataclass(frozen=True)

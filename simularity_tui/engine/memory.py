@@ -19,7 +19,7 @@ COMPUTE_OVERHEAD = 96 * MIB  # llama.cpp's compute buffers and bookkeeping, meas
 
 
 def available_memory() -> int:
-    limits = [psutil.virtual_memory().available]
+    limits: list[int] = [psutil.virtual_memory().available]  # psutil is untyped
     cgroup = _cgroup_remaining()
     if cgroup is not None:
         limits.append(cgroup)

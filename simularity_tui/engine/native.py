@@ -30,8 +30,7 @@ recent_problems: collections.deque[str] = collections.deque(maxlen=32)
 _last_level = logging.DEBUG
 
 
-@C.llama_log_callback
-def _log_to_python(level: int, text: bytes, _user_data: ctypes.c_void_p) -> None:
+def _log_to_python(level: int, text: bytes, _user_data: int | None) -> None:
     # llama.cpp writes to stderr by default, which would scribble over the TUI: route it to logging.
     global _last_level
     python_level = _LOG_LEVELS.get(level, _last_level)  # 5 = continuation of the previous line
@@ -44,6 +43,9 @@ def _log_to_python(level: int, text: bytes, _user_data: ctypes.c_void_p) -> None
         log.log(python_level, "%s", message)
 
 
+# What llama.cpp calls: a C function pointer to `_log_to_python`, kept for the life of the process
+# (llama.cpp holds on to the pointer; a collected one would crash the next log line).
+_log_callback = C.llama_log_callback(_log_to_python)
 _backend_lock = threading.Lock()
 _backend_ready = False
 
@@ -54,7 +56,7 @@ def init_backend() -> None:
     with _backend_lock:
         if not _backend_ready:
             C.llama_backend_init()
-            C.llama_log_set(_log_to_python, ctypes.c_void_p(0))
+            C.llama_log_set(_log_callback, ctypes.c_void_p(0))
             _backend_ready = True
 
 

@@ -12,7 +12,6 @@ candidates and the token drawn again.
 from __future__ import annotations
 
 import ctypes
-import secrets
 from collections.abc import Sequence
 
 import llama_cpp as C
@@ -21,10 +20,6 @@ import numpy as np
 from .config import MAX_REPEAT_LAST_N, MAX_TOP_K, SamplingParams
 from .errors import GrammarError
 from .native import NativeContext, NativeModel, problems_since, recent_problems
-
-
-def fresh_seed() -> int:
-    return secrets.randbits(32)
 
 
 class SamplerChain:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -53,8 +53,8 @@ class Generation:
         finally:
             if not self._result.done():  # the consumer went away early: nobody wants the rest
                 self.cancel()
-        if self._result.exception() is not None:
-            raise self._result.exception()  # type: ignore[misc]
+        if (error := self._result.exception()) is not None:
+            raise error
 
     # Called on the engine thread.
     def _progress(self, done: int, total: int) -> None:
@@ -66,9 +66,9 @@ class Generation:
     def _settle(self, result: GenerationResult | None, error: BaseException | None) -> None:
         self._call(self._finish, result, error)
 
-    def _call(self, callback: object, *args: object) -> None:
+    def _call(self, callback: Callable[..., object], *args: object) -> None:
         try:
-            self._loop.call_soon_threadsafe(callback, *args)  # type: ignore[arg-type]
+            self._loop.call_soon_threadsafe(callback, *args)
         except RuntimeError:  # the event loop is closed: nobody is listening any more
             self.cancel_event.set()
 

@@ -21,7 +21,7 @@ import llama_cpp as C
 import numpy as np
 import psutil
 
-from .config import GenerationParams, ModelConfig
+from .config import GenerationParams, ModelConfig, fresh_seed
 from .context_window import plan_window
 from .errors import ContextSizeError, ModelLoadError, OutOfMemoryError
 from .gguf_file import inspect_gguf
@@ -40,7 +40,7 @@ from .native import (
 )
 from .prompt import Prompt
 from .results import GenerationResult, ModelInfo, RestoredState, StopReason
-from .sampling import SamplerChain, fresh_seed
+from .sampling import SamplerChain
 from .text_stream import TextAssembler
 
 Emit = Callable[[str], None]
@@ -131,55 +131,65 @@ class EngineWorker:
             evaluated = 0 if cancel.is_set() else self.kv.load(window, until, progress)
         except DecodeAborted:
             cancel.set()
-        run = _Run(started, time.perf_counter() - started)
+        prefill_s = time.perf_counter() - started
         healing = Healing(self.model.detokenize(window.tokens[until:])) if healed else None
+        run = _Run(started, prefill_s, seed, shifted_before, healing, emit, cancel)
         if cancel.is_set():
-            return self._result(run, TextAssembler(), [], healing, "cancelled", seed, 0, shifted_before)
-
+            return self._result(run, TextAssembler(), [], "cancelled")
+        run.evaluated = evaluated
         sampler = SamplerChain(self.model, params.sampling, seed, history=window.tokens[:until], grammar=params.grammar)
         assembler = TextAssembler(params.stop, skip_bytes=len(healing.removed) if healing else 0)
-        generated: list[int] = []
-        reason: StopReason = "length"
         try:
-            while len(generated) < params.max_tokens:
-                if cancel.is_set():
-                    reason = "cancelled"
-                    break
-                allowed = self._piece_index().consistent_with(healing.remaining) if healing and healing.active else None
-                run.healing_steps += allowed is not None
-                token = sampler.sample(self.context, allowed)
-                run.first_token_at = run.first_token_at or time.perf_counter()
-                if self.model.is_end_of_generation(token):
-                    reason = "eos"
-                    break
-                generated.append(token)
-                piece = self.model.piece(token)
-                if healing is not None and healing.active:
-                    healing.accept(piece)
-                if text := assembler.feed(piece):
-                    emit(text)
-                if assembler.stop_string is not None:
-                    reason = "stop"
-                    break
-                if len(generated) == params.max_tokens:
-                    break  # the last token is evaluated by the next prompt that contains it
-                try:
-                    if len(self.kv.tokens) >= self.context.n_ctx:
-                        room = self.kv.make_room()
-                        if room is None:
-                            reason = "context_full"
-                            break
-                        self.first_turn += room[0]
-                        evaluated += room[1]
-                    self.kv.append(token)
-                except DecodeAborted:
-                    reason = "cancelled"
-                    break
+            generated, reason = self._sample(run, sampler, assembler, params.max_tokens)
         finally:
             sampler.close()
         if text := assembler.finish():
             emit(text)
-        return self._result(run, assembler, generated, healing, reason, seed, evaluated, shifted_before)
+        return self._result(run, assembler, generated, reason)
+
+    def _sample(
+        self, run: _Run, sampler: SamplerChain, assembler: TextAssembler, max_tokens: int
+    ) -> tuple[list[int], StopReason]:
+        """Sample, stream and evaluate one token after another: the reply's tokens, and why it ended."""
+        generated: list[int] = []
+        healing = run.healing
+        while len(generated) < max_tokens:
+            if run.cancel.is_set():
+                return generated, "cancelled"
+            allowed = self._piece_index().consistent_with(healing.remaining) if healing and healing.active else None
+            run.healing_steps += allowed is not None
+            token = sampler.sample(self.context, allowed)
+            run.first_token_at = run.first_token_at or time.perf_counter()
+            if self.model.is_end_of_generation(token):
+                return generated, "eos"
+            generated.append(token)
+            piece = self.model.piece(token)
+            if healing is not None and healing.active:
+                healing.accept(piece)
+            if text := assembler.feed(piece):
+                run.emit(text)
+            if assembler.stop_string is not None:
+                return generated, "stop"
+            if len(generated) == max_tokens:
+                break  # the last token is evaluated by the next prompt that contains it
+            if (stop := self._append(token, run)) is not None:
+                return generated, stop
+        return generated, "length"
+
+    def _append(self, token: int, run: _Run) -> StopReason | None:
+        """Evaluate a generated token, evicting old turns first if the context is full; why the
+        reply stops if it cannot go on (None: it goes on)."""
+        try:
+            if len(self.kv.tokens) >= self.context.n_ctx:
+                room = self.kv.make_room()
+                if room is None:
+                    return "context_full"
+                self.first_turn += room[0]
+                run.evaluated += room[1]
+            self.kv.append(token)
+        except DecodeAborted:
+            return "cancelled"
+        return None
 
     def _sticky_first_turn(self, prompt: Prompt) -> int:
         """Keep the window's start when the KV still holds that turn first; else start afresh."""
@@ -195,17 +205,10 @@ class EngineWorker:
         return self._pieces
 
     def _result(
-        self,
-        run: _Run,
-        assembler: TextAssembler,
-        generated: list[int],
-        healing: Healing | None,
-        reason: StopReason,
-        seed: int,
-        evaluated: int,
-        shifted_before: int,
+        self, run: _Run, assembler: TextAssembler, generated: list[int], reason: StopReason
     ) -> GenerationResult:
         ended = time.perf_counter()
+        healing = run.healing
         first_token_at = run.first_token_at or ended
         tokens, tail = self._split_at_text_end(generated, assembler) if reason == "stop" else (generated, "")
         healed = 1 if healing is not None else 0
@@ -221,10 +224,10 @@ class EngineWorker:
             healing_steps=run.healing_steps,
             stop_reason=reason,
             stop_string=assembler.stop_string,
-            seed=seed,
+            seed=run.seed,
             first_turn=self.first_turn,
-            evaluated_tokens=evaluated,
-            shifted_tokens=self.kv.shifted_out - shifted_before,
+            evaluated_tokens=run.evaluated,
+            shifted_tokens=self.kv.shifted_out - run.shifted_before,
             generated_tokens=len(generated),
             prefill_s=run.prefill_s,
             first_token_s=first_token_at - run.started,
@@ -341,8 +344,16 @@ class EngineWorker:
 
 @dataclass
 class _Run:
+    """One generation on its way, as far as its result needs."""
+
     started: float
     prefill_s: float
+    seed: int
+    shifted_before: int  # the KV's count of shifted-out tokens when it began
+    healing: Healing | None
+    emit: Emit
+    cancel: threading.Event
+    evaluated: int = 0  # prompt tokens evaluated (a cancelled generation reports none)
     first_token_at: float = 0.0
     healing_steps: int = 0
 

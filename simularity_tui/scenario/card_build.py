@@ -26,15 +26,25 @@ import tomli_w
 from ..text_rules import text_problem, without_controls
 from .card_read import TEXT_FIELDS, TEXT_LIST_FIELDS
 from .macros import expand, normalise
-from .schema import MAX_LORE_ENTRIES, MAX_TEXT, NARRATOR
+from .schema import (
+    MAX_AUTHOR,
+    MAX_EPISODES,
+    MAX_EXAMPLE_LINES,
+    MAX_ID,
+    MAX_KEYWORD,
+    MAX_KEYWORDS,
+    MAX_LORE_ENTRIES,
+    MAX_NAME,
+    MAX_TAGS,
+    MAX_TEXT,
+    NARRATOR,
+)
 from .sources import MAX_INCLUDED_FILES, SCENARIO_FILE
 
 KEPT_DEPTH = 8  # kept card data nested deeper than this is kept as JSON text (TOML headers stay short)
 MAX_KEPT_KEY = 128  # kept data with a longer key is kept as JSON text too
 MAX_KEPT_BYTES = 256 << 10  # kept card data per character or lore entry, as JSON
 FILE_BUDGET = 768 << 10  # bytes of TOML per written file: well under the loader's 1 MiB a file
-# The schema's limits on lists.
-MAX_EPISODES, MAX_EXAMPLES, MAX_TAGS, MAX_KEYWORDS = 64, 200, 32, 64
 PLAYER_ID = "user"
 PLAYER_NAME = "You"
 # The card fields the pack has a place for; the others are kept under the character's `extensions`.
@@ -70,7 +80,9 @@ class _Builder:
         self.cleaned: list[str] = []  # the card fields control characters were removed from
         self.cuts: Counter[str] = Counter()  # what was cut or left out, and how often
         self.fields: dict[str, str] = {}
-        self.name = self.line(data["name"], "name", 120) or self.line(Path(source).stem, "name", 120) or "Character"
+        self.name = (
+            self.line(data["name"], "name", MAX_NAME) or self.line(Path(source).stem, "name", MAX_NAME) or "Character"
+        )
 
     def warnings(self) -> Iterator[str]:
         if self.cleaned:
@@ -100,7 +112,7 @@ class _Builder:
     def text(self, value: str, field: str) -> str:
         """Card text for the pack: clean, `{{char}}` resolved, at most MAX_TEXT long."""
         cleaned = self.clean(value, field)
-        # Cut before resolving (a name may be 120 characters), but not below what can resolve to
+        # Cut before resolving (a name may be MAX_NAME characters), but not below what can resolve to
         # MAX_TEXT: `{{char}}` is 8 characters and the name may be 1.
         text = expand(normalise(cleaned[: 8 * MAX_TEXT]), user="{{user}}", char=self.name)
         if len(text) > MAX_TEXT:
@@ -131,7 +143,7 @@ class _Builder:
         return files
 
     def pack_table(self, spec: str, *, has_avatar: bool) -> dict[str, Any]:
-        tags = [tag for tag in (self.line(t, "tags", 80) for t in self.data.get("tags") or []) if tag]
+        tags = [tag for tag in (self.line(t, "tags", MAX_KEYWORD) for t in self.data.get("tags") or []) if tag]
         kept_tags = self.capped(tags, MAX_TAGS, "tags")
         instructions = "\n\n".join(
             part for part in (self.field("system_prompt"), self.field("post_history_instructions")) if part
@@ -140,7 +152,7 @@ class _Builder:
             "id": _Ids().make(self.name, "card"),
             "name": self.name,
             "version": self.line(self.data.get("character_version") or "", "character_version", 40) or "1.0.0",
-            "author": self.line(self.data.get("creator") or "", "creator", 200),
+            "author": self.line(self.data.get("creator") or "", "creator", MAX_AUTHOR),
             "description": self.field("creator_notes") or f"Imported from the character card {self.source}.",
             "tags": kept_tags,
             # Rated by all the card's tags, not only the kept ones: a rating tag may come late.
@@ -175,7 +187,7 @@ class _Builder:
     def examples(self) -> list[str]:
         blocks = re.split(r"<START>", self.data.get("mes_example") or "", flags=re.IGNORECASE)
         examples = [text for block in blocks if (text := self.text(block.strip(), "mes_example"))]
-        return self.capped(examples, MAX_EXAMPLES, "example dialogues")
+        return self.capped(examples, MAX_EXAMPLE_LINES, "example dialogues")
 
     def episodes(self, char_id: str, *, has_avatar: bool) -> dict[str, Any]:
         greetings = [self.data.get("first_mes") or "", *(self.data.get("alternate_greetings") or [])]
@@ -198,13 +210,15 @@ class _Builder:
         lore: dict[str, Any] = {}
         for number, entry in enumerate(entries[:MAX_LORE_ENTRIES], start=1):
             label = next((v for v in (entry.get("name"), entry.get("comment")) if isinstance(v, str) and v), "")
-            lore[ids.make(self.line(label, "lore", 64), f"entry-{number}")] = self.lore_entry(entry)
+            lore[ids.make(self.line(label, "lore", MAX_ID), f"entry-{number}")] = self.lore_entry(entry)
         return lore
 
     def lore_entry(self, entry: dict[str, Any]) -> dict[str, Any]:
         keys = entry.get("keys")
         keys = [keys] if isinstance(keys, str) else keys if isinstance(keys, list) else []
-        keywords = list(dict.fromkeys(k for k in (self.line(k, "lore", 80) for k in keys if isinstance(k, str)) if k))
+        keywords = list(
+            dict.fromkeys(k for k in (self.line(k, "lore", MAX_KEYWORD) for k in keys if isinstance(k, str)) if k)
+        )
         if len(keywords) > MAX_KEYWORDS:
             self.cuts[f"a lore entry lost keywords past its first {MAX_KEYWORDS}"] += 1
         always = entry.get("constant") is True
@@ -269,7 +283,7 @@ def _has_content(entry: dict[str, Any]) -> bool:
     return isinstance(entry.get("content"), str) and bool(entry["content"].strip())
 
 
-def _long_keys(value: dict | list) -> bool:
+def _long_keys(value: dict[str, Any] | list[Any]) -> bool:
     return isinstance(value, dict) and any(len(str(key)) > MAX_KEPT_KEY for key in value)
 
 

@@ -173,8 +173,8 @@ def _nests_deeper(value: object, limit: int) -> bool:
 
 def _check_types(path: Path, data: dict[str, Any]) -> None:
     """Refuse a field of the wrong type here, so that building the pack may rely on the types."""
-    name = data.get("name")
-    if not isinstance(name, str) or not name.strip():
+    # A name that cleans to nothing (spaces, control characters) gets the card's file name when built.
+    if not isinstance(data.get("name"), str):
         raise CardError(f"{path}: the card has no character name", hint="A card needs at least a 'name'.")
     for key in TEXT_FIELDS:
         if data.get(key) is not None and not isinstance(data[key], str):

@@ -10,7 +10,7 @@ import difflib
 from collections.abc import Iterable, Iterator, Sequence
 
 from ..toml_source import KeyPath
-from .schema import NARRATOR, Condition, Direction, Pack
+from .schema import NARRATOR, NARRATOR_NAME, Condition, Direction, Pack
 
 Finding = tuple[KeyPath, str]
 
@@ -67,7 +67,7 @@ def _characters(pack: Pack) -> Iterator[Finding]:
 def _names(pack: Pack) -> Iterator[Finding]:
     """Each speaker is known by name in every line's head (`Mira (21:40): …`): two alike would be
     one speaker to the model, and to the game reading what it wrote."""
-    seen = {"narrator": NARRATOR}
+    seen = {NARRATOR_NAME.casefold(): NARRATOR}
     for cid, character in pack.characters.items():
         key = character.name.casefold()
         if key in seen:

@@ -18,6 +18,14 @@ from ..text_rules import name_problem, text_problem
 # thousands of entries); what reaches the model is the prompt budget's choice, not the validator's.
 MAX_TEXT = 100_000
 MAX_LORE_ENTRIES = 10_000
+MAX_NAME = 120  # a character's, scene's, outfit's or achievement's name
+MAX_KEYWORD = 80  # a lore keyword or a tag
+MAX_ID = 64  # an id: lower-case letters, digits, `-` and `_`
+MAX_AUTHOR = 200
+MAX_TAGS = 32
+MAX_KEYWORDS = 64  # per lore entry
+MAX_EXAMPLE_LINES = 200  # per character
+MAX_EPISODES = 64
 
 
 def _plain_text(value: str) -> str:
@@ -34,13 +42,14 @@ def _plain_name(value: str) -> str:
     return value
 
 
-Identifier = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+Identifier = Annotated[str, StringConstraints(pattern=rf"^[a-z0-9][a-z0-9_-]{{0,{MAX_ID - 1}}}$")]
 Colour = Annotated[str, StringConstraints(pattern=r"^#[0-9a-fA-F]{6}$")]
 AssetPath = Annotated[str, StringConstraints(min_length=1, max_length=255)]
 Text = Annotated[str, StringConstraints(max_length=MAX_TEXT), AfterValidator(_plain_text)]
-ShortText = Annotated[str, StringConstraints(min_length=1, max_length=120), AfterValidator(_plain_name)]
-Keyword = Annotated[str, StringConstraints(min_length=1, max_length=80), AfterValidator(_plain_name)]
-NARRATOR = "narrator"
+ShortText = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME), AfterValidator(_plain_name)]
+Keyword = Annotated[str, StringConstraints(min_length=1, max_length=MAX_KEYWORD), AfterValidator(_plain_name)]
+NARRATOR = "narrator"  # the speaker id of narration (no character)
+NARRATOR_NAME = "Narrator"  # how narration is headed in the transcript the model reads
 
 
 class _Strict(BaseModel):
@@ -75,7 +84,7 @@ class Character(_Strict):
     description: Text = ""
     personality: Text = ""
     appearance: Text = ""
-    example_lines: list[Text] = Field(default=[], max_length=200)
+    example_lines: list[Text] = Field(default=[], max_length=MAX_EXAMPLE_LINES)
     expressions: dict[Identifier, AssetPath] = Field(default={}, max_length=64)
     default_expression: Identifier | None = None
     outfits: dict[Identifier, Outfit] = Field(default={}, max_length=32)
@@ -130,7 +139,7 @@ class OnStage(_Strict):
 
 
 class OpeningLine(_Strict):
-    speaker: str = Field(description="A character id, or 'narrator'.", max_length=64)
+    speaker: str = Field(description=f"A character id, or '{NARRATOR}'.", max_length=MAX_ID)
     text: Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT), AfterValidator(_plain_text)]
     directions: list[Direction] = Field(default=[], max_length=16)
 
@@ -148,7 +157,7 @@ class Episode(_Strict):
 
 
 class LoreEntry(_Strict):
-    keywords: list[Keyword] = Field(default=[], max_length=64)
+    keywords: list[Keyword] = Field(default=[], max_length=MAX_KEYWORDS)
     content: Text
     always: bool = False  # always in the prompt, whatever is said
     enabled: bool = True
@@ -196,9 +205,9 @@ class Pack(_Strict):
     id: Identifier
     name: ShortText
     version: Annotated[str, StringConstraints(min_length=1, max_length=40), AfterValidator(_plain_name)] = "1.0.0"
-    author: Annotated[str, StringConstraints(max_length=200), AfterValidator(_plain_text)] = ""
+    author: Annotated[str, StringConstraints(max_length=MAX_AUTHOR), AfterValidator(_plain_text)] = ""
     description: Text = ""
-    tags: list[Keyword] = Field(default=[], max_length=32)
+    tags: list[Keyword] = Field(default=[], max_length=MAX_TAGS)
     content_rating: Literal["general", "teen", "mature"] = "general"
     recommended_n_ctx: Annotated[int, Field(ge=512, le=1 << 20)] | None = None
     cover: AssetPath | None = None
@@ -207,7 +216,7 @@ class Pack(_Strict):
     theme: Theme | None = None
     characters: dict[Identifier, Character] = Field(max_length=64)
     scenes: dict[Identifier, Scene] = Field(default={}, max_length=128)
-    episodes: dict[Identifier, Episode] = Field(max_length=64)
+    episodes: dict[Identifier, Episode] = Field(max_length=MAX_EPISODES)
     lore: dict[Identifier, LoreEntry] = Field(default={}, max_length=MAX_LORE_ENTRIES)
     achievements: dict[Identifier, Achievement] = Field(default={}, max_length=200)
     extensions: dict[str, Any] = {}
@@ -223,7 +232,7 @@ class Pack(_Strict):
     def speaker_name(self, speaker: str) -> str:
         """A speaker's display name; a speaker no longer in the pack (a hot reload removed it) keeps its id."""
         if speaker == NARRATOR:
-            return "Narrator"
+            return NARRATOR_NAME
         character = self.characters.get(speaker)
         return character.name if character is not None else speaker
 

@@ -2,9 +2,11 @@
 that carries them. Drives the engine; knows nothing of the screen, so it runs headless (tests,
 benchmarks, `simularity run`)."""
 
-from .game import Budgets, Game, Turn
+from .budgets import Budgets
+from .game import Game
 from .play import SavedGame, open_game
 from .stage import Stage, StageCommand
 from .tree import Line, StoryTree
+from .turn import Turn
 
 __all__ = ["Budgets", "Game", "Line", "SavedGame", "Stage", "StageCommand", "StoryTree", "Turn", "open_game"]

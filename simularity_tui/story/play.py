@@ -12,12 +12,18 @@ from pathlib import Path
 
 from ..engine import ModelSession, SamplingParams
 from ..scenario.loader import LoadedPack
-from .game import KV_SAVE_EVERY, Budgets, Game
-from .saves import kv_path, read_save, write_save
+from .budgets import Budgets
+from .game import Game
+from .save_file import read_save, write_save
+from .saves import SaveExists, delete_save, kv_path, save_exists, save_path
+
+KV_SAVE_EVERY = 10  # lines between KV state files (one is written, too, when a game is left or closed)
 
 
 @dataclass
 class SavedGame:
+    """A game and the save it is written to."""
+
     game: Game
     path: Path
     created: datetime
@@ -26,6 +32,18 @@ class SavedGame:
 
     def write(self, game: Game) -> None:
         write_save(self.path, game=game, created=self.created)
+
+    def save_copy(self, name: str, *, replace: bool = False) -> Path:
+        """Write the game as it stands as the save `name` (a branch; the game goes on in its own
+        save); returns its path. A save by that name is refused (SaveExists) unless `replace`: then
+        it goes, KV state file and all (that state belongs to another story)."""
+        copy = save_path(self.game.pack.id, name)
+        if save_exists(copy) and not replace:
+            raise SaveExists(f"There is already a save '{name}'.", hint="Choose another name.")
+        if copy != self.path:
+            delete_save(copy)
+        write_save(copy, game=self.game, created=self.created)
+        return copy
 
     async def after_turn(self) -> None:
         """Refresh the KV state file now and then (it is cheap to keep, costly to write each turn)."""

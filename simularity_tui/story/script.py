@@ -23,17 +23,20 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
 from ..errors import UserFacingError
+from ..scenario.schema import NARRATOR
 from ..untrusted_text import printable
-from .game import Game, Turn
+from .game import Game
 from .play import SavedGame
-from .saves import delete_save, save_path, transcript_markdown, write_save
+from .saves import SaveExists, export_transcript
 from .stage import describe
 from .tree import Line
+from .turn import Turn
 
 
 class ScriptError(UserFacingError):
@@ -55,76 +58,122 @@ async def play_script(saved: SavedGame, script: Iterable[str], *, source: str, o
                 for said in game.lines[before:]:
                     _print_line(game, said, out)
                 await _stream(game, turn, out)
-            elif await _command(saved, entry, out) is False:
+            elif entry[1:].partition(" ")[0] == "quit":
                 break
+            else:
+                await _command(saved, entry, out)
         except UserFacingError as error:
             raise ScriptError(f"{source}:{number}: {error.message}", hint=error.hint) from None
         await saved.after_turn()
     await saved.write_kv()
 
 
-async def _command(saved: SavedGame, entry: str, out: TextIO) -> bool:
-    game = saved.game
+@dataclass(frozen=True)
+class _Call:
+    """A command line of the script: `/name argument`."""
+
+    saved: SavedGame
+    entry: str  # the whole line, for messages
+    name: str
+    argument: str
+    out: TextIO
+
+    @property
+    def game(self) -> Game:
+        return self.saved.game
+
+
+async def _command(saved: SavedGame, entry: str, out: TextIO) -> None:
     name, _, argument = entry[1:].partition(" ")
-    argument = argument.strip()
-    if name == "continue":
-        await _stream(game, game.continue_story(), out)
-    elif name == "regen":
-        await _stream(game, game.regenerate(), out)
-    elif name in ("undo", "redo"):
-        moved = game.undo() if name == "undo" else game.redo()
-        print(f"[{name}: {'now' if moved else 'nothing to ' + name + ', still'} at line {len(game.lines)}]", file=out)
-    elif name == "variant":
-        _last_line(game, entry)
-        index, count = game.variants()
-        if not re.fullmatch(r"[+-]?\d+", argument):
-            raise ScriptError(f"'{entry}' needs a variant number", hint="/variant 2, or /variant +1 or -1 to step")
-        target = index + int(argument) if argument[0] in "+-" else int(argument) - 1
-        if not 0 <= target < count:
-            raise ScriptError(f"the last line has {count} variant{'s' if count > 1 else ''}; there is no {target + 1}")
-        index, count = game.switch_variant(target - index)
-        print(f"[variant {index + 1} of {count}]", file=out)
-        _print_line(game, game.lines[-1], out)
-    elif name == "edit":
-        _last_line(game, entry)
-        game.edit(argument)
-        _print_line(game, game.lines[-1], out)
-    elif name == "scene":
-        unlocked = game.set_scene(argument)
-        _print_line(game, game.lines[-1], out)
-        _print_unlocked(game, unlocked, out)
-    elif name in ("mute", "unmute"):
-        if argument not in game.pack.characters:
-            raise ScriptError(f"no character '{argument}'", hint=f"Characters: {', '.join(game.pack.characters)}")
-        if (argument in game.silent) != (name == "mute"):
-            game.toggle_speaker(argument)
-        print(f"[{argument} {'may not' if name == 'mute' else 'may'} speak]", file=out)
-    elif name in ("save", "save!"):
-        copy = save_path(game.pack.id, argument)
-        if name == "save" and (copy.exists() or copy.is_symlink()):
-            # A script run twice, or a name reused by mistake, must not wipe out a story silently.
-            note = f"[a save '{argument}' exists already; /save another name, or /save! {argument} to replace it]"
-            print(note, file=out)
-            return True
-        if copy != saved.path:
-            delete_save(copy)  # the old save's KV state file belongs to another story
-        write_save(copy, game=game, created=saved.created)
-        print(f"[saved a copy as '{argument}']", file=out)  # a save name is plain text (save_path)
-    elif name == "export":
-        try:
-            Path(argument).write_text(transcript_markdown(game), encoding="utf-8")
-        except OSError as error:
-            raise ScriptError(f"cannot write {argument} ({error.strerror})") from None
-        print(f"[transcript written to {argument}]", file=out)
-    elif name == "quit":
-        return False
-    else:
+    run = _COMMANDS.get(name)
+    if run is None:
         raise ScriptError(
             f"unknown command '/{name}'",
             hint="Commands: /continue /regen /undo /redo /variant N /edit TEXT /scene ID /mute ID /unmute ID "
             "/save NAME /save! NAME /export PATH /quit",
         )
-    return True
+    await run(_Call(saved, entry, name, argument.strip(), out))
+
+
+async def _continue(call: _Call) -> None:
+    await _stream(call.game, call.game.continue_story(), call.out)
+
+
+async def _regen(call: _Call) -> None:
+    await _stream(call.game, call.game.regenerate(), call.out)
+
+
+async def _undo_or_redo(call: _Call) -> None:
+    game, name = call.game, call.name
+    moved = game.undo() if name == "undo" else game.redo()
+    print(f"[{name}: {'now' if moved else 'nothing to ' + name + ', still'} at line {len(game.lines)}]", file=call.out)
+
+
+async def _variant(call: _Call) -> None:
+    game, argument = call.game, call.argument
+    _last_line(game, call.entry)
+    index, count = game.variants()
+    if not re.fullmatch(r"[+-]?\d+", argument):
+        raise ScriptError(f"'{call.entry}' needs a variant number", hint="/variant 2, or /variant +1 or -1 to step")
+    target = index + int(argument) if argument[0] in "+-" else int(argument) - 1
+    if not 0 <= target < count:
+        raise ScriptError(f"the last line has {count} variant{'s' if count > 1 else ''}; there is no {target + 1}")
+    index, count = game.switch_variant(target - index)
+    print(f"[variant {index + 1} of {count}]", file=call.out)
+    _print_line(game, game.lines[-1], call.out)
+
+
+async def _edit(call: _Call) -> None:
+    _last_line(call.game, call.entry)
+    call.game.edit(call.argument)
+    _print_line(call.game, call.game.lines[-1], call.out)
+
+
+async def _scene(call: _Call) -> None:
+    unlocked = call.game.set_scene(call.argument)
+    _print_line(call.game, call.game.lines[-1], call.out)
+    _print_unlocked(call.game, unlocked, call.out)
+
+
+async def _mute_or_unmute(call: _Call) -> None:
+    game, character, mute = call.game, call.argument, call.name == "mute"
+    if character not in game.pack.characters:
+        raise ScriptError(f"no character '{character}'", hint=f"Characters: {', '.join(game.pack.characters)}")
+    if (character in game.silent) != mute:
+        game.toggle_speaker(character)
+    print(f"[{character} {'may not' if mute else 'may'} speak]", file=call.out)
+
+
+async def _save(call: _Call) -> None:
+    name = call.argument
+    try:
+        call.saved.save_copy(name, replace=call.name == "save!")
+    except SaveExists:
+        # A script run twice, or a name reused by mistake, must not wipe out a story silently.
+        print(f"[a save '{name}' exists already; /save another name, or /save! {name} to replace it]", file=call.out)
+        return
+    print(f"[saved a copy as '{name}']", file=call.out)  # a save name is plain text (save_path)
+
+
+async def _export(call: _Call) -> None:
+    export_transcript(call.game, Path(call.argument))
+    print(f"[transcript written to {call.argument}]", file=call.out)
+
+
+_COMMANDS: dict[str, Callable[[_Call], Awaitable[None]]] = {
+    "continue": _continue,
+    "regen": _regen,
+    "undo": _undo_or_redo,
+    "redo": _undo_or_redo,
+    "variant": _variant,
+    "edit": _edit,
+    "scene": _scene,
+    "mute": _mute_or_unmute,
+    "unmute": _mute_or_unmute,
+    "save": _save,
+    "save!": _save,
+    "export": _export,
+}
 
 
 async def _stream(game: Game, turn: Turn, out: TextIO) -> None:
@@ -133,7 +182,7 @@ async def _stream(game: Game, turn: Turn, out: TextIO) -> None:
         if not printed:
             for command in turn.directions:
                 print(f"[stage: {printable(describe(game.pack, command))}]", file=out)
-            out.write(f"{printable(game.pack.speaker_name(turn.speaker or 'narrator'))}: ")
+            out.write(f"{printable(game.pack.speaker_name(turn.speaker or NARRATOR))}: ")
             printed = True
         out.write(_continued(piece))
         out.flush()

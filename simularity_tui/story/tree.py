@@ -18,7 +18,7 @@ LineKind = Literal["scripted", "player", "model", "narration"]
 
 @dataclass(frozen=True)
 class Line:
-    speaker: str  # a character id, or "narrator"
+    speaker: str  # a character id, or NARRATOR (narration)
     text: str
     clock: str  # in-story time, HH:MM
     kind: LineKind

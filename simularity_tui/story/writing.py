@@ -26,8 +26,8 @@ _CLOCK_HEAD = re.compile(r" \((?P<clock>\d\d:\d\d)\): ")
 def preamble(pack: Pack, episode_id: str, summary: str | None, *, scale: float = 1.0) -> str:
     """The pinned block: the world, the cast, the places, what is always known, the summary.
 
-    `scale` below 1 shortens every text of the pack to that share of its length (see `Game`'s prompt
-    budget): a pack may carry far more than a context holds."""
+    `scale` below 1 shortens every text of the pack to that share of its length (the prompt budget,
+    budgets.py): a pack may carry far more than a context holds."""
     user = pack.player.name
     cast = "\n".join(_character_sheet(c, user, scale) for c in pack.characters.values())
     episode = pack.episodes.get(episode_id)
@@ -82,8 +82,13 @@ def clip(text: str, scale: float) -> str:
 
 def line_text(pack: Pack, line: Line, *, stage: bool) -> str:
     """A whole line as the transcript shows it to the model."""
-    head = f"{pack.speaker_name(line.speaker)} ({line.clock}): {line.text}\n"
-    return note_text(pack, line.notes) + (stage_line(pack, list(line.directions)) if stage else "") + head
+    said = f"{line_head(pack, line.speaker, line.clock)}{line.text}\n"
+    return note_text(pack, line.notes) + (stage_line(pack, list(line.directions)) if stage else "") + said
+
+
+def line_head(pack: Pack, speaker: str, clock: str) -> str:
+    """How a line begins: `Name (HH:MM): `."""
+    return f"{pack.speaker_name(speaker)} ({clock}): "
 
 
 # -- grammars -------------------------------------------------------------------------------------
@@ -152,6 +157,39 @@ def parse_line_head(pack: Pack, written: str, speakers: list[str]) -> tuple[str,
     if match is None:
         return None
     return NARRATOR, match.group("clock"), written[match.end() :]
+
+
+class LineReader:
+    """The line step's text read as it streams: first its head `Name (HH:MM): ` (who speaks, and
+    when), then the line's own text, up to the end of the line."""
+
+    def __init__(self, pack: Pack, speakers: list[str], clock: str) -> None:
+        self.pack = pack
+        self.speakers = speakers  # who may speak
+        self._written = ""  # the text so far, while the head is not complete
+        self.speaker: str | None = None  # known once the head is complete
+        self.clock = clock  # the head's time once it is complete
+        self.head = ""  # the head as written
+        self.ended = False  # the line is over (or it can have no head): the rest is not the line's
+
+    def feed(self, piece: str) -> str:
+        """The part of `piece` that is the line's text (none while the head is being written)."""
+        if self.speaker is None:
+            self._written += piece
+            head = parse_line_head(self.pack, self._written, self.speakers)
+            if head is None:
+                self.ended = "\n" in self._written  # a line without its head: nothing to keep
+                return ""
+            self.speaker, self.clock, piece = head
+            self.head = self._written[: len(self._written) - len(piece)]
+        text, newline, _rest = piece.partition("\n")  # one line per turn
+        self.ended = bool(newline)
+        return text
+
+    def kept_head(self) -> str:
+        """The head as the story keeps the line (once a head was read)."""
+        assert self.speaker is not None
+        return line_head(self.pack, self.speaker, self.clock)
 
 
 def later_clock(previous: str, written: str) -> str:

@@ -1,15 +1,18 @@
 """The Simularity app: the library opens at once while the model loads in the background; a game
-then plays on it. Screens: library, new game, play, saves, settings, help (and loading, error)."""
+then plays on it. Screens: library, new game, play, saves, settings, help (and loading, error).
+
+The app owns navigation: screens post what the player chose (messages.py) or hand back a result
+(the settings screen), and the app decides which screen shows next. Screens never import the app.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime
 from pathlib import Path
 
-from textual import work
+from textual import on, work
 from textual.app import App
 from textual.binding import Binding
 from watchfiles import awatch
@@ -20,11 +23,18 @@ from ..model_session import open_model_session
 from ..scenario import LoadedPack, load_pack
 from ..settings import Settings, load_settings
 from ..story import SavedGame, open_game
-from ..story.saves import save_path
-from ..untrusted_text import printable
+from ..story.saves import AUTOSAVE, copy_name, save_path
 from .commands import StoryCommands
 from .error_screen import ErrorScreen
+from .help_screen import HelpScreen
+from .library_screen import LibraryScreen, pack_folders
 from .loading_screen import LoadingScreen
+from .messages import NewGameRequested, PlayRequested, SavesRequested
+from .new_game_screen import NewGameScreen
+from .notify import notify_plain
+from .play_screen import PlayScreen
+from .saves_screen import SavesScreen
+from .settings_screen import SettingsScreen
 from .themes import DEFAULT_THEME, PACK_THEME, bundled_themes_dir, load_themes, pack_theme, user_themes_dir
 
 
@@ -34,7 +44,7 @@ class LaunchOptions:
     model_override: Path | None = None
     pack_dir: Path | None = None  # play this pack at once, without the library
     episode: str | None = None
-    save: str = "autosave"  # resumed when it exists
+    save: str = AUTOSAVE  # resumed when it exists
     new_game: bool = False  # start afresh, in a new save
     settings_file: Path | None = None  # --settings; None: the default file
 
@@ -58,8 +68,7 @@ class SimularityApp(App[None]):
         self._owns_session = session is None
         self._model_ready = asyncio.Event()
         self._model_error: UserFacingError | None = None
-        self.saved: SavedGame | None = None
-        self.pack: LoadedPack | None = None  # the pack chosen or in play
+        self.saved: SavedGame | None = None  # the game in play; its pack is the one pack in play
         self.error: UserFacingError | None = None  # the reason the game could not start, for the CLI
         self.on_exit_saved: Callable[[], object] | None = None  # the CLI's watchdog: the process ends soon after
 
@@ -76,9 +85,7 @@ class SimularityApp(App[None]):
             self.push_screen(LoadingScreen())
             self.play_from_options()
         else:
-            from .library_screen import LibraryScreen
-
-            self.push_screen(LibraryScreen())
+            self.push_screen(self._library())
 
     @work(exclusive=True, group="model")
     async def load_model(self) -> None:
@@ -119,12 +126,11 @@ class SimularityApp(App[None]):
         except UserFacingError as error:
             self.fail(error)
             return
-        name = f"game {datetime.now():%Y-%m-%d %H.%M.%S}" if options.new_game else options.save
-        self.play(loaded, save=name, episode=options.episode)
+        self.play(loaded, save=None if options.new_game else options.save, episode=options.episode)
 
     @work(exclusive=True, group="start")
     async def play(
-        self, loaded: LoadedPack, *, save: str, episode: str | None = None, player_name: str | None = None
+        self, loaded: LoadedPack, *, save: str | None, episode: str | None = None, player_name: str | None = None
     ) -> None:
         """Start a game (an app worker: the screen that asked goes away while it runs)."""
         try:
@@ -143,11 +149,10 @@ class SimularityApp(App[None]):
     # -- playing ----------------------------------------------------------------------------------
 
     async def start_game(
-        self, loaded: LoadedPack, *, save: str, episode: str | None = None, player_name: str | None = None
+        self, loaded: LoadedPack, *, save: str | None, episode: str | None = None, player_name: str | None = None
     ) -> None:
-        """Resume the save `save` of the pack, or start `episode` in it; then play."""
-        from .play_screen import PlayScreen
-
+        """Resume the save `save` of the pack, or start `episode` in it (`save` None: a new save named
+        after the time); then play."""
         if episode is not None and episode not in loaded.pack.episodes:
             raise UserFacingError(
                 f"{loaded.root / 'scenario.toml'}: no episode '{episode}'",
@@ -159,19 +164,28 @@ class SimularityApp(App[None]):
         self.saved = await open_game(
             session,
             loaded,
-            save_path(loaded.pack.id, save),
+            save_path(loaded.pack.id, copy_name(loaded.pack.id, "game") if save is None else save),
             episode=episode,
             sampling=self.settings.sampling_params(),
             budgets=self.settings.budgets(),
             player_name=player_name,
         )
-        self.pack = loaded
         self.apply_theme()
         await self.switch_screen(PlayScreen(self.saved, graphics=self.settings.ui.graphics))
 
-    def settings_changed(self, saved: Settings) -> None:
-        """The settings screen saved: sampling and budgets apply now, the model on the next start
-        (the model in use, with its command-line overrides, stays what it is until then)."""
+    @on(PlayRequested)
+    def _play_requested(self, request: PlayRequested) -> None:
+        self.play(request.loaded, save=request.save, episode=request.episode, player_name=request.player_name)
+
+    @on(PlayScreen.PackReloaded)
+    def _pack_reloaded(self) -> None:
+        self.apply_theme()  # the game has the new pack already; its theme may have changed
+
+    def _settings_saved(self, saved: Settings | None) -> None:
+        """Sampling and budgets apply now, the model on the next start (the model in use, with its
+        command-line overrides, stays what it is until then)."""
+        if saved is None:  # left without saving
+            return
         settings = saved.model_copy(update={"model": self.settings.model})
         self.settings = settings
         self.options = replace(self.options, settings=settings)
@@ -187,13 +201,13 @@ class SimularityApp(App[None]):
         for theme in themes:
             self.register_theme(theme)
         for problem in problems:
-            self.notify(printable(problem.message), title="A theme file has problems", severity="warning", markup=False)
+            notify_plain(self, problem.message, title="A theme file has problems", severity="warning")
         self.apply_theme()
 
     def apply_theme(self) -> None:
         wanted = self.settings.ui.theme
         if wanted == PACK_THEME:
-            own = pack_theme(self.pack.pack) if self.pack is not None else None
+            own = pack_theme(self.saved.game.pack) if self.saved is not None else None
             if own is not None:
                 self.register_theme(own)
             wanted = own.name if own is not None else DEFAULT_THEME
@@ -209,29 +223,43 @@ class SimularityApp(App[None]):
 
     # -- screens ----------------------------------------------------------------------------------
 
-    def action_help(self) -> None:
-        from .help_screen import HelpScreen
+    def _library(self) -> LibraryScreen:
+        return LibraryScreen(self.settings.ui.graphics, lambda: pack_folders(self.settings.game.scenarios_dir))
 
-        self.push_screen(HelpScreen())
+    def action_help(self) -> None:
+        self.push_screen(
+            HelpScreen(
+                [
+                    ("Everywhere", self.BINDINGS),
+                    ("Library", LibraryScreen.BINDINGS),
+                    ("New game", NewGameScreen.BINDINGS),
+                    ("Play", PlayScreen.BINDINGS),
+                    ("Saves", SavesScreen.BINDINGS),
+                    ("Settings", SettingsScreen.BINDINGS),
+                ]
+            )
+        )
 
     def action_settings(self) -> None:
-        from .settings_screen import SettingsScreen
-
         # The file as it is, without this run's command-line overrides: those are not the player's to keep.
         try:
             on_file = load_settings(self.options.settings_file)
         except UserFacingError as error:
-            self.notify(
-                printable(error.render()), title="The settings file has problems", severity="error", markup=False
-            )
+            notify_plain(self, error.render(), title="The settings file has problems", severity="error")
             return
-        self.push_screen(SettingsScreen(on_file, self.options.settings_file))
+        self.push_screen(SettingsScreen(on_file, self.options.settings_file), self._settings_saved)
 
     def action_library(self) -> None:
-        from .library_screen import LibraryScreen
-
         if not isinstance(self.screen, LibraryScreen):
-            self.switch_screen(LibraryScreen())
+            self.switch_screen(self._library())
+
+    @on(NewGameRequested)
+    def _new_game_requested(self, request: NewGameRequested) -> None:
+        self.push_screen(NewGameScreen(request.loaded))
+
+    @on(SavesRequested)
+    def _saves_requested(self, request: SavesRequested) -> None:
+        self.push_screen(SavesScreen(request.loaded))
 
     async def on_unmount(self) -> None:
         try:

@@ -4,29 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.content import Content
 from textual.fuzzy import Matcher
 
 from ..untrusted_text import printable
-
-if TYPE_CHECKING:
-    from .app import SimularityApp
+from .play_screen import PlayScreen
 
 Command = tuple[str, str, Callable[[], object]]  # (name, help, what it does)
 
 
 class StoryCommands(Provider):
     def _commands(self) -> list[Command]:
-        from .play_screen import PlayScreen
-
-        app: SimularityApp = self.app  # type: ignore[assignment]
-        commands: list[Command] = [
-            ("Library", "Every pack, with its cover", app.action_library),
-            ("Settings", "Model, sampling, graphics, theme", app.action_settings),
-            ("Help", "Every key", app.action_help),
+        app = self.app
+        commands: list[Command] = [  # the app's own actions, by name: the app owns navigation
+            ("Library", "Every pack, with its cover", partial(app.run_action, "library")),
+            ("Settings", "Model, sampling, graphics, theme", partial(app.run_action, "settings")),
+            ("Help", "Every key", partial(app.run_action, "help")),
         ]
         for theme in sorted(name for name in app.available_themes if not name.startswith("pack-")):
             commands.append(

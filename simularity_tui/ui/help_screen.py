@@ -5,28 +5,10 @@ from __future__ import annotations
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
+from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from .screen_base import SimularityScreen
-
-
-def screens_and_bindings() -> list[tuple[str, list[BindingType]]]:
-    from .app import SimularityApp
-    from .library_screen import LibraryScreen
-    from .new_game_screen import NewGameScreen
-    from .play_screen import PlayScreen
-    from .saves_screen import SavesScreen
-    from .settings_screen import SettingsScreen
-
-    return [
-        ("Everywhere", SimularityApp.BINDINGS),
-        ("Library", LibraryScreen.BINDINGS),
-        ("New game", NewGameScreen.BINDINGS),
-        ("Play", PlayScreen.BINDINGS),
-        ("Saves", SavesScreen.BINDINGS),
-        ("Settings", SettingsScreen.BINDINGS),
-    ]
-
+Section = tuple[str, list[BindingType]]  # where (a screen, or everywhere), and its keys
 
 _NAMES = {
     "escape": "Esc", "enter": "Enter", "left": "←", "right": "→", "up": "↑", "down": "↓",
@@ -45,8 +27,13 @@ def key_label(keys: str) -> str:
     return " / ".join(one(key) for key in keys.split(","))
 
 
-class HelpScreen(SimularityScreen):
+class HelpScreen(Screen[None]):
     BINDINGS = [Binding("escape,f1,q", "app.pop_screen", "Back")]
+
+    def __init__(self, sections: list[Section]) -> None:
+        """`sections`: every screen's keys, in the order shown (the app knows its screens)."""
+        super().__init__()
+        self.sections = sections
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -60,7 +47,7 @@ class HelpScreen(SimularityScreen):
         self.sub_title = "Help"
         table = self.query_one(DataTable)
         table.add_columns("where", "key", "does")
-        for where, bindings in screens_and_bindings():
+        for where, bindings in self.sections:
             for binding in bindings:
                 if not isinstance(binding, Binding) or not binding.description:
                     continue

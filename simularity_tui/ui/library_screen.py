@@ -7,6 +7,7 @@ A pack that does not load is listed with its problems, so an author sees why.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.text import Text
@@ -14,20 +15,30 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
+from textual.screen import Screen
 from textual.widgets import Footer, Header, Label, ListItem, ListView, Static
 
 from .. import paths
 from ..errors import UserFacingError
 from ..scenario import LoadedPack, bundled_packs_dir, discover_packs
-from ..story.saves import list_saves
+from ..settings import GraphicsMode
+from ..story.saves import last_played, list_saves
 from ..untrusted_text import printable
-from .screen_base import SimularityScreen
+from .messages import NewGameRequested, PlayRequested, SavesRequested
 from .stage_image import cover_picture
 from .stage_view import StageView
 
 
 def user_packs_dir() -> Path:
     return paths.data_dir() / "packs"
+
+
+def pack_folders(scenarios_dir: str) -> list[Path]:
+    """Where packs are: the bundled ones, the player's own, and `[game] scenarios_dir` when set."""
+    folders = [bundled_packs_dir(), user_packs_dir()]
+    if scenarios_dir:
+        folders.append(Path(scenarios_dir).expanduser())
+    return folders
 
 
 class PackItem(ListItem):
@@ -43,7 +54,7 @@ class BrokenItem(ListItem):
         self.problem = problem
 
 
-class LibraryScreen(SimularityScreen):
+class LibraryScreen(Screen[None]):
     BINDINGS = [
         Binding("enter", "play", "Play"),
         Binding("n", "new_game", "New game"),
@@ -52,19 +63,25 @@ class LibraryScreen(SimularityScreen):
         Binding("q", "app.quit", "Quit"),
     ]
 
+    scanned = False  # the packs are listed (the scan runs in a thread)
+
+    def __init__(self, graphics: GraphicsMode, folders: Callable[[], list[Path]]) -> None:
+        """`folders`: where to look for packs, asked again on every scan (the settings may have changed)."""
+        super().__init__()
+        self.graphics = graphics
+        self.folders = folders
+
     def compose(self) -> ComposeResult:
         yield Header()
         with Horizontal(id="library"):
             yield ListView(id="packs")
             with VerticalScroll(id="pack-details"):
-                yield StageView(self.simularity.settings.ui.graphics, id="cover")
+                yield StageView(self.graphics, id="cover")
                 yield Static(id="pack-title")
                 yield Static(id="pack-tags")
                 yield Static(id="pack-about")
                 yield Static(id="pack-saves")
         yield Footer()
-
-    scanned = False  # the packs are listed (the scan runs in a thread)
 
     def on_mount(self) -> None:
         self.sub_title = "Library"
@@ -74,13 +91,9 @@ class LibraryScreen(SimularityScreen):
     async def scan(self) -> None:
         """Look for packs in a thread: a stranger's pack may take its time to read, and the screen
         must answer meanwhile (a pack that does not load is listed as broken, not waited for)."""
-        folders = [bundled_packs_dir(), user_packs_dir()]
-        extra = self.simularity.settings.game.scenarios_dir
-        if extra:
-            folders.append(Path(extra).expanduser())
         title = self.query_one("#pack-title", Static)
         title.update(Text("Looking for packs…", style="dim"))
-        packs, problems = await asyncio.to_thread(discover_packs, *folders)
+        packs, problems = await asyncio.to_thread(discover_packs, *self.folders())
         title.update("")
         listing = self.query_one("#packs", ListView)
         await listing.clear()
@@ -130,22 +143,17 @@ class LibraryScreen(SimularityScreen):
     def action_play(self) -> None:
         loaded = self._selected()
         if loaded is not None:
-            saves = list_saves(loaded.pack.id)
-            self.simularity.play(loaded, save=saves[0].stem if saves else "autosave")
+            self.post_message(PlayRequested(loaded, save=last_played(loaded.pack.id)))
 
     def action_new_game(self) -> None:
-        from .new_game_screen import NewGameScreen
-
         loaded = self._selected()
         if loaded is not None:
-            self.app.push_screen(NewGameScreen(loaded))
+            self.post_message(NewGameRequested(loaded))
 
     def action_saves(self) -> None:
-        from .saves_screen import SavesScreen
-
         loaded = self._selected()
         if loaded is not None:
-            self.app.push_screen(SavesScreen(loaded))
+            self.post_message(SavesRequested(loaded))
 
     def action_rescan(self) -> None:
         self.scan()

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Label, OptionList
 from textual.widgets.option_list import Option
 
 from ..scenario import LoadedPack
 from ..untrusted_text import printable
-from .screen_base import SimularityScreen
+from .messages import PlayRequested
 
 
-class NewGameScreen(SimularityScreen):
+class NewGameScreen(Screen[None]):
     BINDINGS = [Binding("escape", "app.pop_screen", "Back"), Binding("ctrl+s", "start", "Start")]
 
     def __init__(self, loaded: LoadedPack) -> None:
@@ -60,5 +59,4 @@ class NewGameScreen(SimularityScreen):
         episodes = self.query_one("#episodes", OptionList)
         option = episodes.get_option_at_index(episodes.highlighted or 0)
         name = " ".join(printable(self.query_one("#player-name", Input).value).split())
-        save = f"game {datetime.now():%Y-%m-%d %H.%M.%S}"
-        self.simularity.play(self.loaded, save=save, episode=str(option.id), player_name=name or None)
+        self.post_message(PlayRequested(self.loaded, save=None, episode=str(option.id), player_name=name or None))

@@ -9,23 +9,26 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from rich.text import Text
 from textual import events, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import Footer, Header, Input, Static
+from textual.message import Message
+from textual.reactive import var
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Input
 
-from .. import paths
 from ..errors import UserFacingError
 from ..scenario.loader import LoadedPack
 from ..scenario.schema import NARRATOR
 from ..settings import GraphicsMode
-from ..story import Game, Line, SavedGame, Turn
-from ..story.saves import copy_name, save_path, transcript_markdown, write_save
+from ..story import Game, Line, SavedGame, Stage, Turn
+from ..story.saves import copy_name, export_path, export_transcript
 from ..untrusted_text import printable
-from .screen_base import SimularityScreen
+from .messages import SavesRequested
+from .notify import notify_plain
 from .stage_image import compose_stage
 from .stage_view import StageView
+from .status_line import StatusLine
 from .transcript import LineView, Transcript
 
 
@@ -34,17 +37,15 @@ class LineInput(Input):
 
     STEERING = {"left": "variant(-1)", "right": "variant(1)", "up": "undo", "down": "redo"}
 
-    async def _on_key(self, event: events.Key) -> None:
+    async def on_key(self, event: events.Key) -> None:
         action = self.STEERING.get(event.key)
         if action is not None and not self.value:
-            event.stop()
+            event.stop()  # stopped here, the key never reaches the cursor's bindings
             event.prevent_default()
-            await self.screen.run_action(action)
-            return
-        await super()._on_key(event)
+            await self.run_action(f"screen.{action}")
 
 
-class PlayScreen(SimularityScreen):
+class PlayScreen(Screen[None]):
     BINDINGS = [
         Binding("escape", "stop", "Stop writing"),
         Binding("ctrl+n", "continue_story", "Continue"),
@@ -67,15 +68,18 @@ class PlayScreen(SimularityScreen):
         ),
     ]
 
+    class PackReloaded(Message):
+        """A save of the pack's files is in play now: the app follows its theme."""
+
+    busy = var(False, init=False)  # a turn is starting or running: one at a time
+
     def __init__(self, saved: SavedGame, *, graphics: GraphicsMode = "auto") -> None:
         super().__init__()
         self.saved = saved
         self.graphics = graphics
         self.turn: Turn | None = None
-        self.busy = False  # a turn is starting or running: one at a time
         self.editing: int | None = None  # the line being edited (its node id)
-        self.tokens_per_second = 0.0
-        self._stage_drawn: tuple[object, int] | None = None
+        self._stage_drawn: tuple[Stage, int] | None = None
 
     @property
     def game(self) -> Game:
@@ -87,34 +91,48 @@ class PlayScreen(SimularityScreen):
         yield StageView(self.graphics, id="stage")
         yield Transcript(id="transcript")
         yield LineInput(placeholder=f"Say something as {player}, or press Enter to let the story go on", id="say")
-        yield Static(id="status")
+        yield StatusLine(id="status")
         yield Footer()
 
     def on_mount(self) -> None:
         self.sub_title = printable(self.game.pack.name)
-        self._show_transcript()
+        status = self.query_one(StatusLine)
+        status.save, status.n_ctx = self.saved.path.stem, self.game.session.n_ctx
+        self._show_story()
         self.query_one(Input).focus()
         for warning in self.saved.warnings:
-            self.notify(printable(warning), title="Loaded with warnings", severity="warning", markup=False)
-        self.watch_pack_files()
+            notify_plain(self, warning, title="Loaded with warnings", severity="warning")
+        self.follow_pack_files()
 
-    # -- the transcript -------------------------------------------------------------------------
+    def watch_busy(self, busy: bool) -> None:
+        self.query_one(StatusLine).activity = "starting…" if busy else ""
 
-    def _show_transcript(self) -> None:
-        transcript = self.query_one(Transcript)
-        transcript.remove_children()
-        for line in self.game.lines:
-            transcript.add(self._view_for(line))
-        self._show_stage()
-        self._show_status()
+    # -- the story on screen ----------------------------------------------------------------------
 
-    def _show_stage(self) -> None:
+    def _show_story(self) -> None:
+        """The story as it stands now (after an undo, a variant, an edit, a turn that wrote nothing)."""
+        self.query_one(Transcript).replace(self._view_for(line) for line in self.game.lines)
+        self._show_stage(self.game.stage)
+        self._show_facts()
+
+    def _show_stage(self, stage: Stage) -> None:
         """Redraw the stage when it changed (scene, cast, expressions; or the pack's images)."""
-        stage = self.game.stage
         key = (stage, id(self.game.pack))
         if key != self._stage_drawn:
             self._stage_drawn = key
             self.query_one(StageView).show(compose_stage(self.game.loaded, stage))
+
+    def _show_facts(self) -> None:
+        """The status line's story facts: the scene and cast, the time, the variant, the context."""
+        game, status = self.game, self.query_one(StatusLine)
+        stage = game.stage
+        scene = game.pack.scenes[stage.scene].name if stage.scene in game.pack.scenes else ""
+        cast = ", ".join(game.pack.speaker_name(c) + (" (silent)" if c in game.silent else "") for c in stage.cast)
+        index, count = game.variants()
+        status.place = f"{scene} ({cast})" if cast else scene
+        status.clock = f"{game.clock}"
+        status.variant = f"variant {index + 1}/{count}" if count > 1 else ""
+        status.kv_tokens = len(game.session.kv_tokens)
 
     def _view_for(self, line: Line) -> LineView:
         view = LineView(None, "")
@@ -125,7 +143,7 @@ class PlayScreen(SimularityScreen):
     def _name_view(self, view: LineView, speaker: str) -> None:
         pack = self.game.pack
         if speaker == NARRATOR:
-            view.set_speaker("Narrator", "", narration=True)
+            view.set_speaker(pack.speaker_name(NARRATOR), "", narration=True)
             return
         character = pack.characters.get(speaker)
         view.set_speaker(pack.speaker_name(speaker), character.color if character else "#c0c0c0", narration=False)
@@ -133,29 +151,23 @@ class PlayScreen(SimularityScreen):
     # -- hot reload -------------------------------------------------------------------------------
 
     @work(exclusive=True, group="pack-watch")
-    async def watch_pack_files(self) -> None:
+    async def follow_pack_files(self) -> None:
         async for change in self.game.follow_pack_changes():
             if isinstance(change, LoadedPack):
                 for view, line in zip(self.query(LineView), self.game.lines):
                     self._name_view(view, line.speaker)
                 self.sub_title = printable(change.pack.name)
-                self.simularity.pack = change
-                self.simularity.apply_theme()
-                self._show_stage()
-                self._show_status()  # the scene's and the cast's names may have changed
-                self.notify(
-                    printable(f"{change.pack.name}: the change is in play."),
-                    title="Pack reloaded",
-                    timeout=3,
-                    markup=False,
-                )
-            else:  # pack text is a stranger's: shown as plain text, never as markup
-                self.notify(
-                    printable(change.message),
+                self._show_stage(self.game.stage)
+                self._show_facts()  # the scene's and the cast's names may have changed
+                self.post_message(self.PackReloaded())
+                notify_plain(self, f"{change.pack.name}: the change is in play.", title="Pack reloaded", timeout=3)
+            else:
+                notify_plain(
+                    self,
+                    change.message,
                     title="Pack not reloaded: still playing the last good version",
                     severity="error",
                     timeout=20,
-                    markup=False,
                 )
 
     # -- what the player does ---------------------------------------------------------------------
@@ -168,7 +180,7 @@ class PlayScreen(SimularityScreen):
         if self.editing is not None:
             node, self.editing = self.editing, None
             self.game.edit(event.value, node)
-            self._show_transcript()
+            self._show_story()
             return
         self.write(lambda: self.game.say(event.value))
 
@@ -197,16 +209,16 @@ class PlayScreen(SimularityScreen):
 
     def action_undo(self) -> None:
         if self._idle() and self.game.undo():
-            self._show_transcript()
+            self._show_story()
 
     def action_redo(self) -> None:
         if self._idle() and self.game.redo():
-            self._show_transcript()
+            self._show_story()
 
     def action_variant(self, step: int) -> None:
         if self._idle():
             self.game.switch_variant(step)
-            self._show_transcript()
+            self._show_story()
 
     def action_toggle_speaker(self, number: int) -> None:
         """Alt+1…9: the pack's characters (the player aside), in order, may speak or not."""
@@ -214,31 +226,39 @@ class PlayScreen(SimularityScreen):
         if number <= len(cast):
             speaks = self.game.toggle_speaker(cast[number - 1])
             name = self.game.pack.speaker_name(cast[number - 1])
-            self.notify(printable(f"{name} {'may speak' if speaks else 'will not speak'}."), markup=False, timeout=2)
-            self._show_status()
+            notify_plain(self, f"{name} {'may speak' if speaks else 'will not speak'}.", timeout=2)
+            self._show_facts()
 
     def action_scroll_transcript(self, pages: int) -> None:
         transcript = self.query_one(Transcript)
-        transcript.scroll_to(y=transcript.scroll_y + pages * max(1, transcript.size.height - 2), animate=False)
+        y = max(0.0, transcript.scroll_y + pages * max(1, transcript.size.height - 2))
+        if y >= transcript.max_scroll_y:  # at the end: it follows the newest line again
+            transcript.scroll_end(animate=False)
+        else:  # anywhere else it lets go of it, and the reader's place stays as lines come
+            transcript.scroll_to(y=y, animate=False)
 
     def action_branch(self) -> None:
         """A copy of the game as it stands, under a new name (the game goes on in its own save)."""
         if self._idle():
-            name = copy_name(self.game.pack.id, self.saved.path.stem)
-            write_save(save_path(self.game.pack.id, name), game=self.game, created=self.saved.created)
-            self.notify(printable(f"A copy was saved as '{name}'."), title="Saved", markup=False)
+            try:
+                copy = self.saved.save_copy(copy_name(self.game.pack.id, self.saved.path.stem))
+            except UserFacingError as error:  # no free name for a copy this second
+                notify_plain(self, error.render(), title="Not saved", severity="error")
+                return
+            notify_plain(self, f"A copy was saved as '{copy.stem}'.", title="Saved")
 
     def action_export(self) -> None:
-        target = paths.data_dir() / "exports" / f"{self.game.pack.id} - {self.saved.path.stem}.md"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(transcript_markdown(self.game), encoding="utf-8")
-        self.notify(printable(f"Written to {target}"), title="Exported", markup=False)
+        try:
+            target = export_path(self.game.pack.id, self.saved.path.stem)
+            export_transcript(self.game, target)
+        except UserFacingError as error:
+            notify_plain(self, error.render(), title="Not exported", severity="error")
+            return
+        notify_plain(self, f"Written to {target}", title="Exported")
 
     def action_saves(self) -> None:
-        from .saves_screen import SavesScreen
-
         if self._idle():
-            self.app.push_screen(SavesScreen(self.game.loaded))
+            self.post_message(SavesRequested(self.game.loaded))
 
     def action_edit_last(self) -> None:
         lines = self.game.lines
@@ -248,7 +268,9 @@ class PlayScreen(SimularityScreen):
             field.value = lines[-1].text
             field.cursor_position = len(field.value)
             field.focus()
-            self.notify("Enter saves the edit; Esc leaves the line as it was.", title="Editing the last line")
+            notify_plain(self, "Enter saves the edit; Esc leaves the line as it was.", title="Editing the last line")
+
+    # -- a turn -----------------------------------------------------------------------------------
 
     def write(self, start: Callable[[], Turn]) -> None:
         self.busy = True  # before the worker starts: a second Enter must not start a second turn
@@ -261,82 +283,60 @@ class PlayScreen(SimularityScreen):
         try:
             turn = self.turn = start()
             if len(self.game.lines) < lines_before:  # regenerate stepped back over the old variant
-                self._show_transcript()
-            for line in self.game.lines[lines_before:]:
-                transcript.add(self._view_for(line))
-            view = transcript.add(LineView(None, ""))
-            self._show_status()
-            self.watch_progress(turn)
+                self._show_story()
+            view = LineView(None, "")
+            transcript.add([*(self._view_for(line) for line in self.game.lines[lines_before:]), view])
+            self._show_facts()
+            self.follow_progress(turn)
             async for piece in turn:
                 if view.speaker_name is None:
-                    self._show_stage_of(turn)
+                    self._show_stage(self._stage_of(turn))
                 if view.speaker_name is None and turn.speaker is not None:
                     self._name_view(view, turn.speaker)
                 view.append(piece)
-                transcript.follow()
         except UserFacingError as error:  # a model server gone, a pinned block the context cannot hold…
             message = error.render()
             if len(self.game.lines) > lines_before:  # the player's own line is in, and stays
                 message += "\nYour line is kept: Ctrl+N asks for the reply again."
-            self.notify(printable(message), title="No line was written", severity="error", markup=False)
-            self._show_transcript()
+            notify_plain(self, message, title="No line was written", severity="error")
+            self._show_story()
             return
         finally:
             self.turn = None
             self.busy = False
         if turn.node_id is None:
-            self._show_transcript()  # nothing written: show the story as it is (a regenerated line back)
+            self._show_story()  # nothing written: show the story as it is (a regenerated line back)
         else:
             view.set_text(self.game.lines[-1].text)
         if turn.result is not None and turn.result.tokens_per_second:
-            self.tokens_per_second = turn.result.tokens_per_second
+            self.query_one(StatusLine).speed = turn.result.tokens_per_second
         for achievement in turn.unlocked:
-            title = self.game.pack.achievements[achievement].title
-            self.notify(printable(title), title="Achievement unlocked", markup=False)
+            notify_plain(self, self.game.pack.achievements[achievement].title, title="Achievement unlocked")
         await self.saved.after_turn()
-        self._show_stage()
-        self._show_status()
+        self._show_stage(self.game.stage)
+        self._show_facts()
 
-    def _show_stage_of(self, turn: Turn) -> None:
+    def _stage_of(self, turn: Turn) -> Stage:
         """The stage as this turn's commands leave it, as soon as they are written."""
         stage = self.game.stage
         for command in turn.directions:
             if stage.is_legal(self.game.pack, command):
                 stage = stage.apply(self.game.pack, command)
-        key = (stage, id(self.game.pack))
-        if key != self._stage_drawn:
-            self._stage_drawn = key
-            self.query_one(StageView).show(compose_stage(self.game.loaded, stage))
+        return stage
 
     @work(group="progress")
-    async def watch_progress(self, turn: Turn) -> None:
+    async def follow_progress(self, turn: Turn) -> None:
         """While a turn reads the story or writes a summary, say how far it is."""
+        status = self.query_one(StatusLine)
         while self.turn is turn:
-            self._show_status()
+            status.activity = _activity(turn)
+            status.kv_tokens = len(self.game.session.kv_tokens)
             await asyncio.sleep(0.2)
 
-    def _show_status(self) -> None:
-        game, session = self.game, self.game.session
-        stage = game.stage
-        scene = game.pack.scenes[stage.scene].name if stage.scene in game.pack.scenes else ""
-        cast = ", ".join(game.pack.speaker_name(c) + (" (silent)" if c in game.silent else "") for c in stage.cast)
-        index, count = game.variants()
-        parts = [
-            f"{scene} ({cast})" if cast else scene,
-            f"{game.clock}",
-            f"variant {index + 1}/{count}" if count > 1 else "",
-            f"{self.tokens_per_second:.1f} tok/s" if self.tokens_per_second else "",
-            f"context {len(session.kv_tokens):,}/{session.n_ctx:,}",
-            self._activity() if self.busy else f"saved: {self.saved.path.stem}",
-        ]
-        self.query_one("#status", Static).update(Text(printable(" · ".join(part for part in parts if part))))
 
-    def _activity(self) -> str:
-        turn = self.turn
-        if turn is None:
-            return "starting…"
-        if turn.phase == "summary":
-            return "remembering: writing a summary… (Esc stops)"
-        if turn.first_text_at is None and 0.0 < turn.reading < 1.0:
-            return f"reading the story… {turn.reading:.0%} (Esc stops)"
-        return "writing… (Esc stops)"
+def _activity(turn: Turn) -> str:
+    if turn.phase == "summary":
+        return "remembering: writing a summary… (Esc stops)"
+    if turn.first_text_at is None and 0.0 < turn.reading < 1.0:
+        return f"reading the story… {turn.reading:.0%} (Esc stops)"
+    return "writing… (Esc stops)"

@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-import shutil
-
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
-from .. import paths
 from ..errors import UserFacingError
 from ..scenario import LoadedPack
-from ..story.saves import delete_save, kv_path, list_saves, save_path, save_summary
+from ..story.saves import branch_save, delete_save, export_path, export_save, save_path, save_summaries
 from ..untrusted_text import printable
-from .screen_base import SimularityScreen
+from .messages import PlayRequested
+from .notify import notify_plain
 
 
-class SavesScreen(SimularityScreen):
+class SavesScreen(Screen[None]):
     BINDINGS = [
         Binding("enter", "load", "Load"),
         Binding("d", "delete", "Delete"),
@@ -49,9 +48,10 @@ class SavesScreen(SimularityScreen):
     def refresh_table(self) -> None:
         table = self.query_one(DataTable)
         table.clear()
-        for path in list_saves(self.loaded.pack.id):
-            updated, lines = save_summary(path)
-            table.add_row(Text(printable(path.stem)), updated, lines, Text(str(path), style="dim"), key=path.stem)
+        for save in save_summaries(self.loaded.pack.id):
+            played = save.last_played or "unreadable"
+            lines = "?" if save.lines is None else str(save.lines)
+            table.add_row(Text(printable(save.name)), played, lines, Text(str(save.path), style="dim"), key=save.name)
         if not table.row_count:
             self.query_one("#saves-title", Static).update(
                 Text(f"No saves of {printable(self.loaded.pack.name)} yet: play it from the library.")
@@ -69,7 +69,7 @@ class SavesScreen(SimularityScreen):
     def action_load(self) -> None:
         name = self._selected()
         if name is not None:
-            self.simularity.play(self.loaded, save=name)
+            self.post_message(PlayRequested(self.loaded, save=name))
 
     def action_delete(self) -> None:
         name = self._selected()
@@ -77,11 +77,15 @@ class SavesScreen(SimularityScreen):
             return
         if self._confirm_delete != name:
             self._confirm_delete = name
-            self.notify(printable(f"Press D again to delete '{name}' for good."), title="Delete?", markup=False)
+            notify_plain(self, f"Press D again to delete '{name}' for good.", title="Delete?")
             return
-        delete_save(save_path(self.loaded.pack.id, name))
         self._confirm_delete = None
-        self.notify(printable(f"Deleted '{name}'."), markup=False)
+        try:
+            delete_save(save_path(self.loaded.pack.id, name))
+        except UserFacingError as error:  # a directory by a save's name, a file we may not remove
+            notify_plain(self, error.render(), severity="error")
+            return
+        notify_plain(self, f"Deleted '{name}'.")
         self.refresh_table()
 
     def action_branch(self) -> None:
@@ -98,23 +102,11 @@ class SavesScreen(SimularityScreen):
         if source is None:
             return
         try:
-            target = save_path(self.loaded.pack.id, event.value.strip())
-        except UserFacingError as error:
-            self.notify(printable(error.render()), severity="error", markup=False)
+            target = branch_save(self.loaded.pack.id, source, event.value.strip())
+        except UserFacingError as error:  # a name in use or not allowed, a save that cannot be read
+            notify_plain(self, error.render(), severity="error")
             return
-        if target.exists():
-            self.notify(printable(f"There is already a save '{target.stem}'."), severity="error", markup=False)
-            return
-        original = save_path(self.loaded.pack.id, source)
-        try:
-            shutil.copyfile(original, target)
-            if kv_path(original).exists():
-                shutil.copyfile(kv_path(original), kv_path(target))
-        except OSError as error:  # a save listed but unreadable (a dangling link, say)
-            target.unlink(missing_ok=True)
-            self.notify(printable(f"Cannot branch from '{source}' ({error.strerror})."), severity="error", markup=False)
-            return
-        self.notify(printable(f"'{target.stem}' branches from '{source}'."), title="Branched", markup=False)
+        notify_plain(self, f"'{target.stem}' branches from '{source}'.", title="Branched")
         self.refresh_table()
 
     def action_export(self) -> None:
@@ -125,20 +117,13 @@ class SavesScreen(SimularityScreen):
     @work(exclusive=True, group="export")
     async def export(self, name: str) -> None:
         """A transcript needs the story played out; it is read from the save without the model."""
-        from ..story.saves import read_save, transcript_lines
-
-        path = save_path(self.loaded.pack.id, name)
         try:
-            saved = read_save(path, self.loaded, model="")
+            target = export_path(self.loaded.pack.id, name)
+            export_save(self.loaded, name, target)
         except UserFacingError as error:
-            self.notify(printable(error.render()), severity="error", markup=False)
+            notify_plain(self, error.render(), severity="error")
             return
-        target = paths.data_dir() / "exports" / f"{self.loaded.pack.id} - {name}.md"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(
-            transcript_lines(self.loaded.pack, saved.episode, saved.tree.lines(), saved.unlocked), encoding="utf-8"
-        )
-        self.notify(printable(f"Written to {target}"), title="Exported", markup=False)
+        notify_plain(self, f"Written to {target}", title="Exported")
 
     def action_back(self) -> None:
         field = self.query_one("#branch-name", Input)

@@ -7,41 +7,43 @@ its field and nothing is saved until all are right.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import ValidationError
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
+from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
 
 from .. import paths
-from ..settings import Settings, save_settings
+from ..settings import GraphicsMode, Settings, save_settings, setting_help
 from ..untrusted_text import printable
-from .screen_base import SimularityScreen
+from .notify import notify_plain
 
-# (section, key, label, help)
-FIELDS: list[tuple[str, str, str, str]] = [
-    ("model", "path", "Model file", "A GGUF file; empty plays on the embedded Gemma 3 270M."),
-    ("model", "backend", "Remote URL", "An OpenAI-compatible server (llama-server, vLLM, SGLang); empty: in-process."),
-    ("model", "n_ctx", "Context size", "Tokens the model keeps in view (at most what it was trained for)."),
-    ("model", "threads", "CPU threads", "0 picks the number of physical cores."),
-    ("model", "gpu_layers", "GPU layers", "Layers a GPU build of llama.cpp takes; -1 takes all."),
-    ("model", "context_shift", "Context shift", "true: shift the KV cache when full; false: re-read the kept lines."),
-    ("sampling", "temperature", "Temperature", "0 is greedy: always the likeliest token."),
-    ("sampling", "top_k", "Top-k", "Only the k likeliest tokens (0: all)."),
-    ("sampling", "top_p", "Top-p", "Only the likeliest tokens that add up to p."),
-    ("sampling", "min_p", "Min-p", "Leave out tokens less likely than p × the likeliest."),
-    ("sampling", "repeat_penalty", "Repeat penalty", "1.0: none."),
-    ("game", "max_reply_tokens", "Line budget", "Tokens a line may take."),
-    ("game", "max_direction_tokens", "Stage budget", "Tokens a line's stage commands may take."),
+# (section, key, label): what the settings screen edits as text; its help is the setting's description.
+FIELDS: list[tuple[str, str, str]] = [
+    ("model", "path", "Model file"),
+    ("model", "backend", "Remote URL"),
+    ("model", "n_ctx", "Context size"),
+    ("model", "threads", "CPU threads"),
+    ("model", "gpu_layers", "GPU layers"),
+    ("model", "context_shift", "Context shift"),
+    ("sampling", "temperature", "Temperature"),
+    ("sampling", "top_k", "Top-k"),
+    ("sampling", "top_p", "Top-p"),
+    ("sampling", "min_p", "Min-p"),
+    ("sampling", "repeat_penalty", "Repeat penalty"),
+    ("game", "max_reply_tokens", "Line budget"),
+    ("game", "max_direction_tokens", "Stage budget"),
 ]
-GRAPHICS = ["auto", "kitty", "sixel", "halfcell", "unicode", "none"]
 
 
-class SettingsScreen(SimularityScreen):
-    BINDINGS = [Binding("ctrl+s", "save", "Save"), Binding("escape", "app.pop_screen", "Back")]
+class SettingsScreen(Screen[Settings | None]):
+    """Dismissed with the settings saved (None: left without saving)."""
+
+    BINDINGS = [Binding("ctrl+s", "save", "Save"), Binding("escape", "dismiss", "Back")]
 
     def __init__(self, settings: Settings, path: Path | None = None) -> None:
         """`settings`: as in the file at `path` (None: the default settings file)."""
@@ -53,30 +55,28 @@ class SettingsScreen(SimularityScreen):
         yield Header()
         with VerticalScroll(id="settings"):
             yield Static(Text(f"Saved in {printable(str(self.path))}", style="dim"))
-            for section, key, label, about in FIELDS:
+            for section, key, label in FIELDS:
                 value = getattr(getattr(self.settings, section), key)
                 with Horizontal(classes="setting"):
                     yield Label(label, classes="setting-label")
                     yield Input(str(value).lower() if isinstance(value, bool) else str(value), id=f"{section}-{key}")
-                yield Static(Text(about, style="dim"), classes="setting-help")
+                yield _help(section, key)
                 yield Static(id=f"{section}-{key}-problem", classes="setting-problem")
             with Horizontal(classes="setting"):
                 yield Label("Graphics", classes="setting-label")
                 yield Select(
-                    [(mode, mode) for mode in GRAPHICS],
+                    [(mode, mode) for mode in get_args(GraphicsMode)],
                     value=self.settings.ui.graphics,
                     allow_blank=False,
                     id="ui-graphics",
                 )
-            yield Static(
-                Text("How the stage is drawn (applies to the next game).", style="dim"), classes="setting-help"
-            )
+            yield _help("ui", "graphics")
             with Horizontal(classes="setting"):
                 yield Label("Theme", classes="setting-label")
                 themes = ["pack", *sorted(name for name in self.app.available_themes if not name.startswith("pack-"))]
                 current = self.settings.ui.theme if self.settings.ui.theme in themes else "pack"
                 yield Select([(name, name) for name in themes], value=current, allow_blank=False, id="ui-theme")
-            yield Static(Text("'pack' follows each pack's own colours.", style="dim"), classes="setting-help")
+            yield _help("ui", "theme")
             yield Button("Save", variant="primary", id="save")
         yield Footer()
 
@@ -92,7 +92,7 @@ class SettingsScreen(SimularityScreen):
 
     def action_save(self) -> None:
         data: dict[str, dict[str, Any]] = {"model": {}, "sampling": {}, "game": {}, "ui": {}}
-        for section, key, _label, _about in FIELDS:
+        for section, key, _label in FIELDS:
             self.query_one(f"#{section}-{key}-problem", Static).update("")
             raw = self.query_one(f"#{section}-{key}", Input).value.strip()
             data[section][key] = {"true": True, "false": False}.get(raw.lower(), raw) if key == "context_shift" else raw
@@ -114,9 +114,12 @@ class SettingsScreen(SimularityScreen):
                 message = Text(f"✗ {printable(item['msg'])}", style="bold red")
                 if problem:
                     problem.first(Static).update(message)
-            self.notify("Some settings are not right: see the marks.", severity="error")
+            notify_plain(self, "Some settings are not right: see the marks.", severity="error")
             return
         save_settings(settings, self.path)
-        self.simularity.settings_changed(settings)
-        self.notify("Saved. The model's settings apply from the next start.", title="Settings")
-        self.app.pop_screen()
+        notify_plain(self, "Saved. The model's settings apply from the next start.", title="Settings")
+        self.dismiss(settings)
+
+
+def _help(section: str, key: str) -> Static:
+    return Static(Text(setting_help(section, key), style="dim"), classes="setting-help")

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from rich.text import Text
-from textual.containers import VerticalScroll
+from textual.app import ComposeResult
+from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Static
 
 from ..untrusted_text import printable
@@ -12,7 +15,14 @@ from ..untrusted_text import printable
 class LineView(Static):
     """One line of the story. Narration is shown in italics without a name, as in a novel."""
 
-    DEFAULT_CLASSES = "line"
+    DEFAULT_CSS = """
+    LineView {
+        margin-bottom: 1;
+    }
+    LineView.narration {
+        color: $text-muted;
+    }
+    """
 
     def __init__(self, speaker_name: str | None, colour: str, text: str = "", *, narration: bool = False) -> None:
         super().__init__()
@@ -45,15 +55,32 @@ class LineView(Static):
 
 
 class Transcript(VerticalScroll):
-    """Keeps to the newest line while it streams, unless the reader has scrolled up."""
+    """The story's lines, anchored: it keeps to the newest line as lines come and grow, until the
+    reader scrolls up (scrolling back to the end anchors it again)."""
 
-    def add(self, line: LineView) -> LineView:
-        follow = self.is_vertical_scroll_end
-        self.mount(line)
-        if follow:
-            self.call_after_refresh(self.scroll_end, animate=False)
-        return line
+    # An anchored widget scrolls its content's end to its bottom edge, so content shorter than the
+    # transcript would sit at the bottom; the lines' box is at least as tall, so a short story starts at the top.
+    DEFAULT_CSS = """
+    Transcript {
+        padding: 0 1;
+        scrollbar-gutter: stable;
+    }
+    Transcript > #lines {
+        height: auto;
+        min-height: 100%;
+    }
+    """
 
-    def follow(self) -> None:
-        if self.is_vertical_scroll_end or self.max_scroll_y - self.scroll_y <= 3:
-            self.scroll_end(animate=False)
+    def compose(self) -> ComposeResult:
+        yield Vertical(id="lines")
+
+    def on_mount(self) -> None:
+        self.anchor()
+
+    def add(self, lines: Iterable[LineView]) -> None:
+        self.query_one("#lines").mount_all(lines)
+
+    def replace(self, lines: Iterable[LineView]) -> None:
+        box = self.query_one("#lines")
+        box.remove_children()
+        box.mount_all(lines)

@@ -13,11 +13,10 @@ from .config import RemoteConfig
 
 if TYPE_CHECKING:
     from .errors import RemoteBackendError
-    from .session import RemoteGeneration, RemoteInfo, RemoteSession
+    from .session import RemoteInfo, RemoteSession
 
 _LAZY = {
     "RemoteBackendError": ".errors",
-    "RemoteGeneration": ".session",
     "RemoteInfo": ".session",
     "RemoteSession": ".session",
 }
@@ -29,4 +28,4 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["RemoteBackendError", "RemoteConfig", "RemoteGeneration", "RemoteInfo", "RemoteSession"]
+__all__ = ["RemoteBackendError", "RemoteConfig", "RemoteInfo", "RemoteSession"]

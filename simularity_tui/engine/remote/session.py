@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,11 +27,11 @@ from typing import Any
 import httpx
 
 from ...untrusted_text import printable
-from ..config import GenerationParams
+from ..config import GenerationParams, fresh_seed
 from ..context_window import Window, common_prefix, plan_window
 from ..prompt import Prompt
 from ..results import GenerationResult, RestoredState, StopReason
-from ..sampling import fresh_seed
+from ..task_generation import TaskGeneration
 from .completions import Chunk, GrammarRefused, completion_body, stream_completion
 from .config import RemoteConfig
 from .errors import RemoteBackendError, garbage, sample
@@ -50,64 +50,14 @@ class RemoteInfo:
     tokenizer: str  # which server family's tokenizer endpoints answered
 
 
-class RemoteGeneration:
-    """One reply being streamed: iterate it for text, `cancel()` closes the stream."""
-
-    def __init__(self) -> None:
-        self._pieces: asyncio.Queue[str | None] = asyncio.Queue()
-        self._task: asyncio.Task[GenerationResult] | None = None
-        self.interruptible = False  # while True, cancelling interrupts the task (its session says when)
-        self.cancelled = False
-        self.prefill = 0.0  # a server does not say how far it has read: 1.0 once the reply begins
-        self.text = ""
-
-    def start(self, run: Callable[[RemoteGeneration], Coroutine[Any, Any, GenerationResult]]) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._main(run))
-        self._task.add_done_callback(_retrieved)
-
-    async def _main(self, run: Callable[[RemoteGeneration], Coroutine[Any, Any, GenerationResult]]) -> GenerationResult:
-        try:
-            return await run(self)
-        finally:
-            self._pieces.put_nowait(None)
-
-    def cancel(self) -> None:
-        if self.cancelled:
-            return
-        self.cancelled = True
-        # Only while the request runs: a task cancelled before its first step never runs its body
-        # (nor its `finally`), and one cancelled while it tokenizes the reply would lose the result.
-        # Outside that part the task sees the flag instead.
-        if self.interruptible and self._task is not None and not self._task.done():
-            self._task.cancel()
-
-    async def result(self) -> GenerationResult:
-        assert self._task is not None
-        return await asyncio.shield(self._task)
-
-    def __aiter__(self) -> AsyncIterator[str]:
-        return self._stream()
-
-    async def _stream(self) -> AsyncIterator[str]:
-        assert self._task is not None
-        try:
-            while (piece := await self._pieces.get()) is not None:
-                yield piece
-        finally:
-            if not self._task.done():  # the consumer went away early: nobody wants the rest
-                self.cancel()
-        await asyncio.wait({self._task})
-        if not self._task.cancelled() and (error := self._task.exception()) is not None:
-            raise error
-
-    def emit(self, text: str) -> None:
-        self.prefill = 1.0
-        self.text += text
-        self._pieces.put_nowait(text)
-
-
 @dataclass
 class _Reply:
+    """What a reply's request planned and what the server said of the reply."""
+
+    window: Window | None = None  # the part of the prompt sent, once planned
+    start: int = 0  # the window's first turn before this request (what was evicted starts there)
+    guessed: int = 0  # prompt tokens the server must read, by our count (when it does not say)
+    stop_reason: StopReason = "cancelled"  # until the reply is whole
     finish: str | None = None
     stop_string: str | None = None
     evaluated: int | None = None
@@ -185,16 +135,16 @@ class RemoteSession:
     def detokenize(self, tokens: Sequence[int]) -> str:
         return self._tokenizer.detokenize(tokens)
 
-    def generate(self, prompt: Prompt | Sequence[int], params: GenerationParams) -> RemoteGeneration:
+    def generate(self, prompt: Prompt | Sequence[int], params: GenerationParams) -> TaskGeneration:
         """Start a reply to `prompt`; it is sent once the replies asked for before it are done."""
         if not isinstance(prompt, Prompt):
             prompt = Prompt.plain(prompt)
         if not len(prompt):
             raise ValueError("a prompt needs at least one token")
-        generation = RemoteGeneration()
+        generation = TaskGeneration()
         previous = self._last
         generation.start(lambda run: self._run(run, prompt, params, previous))
-        self._last = generation._task
+        self._last = generation.task
         return generation
 
     async def reset(self) -> None:
@@ -216,7 +166,7 @@ class RemoteSession:
 
     async def _run(
         self,
-        generation: RemoteGeneration,
+        generation: TaskGeneration,
         prompt: Prompt,
         params: GenerationParams,
         previous: asyncio.Task[GenerationResult] | None,
@@ -224,49 +174,26 @@ class RemoteSession:
         started = time.perf_counter()
         seed = params.sampling.seed if params.sampling.seed is not None else fresh_seed()
         reply = _Reply()
-        stop_reason: StopReason = "cancelled"
-        window: Window | None = None
-        start = guessed = 0
         async with async_client(self.config) as client:
             generation.interruptible = True
             try:
-                if generation.cancelled:
-                    raise asyncio.CancelledError
-                if previous is not None and not previous.done() and previous.get_loop() is asyncio.get_running_loop():
-                    await asyncio.wait({previous})  # one reply at a time, in the order they were asked for
-                plan_ctx = self.n_ctx - self.SEAM_TOKENS
-                start = self._sticky(prompt)
-                window = plan_window(prompt, plan_ctx, min(params.max_tokens, plan_ctx // 4) + 1, start)
-                text = await self._prompt_text(client, window)
-                max_tokens = max(1, min(params.max_tokens, plan_ctx - len(window.tokens)))
-                guessed = len(window.tokens) - common_prefix(self._held, window.tokens)
-                self._held = ()  # unknown until this reply is whole
-                self._window, self._n_keep, self._first_turn = tuple(window.tokens), window.n_keep, window.first_turn
-                body = completion_body(self.info.model, text, params, seed, max_tokens, grammar=self._grammar)
-                try:
-                    await self._stream(client, generation, body, reply)
-                except GrammarRefused:
-                    # The story checks every line it is given, so a server without grammars still
-                    # plays; it is only told once.
-                    self._grammar = False
-                    body.pop("grammar")
-                    await self._stream(client, generation, body, reply)
-                stop_reason = _stop_reason(reply, params)
+                await self._request(client, generation, prompt, params, seed, previous, reply)
             except asyncio.CancelledError:
                 if not generation.cancelled:
                     raise  # the program is closing, not the player cancelling
                 task = asyncio.current_task()
                 if task is not None:
                     task.uncancel()
-                guessed = 0
+                reply.guessed = 0
             except RemoteBackendError:
                 if not generation.cancelled:
                     raise
-                guessed = 0  # the stream failed as the player cancelled it: what came is theirs
+                reply.guessed = 0  # the stream failed as the player cancelled it: what came is theirs
             finally:
                 generation.interruptible = False
             tokens, tail = await self._reply_tokens(client, generation)
         ended = time.perf_counter()
+        window = reply.window
         if window is not None:
             self._held = tuple(window.tokens) + tokens  # a cancelled reply's prompt was read all the same
         first_text_at = reply.first_text_at or ended
@@ -276,21 +203,54 @@ class RemoteSession:
             tail_text=tail,
             healed_tokens=0,
             healing_steps=0,
-            stop_reason=stop_reason,
-            stop_string=reply.stop_string if stop_reason == "stop" else None,
+            stop_reason=reply.stop_reason,
+            stop_string=reply.stop_string if reply.stop_reason == "stop" else None,
             seed=seed,
             first_turn=window.first_turn if window is not None else self._first_turn,
-            evaluated_tokens=reply.evaluated if reply.evaluated is not None else guessed,
-            shifted_tokens=sum(len(turn) for turn in prompt.turns[start : window.first_turn]) if window else 0,
+            evaluated_tokens=reply.evaluated if reply.evaluated is not None else reply.guessed,
+            shifted_tokens=sum(len(turn) for turn in prompt.turns[reply.start : window.first_turn]) if window else 0,
             generated_tokens=len(tokens),
             prefill_s=first_text_at - started,
             first_token_s=first_text_at - started,
             decode_s=ended - first_text_at,
         )
 
-    async def _reply_tokens(
-        self, client: httpx.AsyncClient, generation: RemoteGeneration
-    ) -> tuple[tuple[int, ...], str]:
+    async def _request(
+        self,
+        client: httpx.AsyncClient,
+        generation: TaskGeneration,
+        prompt: Prompt,
+        params: GenerationParams,
+        seed: int,
+        previous: asyncio.Task[GenerationResult] | None,
+        reply: _Reply,
+    ) -> None:
+        """Send the window of `prompt` once the replies before it are done, and stream the reply
+        into `generation`; `reply` keeps what the server said about it."""
+        if generation.cancelled:
+            raise asyncio.CancelledError
+        if previous is not None and not previous.done() and previous.get_loop() is asyncio.get_running_loop():
+            await asyncio.wait({previous})  # one reply at a time, in the order they were asked for
+        plan_ctx = self.n_ctx - self.SEAM_TOKENS
+        reply.start = self._sticky(prompt)
+        window = reply.window = plan_window(prompt, plan_ctx, min(params.max_tokens, plan_ctx // 4) + 1, reply.start)
+        text = await self._prompt_text(client, window)
+        max_tokens = max(1, min(params.max_tokens, plan_ctx - len(window.tokens)))
+        reply.guessed = len(window.tokens) - common_prefix(self._held, window.tokens)
+        self._held = ()  # unknown until this reply is whole
+        self._window, self._n_keep, self._first_turn = tuple(window.tokens), window.n_keep, window.first_turn
+        body = completion_body(self.info.model, text, params, seed, max_tokens, grammar=self._grammar)
+        try:
+            await self._stream(client, generation, body, reply)
+        except GrammarRefused:
+            # The story checks every line it is given, so a server without grammars still plays;
+            # it is only told once.
+            self._grammar = False
+            body.pop("grammar")
+            await self._stream(client, generation, body, reply)
+        reply.stop_reason = _stop_reason(reply, params)
+
+    async def _reply_tokens(self, client: httpx.AsyncClient, generation: TaskGeneration) -> tuple[tuple[int, ...], str]:
         """The reply's tokens, and the end of its text they do not cover (`tail_text`).
 
         A server's streamed text does not carry its tokens, so the reply is tokenized (no request
@@ -306,14 +266,14 @@ class RemoteSession:
             return (), generation.text
 
     async def _stream(
-        self, client: httpx.AsyncClient, generation: RemoteGeneration, body: dict[str, Any], reply: _Reply
+        self, client: httpx.AsyncClient, generation: TaskGeneration, body: dict[str, Any], reply: _Reply
     ) -> None:
         async with contextlib.aclosing(stream_completion(client, self._calls, body)) as chunks:
             async for chunk in chunks:
                 self._take(chunk, generation, reply)
 
     @staticmethod
-    def _take(chunk: Chunk, generation: RemoteGeneration, reply: _Reply) -> None:
+    def _take(chunk: Chunk, generation: TaskGeneration, reply: _Reply) -> None:
         if chunk.text:
             reply.first_text_at = reply.first_text_at or time.perf_counter()
             generation.emit(chunk.text)
@@ -366,9 +326,3 @@ def _stop_reason(reply: _Reply, params: GenerationParams) -> StopReason:
         return "stop"
     # "stop" covers both the end of text and a stop string on most servers, which do not say which.
     return "stop" if reply.finish == "stop" and params.stop else "eos"
-
-
-def _retrieved(task: asyncio.Task[GenerationResult]) -> None:
-    """Mark a failure as seen: the stream and `result()` report it to whoever is listening."""
-    if not task.cancelled():
-        task.exception()

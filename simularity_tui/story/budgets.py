@@ -1,0 +1,45 @@
+"""Token budgets: what the model may write in each step of a turn, and what a pack may take of the
+prompt, so that the story always has room in the context.
+
+The prompt budget decides what of a pack reaches the model, not the pack's validator: a card may
+carry a 40,000-character description, and the story still needs most of the context.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..engine import ModelSession
+
+PINNED_SHARE = 0.5  # the pinned block (the world, the cast, what is always known, the summary)
+NOTES_SHARE = 0.2  # the lore notes one line brings in
+_FIT_ATTEMPTS = 4  # shortenings tried; each aims a little under the limit, so one or two suffice
+
+log = logging.getLogger("simularity")
+
+
+@dataclass(frozen=True)
+class Budgets:
+    """Tokens the model may write for each step of a turn (`[game]` in the settings sets two)."""
+
+    directions: int = 24  # a line's stage commands
+    line: int = 160  # the line itself
+    summary: int = 120  # a summary of the lines the engine evicted
+
+
+def fitted(session: ModelSession, render: Callable[[float], str], share: float, *, pack_id: str) -> list[int]:
+    """The tokens of `render(1.0)`, or, past `share` of the context, of the texts shortened to fit
+    (`render(scale)` shortens each of the pack's texts to that share of its length)."""
+    limit = int(session.n_ctx * share)
+    scale = 1.0
+    tokens = session.tokenize(render(scale))
+    for _attempt in range(_FIT_ATTEMPTS):
+        if len(tokens) <= limit:
+            break
+        scale *= 0.95 * limit / len(tokens)
+        tokens = session.tokenize(render(scale))
+    if scale < 1.0:
+        log.warning("%s: texts cut to %.0f%% to fit %d tokens of the context", pack_id, 100 * scale, limit)
+    return tokens
