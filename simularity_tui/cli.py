@@ -19,6 +19,10 @@ from typing import get_args
 from pydantic import ValidationError
 
 from . import __version__, paths
+from .cli_import import COMMANDS as IMPORT_COMMANDS
+from .cli_import import add_import_commands, import_command
+from .cli_models import add_models_command, models_command
+from .cli_prompt import add_prompt_command, prompt_command
 from .errors import UserFacingError
 from .exit_guard import ExitGuard
 from .native_stderr import route_native_stderr
@@ -127,10 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check", help="validate a scenario pack and list every problem")
     check.add_argument("pack_dir", type=Path, metavar="PACK_DIR")
-    card = commands.add_parser("import-card", help="turn a SillyTavern character card into a pack")
-    card.add_argument("card", type=Path, metavar="CARD", help="a card: PNG (V1/V2/V3) or JSON")
-    card.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="the pack directory to create")
-    card.add_argument("--force", action="store_true", help="replace OUT_DIR's scenario.toml if it exists")
+    add_import_commands(commands)  # import-card, import-lorebook (cli_import.py)
 
     run = commands.add_parser(
         "run", parents=[_model_options()], help="play a pack headless from a script; the transcript goes to stdout"
@@ -146,6 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     host = commands.add_parser("host", help="an SSH server where several players each play their own game")
     host.add_argument("--config", type=Path, metavar="FILE", help="the host's TOML config (see docs/hosting.md)")
     host.add_argument("--hash-password", action="store_true", help="read a password and print its hash for the config")
+
+    add_prompt_command(commands, _model_options())
+    add_models_command(commands)  # models list | pull | rm | use (cli_models.py)
 
     saves = commands.add_parser("saves", help="list the saves of a pack, or delete one")
     saves.add_argument("pack_dir", type=Path, metavar="PACK_DIR")
@@ -223,12 +227,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .host import host_command
 
             return host_command(args)
-        if args.command == "import-card":
-            return _import_card(args)
+        if args.command in IMPORT_COMMANDS:
+            return import_command(args)
         if args.command == "run":
             return _run(args)
+        if args.command == "prompt":
+            return prompt_command(args, settings_with_overrides(args))
         if args.command == "saves":
             return _saves(args)
+        if args.command == "models":
+            return models_command(args)
         return _play(args)
     except UserFacingError as error:  # may quote a pack, a card or a model server: printable only
         print(f"simularity: {printable(error.message)}", file=sys.stderr)
@@ -241,6 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _check(pack_dir: Path) -> int:
     from .scenario import PackProblems, load_pack
+    from .scenario.lore_checks import lore_warning_problems
 
     try:
         loaded = load_pack(pack_dir)
@@ -260,6 +269,11 @@ def _check(pack_dir: Path) -> int:
         (len(loaded.files), "TOML file"),
     )
     summary = ", ".join(_count(n, word) for n, word in counts)
+    warnings = lore_warning_problems(pack_dir, pack)  # the pack plays, but perhaps not as meant
+    for warning in warnings:
+        print(printable(str(warning)))
+    if warnings:
+        summary += f"; {_count(len(warnings), 'warning')}"
     print(printable(f"{pack_dir}: valid: {pack.name} {pack.version}, {summary}"))
     return 0
 
@@ -267,15 +281,6 @@ def _check(pack_dir: Path) -> int:
 def _count(number: int, word: str) -> str:
     plural = word[:-1] + "ies" if word.endswith("y") else word + "s"
     return f"{number} {word if number == 1 else plural}"
-
-
-def _import_card(args: argparse.Namespace) -> int:
-    from .scenario.card_import import import_card
-
-    loaded = import_card(args.card, args.out_dir, replace=args.force)
-    print(printable(f"{args.out_dir}: made the pack {loaded.pack.name!r} from {args.card.name}"))
-    print(f"play it: simularity --pack {args.out_dir}")
-    return 0
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -298,7 +303,7 @@ def _run(args: argparse.Namespace) -> int:
     script = _stdin_lines() if str(args.script) == "-" else _read_script(args.script)
 
     async def play() -> None:
-        session = await open_model_session(settings, getattr(args, "model", None))
+        session = await open_model_session(settings, getattr(args, "model", None), pack=loaded.pack)
         try:
             saved = await open_game(
                 session, loaded, path, episode=args.episode, resume=args.resume,

@@ -90,6 +90,7 @@ FIXTURE_MARKS = {
     "server": "server",  # tests/test_remote_backend.py: llama-cpp-python's server on loopback
     "remote": "server",
     "misbehaving": "server",  # a stand-in server that answers badly, on loopback
+    "hub": "server",  # tests/test_models.py: a stand-in for the Hugging Face Hub, on loopback
 }
 
 

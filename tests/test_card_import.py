@@ -117,11 +117,14 @@ def test_a_v2_png_card(tmp_path: Path) -> None:
         and pack.lore["the-glade"].content == "The glade is Seraphina's home."
     )
     assert pack.lore["entry-2"].always and not pack.lore["wolves"].enabled
-    assert pack.lore["the-glade"].extensions == {
-        "depth": 4,
-        "card": {"insertion_order": 10, "name": "The glade", "priority": 5},
+    assert pack.lore["the-glade"].order == 10  # insertion_order is mapped; what is not stays under extensions
+    assert pack.lore["the-glade"].extensions == {"depth": 4, "card": {"name": "The glade", "priority": 5}}
+    assert sera.extensions == {
+        "talkativeness": "0.5",
+        "fav": False,
+        "depth_prompt": {"depth": 4, "prompt": "x"},
+        "card": {"character_book": {"name": "Glade lore"}},  # the book's own data, beside its entries
     }
-    assert sera.extensions == {"talkativeness": "0.5", "fav": False, "depth_prompt": {"depth": 4, "prompt": "x"}}
     assert pack.prompt.instructions == "Write in the third person."
     assert pack.version == "2.1" and pack.author == "card-author" and pack.tags == ["fantasy", "guardian"]
 

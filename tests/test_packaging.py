@@ -59,6 +59,7 @@ def test_the_wheel_carries_the_bundled_packs_and_styles(tmp_path: Path) -> None:
     assert "simularity_tui/_scenarios/lighthouse/scenario.toml" in names
     assert "simularity_tui/_scenarios/lighthouse/art/mira/smile.png" in names
     assert "simularity_tui/ui/app.tcss" in names
+    assert "simularity_tui/models/models.toml" in names  # the model catalogue
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "simularity = simularity_tui.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
     # Installed from the wheel, away from the source tree, the game finds its packs.

@@ -75,6 +75,21 @@ def test_play(snap_compare, fake_session: FakeSession, size: tuple[int, int]) ->
 
 
 @pytest.mark.parametrize("size", SIZES)
+def test_play_with_the_prompt_inspector(snap_compare, fake_session: FakeSession, size: tuple[int, int]) -> None:  # type: ignore[no-untyped-def]
+    async def open_it(pilot) -> None:  # type: ignore[no-untyped-def]
+        await settle(pilot)
+        await pilot.press("f6")
+        parts = pilot.app.screen.query_one("#prompt-parts")
+        for _ in range(200):  # the view is built in a worker thread
+            if "Pinned block" in str(parts.render()):
+                break
+            await pilot.pause(0.05)
+        await settle(pilot)
+
+    assert snap_compare(app(fake_session, pack_dir=LIGHTHOUSE), terminal_size=size, run_before=open_it)
+
+
+@pytest.mark.parametrize("size", SIZES)
 def test_saves(snap_compare, fake_session: FakeSession, size: tuple[int, int]) -> None:  # type: ignore[no-untyped-def]
     loaded = load_pack(LIGHTHOUSE)
     for name in ("evening", "midnight run"):

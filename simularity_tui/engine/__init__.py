@@ -17,6 +17,7 @@ from .results import GenerationResult, ModelInfo, RestoredState
 if TYPE_CHECKING:
     from .remote import RemoteBackendError, RemoteConfig, RemoteSession
     from .session import Generation, LlamaSession
+    from .vocab_session import VocabSession
 
 _LAZY = {
     "Generation": ".session",
@@ -24,6 +25,7 @@ _LAZY = {
     "RemoteBackendError": ".remote",
     "RemoteConfig": ".remote",
     "RemoteSession": ".remote",
+    "VocabSession": ".vocab_session",
 }
 
 
@@ -49,4 +51,5 @@ __all__ = [
     "RemoteSession",
     "RestoredState",
     "SamplingParams",
+    "VocabSession",
 ]

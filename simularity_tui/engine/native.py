@@ -68,10 +68,13 @@ def problems_since(mark: int) -> str:
 class NativeModel:
     """A loaded model: weights and vocabulary."""
 
-    def __init__(self, path: str, n_gpu_layers: int) -> None:
+    def __init__(self, path: str, n_gpu_layers: int, *, vocab_only: bool = False) -> None:
+        """`vocab_only`: the vocabulary alone (tokenizing, in a fraction of a second): no weights,
+        no context, and no training metadata (`n_ctx_train` is 0, `description` empty)."""
         init_backend()
         params = C.llama_model_default_params()
         params.n_gpu_layers = 0x7FFFFFFF if n_gpu_layers < 0 else n_gpu_layers
+        params.vocab_only = vocab_only
         self.ptr = C.llama_model_load_from_file(path.encode(), params)
         if not self.ptr:
             raise ModelLoadError(f"llama.cpp could not load {path}")

@@ -171,6 +171,13 @@ class LlamaSession:
             self._trim.cancel()
             self._trim = None
 
+    async def resize(self, n_ctx: int) -> int:
+        """A context of `n_ctx` tokens (or as many as the model and the memory allow) on the same
+        weights, in place of this one: no reload. The KV starts empty. Returns the new size."""
+        size = await asyncio.get_running_loop().run_in_executor(self._executor, self._worker.resize, n_ctx)
+        self.info = self._worker.info
+        return size
+
     async def reset(self) -> None:
         """Forget what the KV holds (a new game, or a measurement that must start cold)."""
         await asyncio.get_running_loop().run_in_executor(self._executor, self._worker.reset)

@@ -14,7 +14,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import llama_cpp as C
@@ -22,6 +22,7 @@ import numpy as np
 import psutil
 
 from .config import GenerationParams, ModelConfig, fresh_seed
+from .context_size import fitting_n_ctx
 from .context_window import plan_window
 from .errors import ContextSizeError, ModelLoadError, OutOfMemoryError
 from .gguf_file import inspect_gguf
@@ -103,6 +104,27 @@ class EngineWorker:
     def close(self) -> None:
         self.context.close()
         self.model.close()
+
+    def resize(self, n_ctx: int) -> int:
+        """A new context of `n_ctx` tokens, or as many as the model and the memory allow, on the
+        weights already loaded (a game of a pack written for another context); the KV starts
+        empty. Returns the new size. If llama.cpp cannot make it, the old size is made again."""
+        n_ctx = fitting_n_ctx(self.info.path, n_ctx, loaded_n_ctx=self.context.n_ctx)
+        n_ctx = min(n_ctx, self.model.n_ctx_train or n_ctx)
+        old = self.context
+        if n_ctx == old.n_ctx:
+            return n_ctx
+        old.close()
+        mark = len(recent_problems)
+        try:
+            context = NativeContext(self.model, n_ctx=n_ctx, n_batch=old.n_batch, n_threads=self.info.n_threads)
+        except ModelLoadError:
+            context = NativeContext(self.model, n_ctx=old.n_ctx, n_batch=old.n_batch, n_threads=self.info.n_threads)
+            log.warning("no context of %d tokens (%s): kept %d", n_ctx, problems_since(mark), old.n_ctx)
+        self.context, self.first_turn = context, 0
+        self.kv = KvCache(context, shift=self.info.context_shift)
+        self.info = replace(self.info, n_ctx=context.n_ctx)
+        return context.n_ctx
 
     # -- generation -----------------------------------------------------------------------------
 

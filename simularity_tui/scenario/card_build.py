@@ -1,66 +1,76 @@
 """Building a pack from a card's data: the pack's TOML tables, and their layout in files.
 
-The card's character and a player character make the cast; the avatar becomes the character's
-image; `first_mes` and `alternate_greetings` become episodes; `character_book` entries become lore;
-`{{char}}` becomes the character's name and `{{user}}` stays the player's name macro; card data
-this format has no place for is kept under `extensions`.
+The card's character and a player character make the cast; the avatar (and an expression folder,
+V3 assets: card_art.py) becomes the character's images; `first_mes` and `alternate_greetings`
+become episodes; `character_book` entries and the world book the card names become lore, mapped
+in lorebook_map.py; `{{char}}` becomes the character's name and `{{user}}` stays the player's name
+macro; card data this format has no place for is kept under `extensions`. Each fact goes in once:
+the description is the character's, never copied into an empty scenario.
 
 Cards come from strangers, and card_read.py has only checked their types. Here every text loses its
-control characters (a card could otherwise write terminal escapes into the pack and onto a screen)
-and is cut to the schema's limits; kept data becomes TOML that stays shallow and short-keyed; and
-the files stay under the loader's limits on size and count, lore split over files of its own. What
-is cleaned or cut is remembered, so the person importing is told.
+control characters and is cut to the schema's limits (import_text.py); and the files stay under
+the loader's limits on size and count, lore split over files of its own. What is cleaned or cut is
+remembered, so the person importing is told.
 """
 
 from __future__ import annotations
 
-import json
 import re
-from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import tomli_w
 
-from ..text_rules import text_problem, without_controls
+from ..text_rules import without_controls
+from .card_art import CardArt
+from .card_book import read_card_book
 from .card_read import TEXT_FIELDS, TEXT_LIST_FIELDS
-from .macros import expand, normalise
+from .import_report import ImportReport, entries
+from .import_text import KEPT_DEPTH, Cleaner, Ids
+from .lore_files import file_stem, group, header
+from .lorebook import BookScan, Lorebook
+from .lorebook_map import map_entries
 from .schema import (
     MAX_AUTHOR,
     MAX_EPISODES,
     MAX_EXAMPLE_LINES,
-    MAX_ID,
     MAX_KEYWORD,
-    MAX_KEYWORDS,
     MAX_LORE_ENTRIES,
     MAX_NAME,
     MAX_TAGS,
-    MAX_TEXT,
     NARRATOR,
 )
 from .sources import MAX_INCLUDED_FILES, SCENARIO_FILE
 
-KEPT_DEPTH = 8  # kept card data nested deeper than this is kept as JSON text (TOML headers stay short)
-MAX_KEPT_KEY = 128  # kept data with a longer key is kept as JSON text too
-MAX_KEPT_BYTES = 256 << 10  # kept card data per character or lore entry, as JSON
+__all__ = ["FILE_BUDGET", "KEPT_DEPTH", "build_pack"]
+
 FILE_BUDGET = 768 << 10  # bytes of TOML per written file: well under the loader's 1 MiB a file
 PLAYER_ID = "user"
 PLAYER_NAME = "You"
 # The card fields the pack has a place for; the others are kept under the character's `extensions`.
 _KNOWN_FIELDS = {"name", *TEXT_FIELDS, *TEXT_LIST_FIELDS, "character_book", "extensions"}
-_FIELD_NAMES = {"lore": "a lore entry", "greetings": "a greeting", "mes_example": "an example dialogue"}
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-_Item = TypeVar("_Item")
+_BOOK_MAPPED = {"entries", "scan_depth", "token_budget", "recursive_scanning"}
+_ORIGINAL = re.compile(r"\{\{\s*original\s*\}\}", re.IGNORECASE)
+_CONTEXT = (512, 1 << 20)  # recommended_n_ctx's range in the pack format
 
 
 def build_pack(
-    data: dict[str, Any], spec: str, avatar: bytes | None, *, card: Path
+    data: dict[str, Any],
+    spec: str,
+    avatar: bytes | None,
+    *,
+    card: Path,
+    world: Lorebook | None = None,
+    art: CardArt | None = None,
+    report: ImportReport | None = None,
 ) -> tuple[dict[str, bytes], list[str]]:
     """Every file of the pack made from `data` (by its path inside the pack), and the warnings to
-    give: what was cleaned or cut on the way."""
-    builder = _Builder(data, source=_file_name(card))
+    give: what was cleaned or cut on the way. `world` is the book the card names (card_world.py),
+    `art` the expressions and scenes found for it (card_art.py); what came in and what did not map
+    go to `report`."""
+    builder = _Builder(data, source=_file_name(card), world=world, art=art or CardArt(), report=report)
     files = builder.files(spec, avatar)
     return files, list(builder.warnings())
 
@@ -71,54 +81,44 @@ def _file_name(path: Path) -> str:
     return without_controls(name, keep_newlines=False).strip() or "card"
 
 
-class _Builder:
+@dataclass
+class _Part:
+    """Entries of one section, and where they go: the manifest when they fit, or files of their own."""
+
+    section: str
+    entries: dict[str, Any]
+    stem: str = ""  # their files, without -001.toml ("": characters/characters-001.toml, …)
+    header: str = ""  # a comment at the top of each of their files
+    own_files: bool = False  # never in the manifest (lore: an import may rewrite its files)
+
+
+class _Builder(Cleaner):
     """The pack's files, made from one card's data; it remembers what it cleaned and cut."""
 
-    def __init__(self, data: dict[str, Any], *, source: str) -> None:
+    def __init__(
+        self,
+        data: dict[str, Any],
+        *,
+        source: str,
+        world: Lorebook | None = None,
+        art: CardArt | None = None,
+        report: ImportReport | None = None,
+    ) -> None:
+        super().__init__(source="card")
         self.data = data
-        self.source = source
-        self.cleaned: list[str] = []  # the card fields control characters were removed from
-        self.cuts: Counter[str] = Counter()  # what was cut or left out, and how often
+        self.card_file = source
+        self.world = world
+        self.art = art or CardArt()
+        self.report = report if report is not None else ImportReport()
         self.fields: dict[str, str] = {}
         self.name = (
             self.line(data["name"], "name", MAX_NAME) or self.line(Path(source).stem, "name", MAX_NAME) or "Character"
         )
-
-    def warnings(self) -> Iterator[str]:
-        if self.cleaned:
-            fields = ", ".join(dict.fromkeys(self.cleaned))
-            yield f"removed control characters (terminal escapes and the like) from the card's {fields}"
-        for what, count in self.cuts.items():
-            yield what if count == 1 else f"{what} ({count:,} times)"
-
-    def capped(self, items: list[_Item], limit: int, what: str) -> list[_Item]:
-        """The first `limit` of the card's `items`, telling of the rest when there are more."""
-        if len(items) > limit:
-            self.cuts[f"left out {len(items) - limit} of the card's {len(items)} {what}"] += 1
-        return items[:limit]
+        self.char = self.name  # `{{char}}` in the card's text is its character
+        book = data.get("character_book")
+        self.book = read_card_book(book, where=source, name=f"{self.name}'s Lorebook") if book else None
 
     # -- text --
-
-    def clean(self, value: str, field: str, *, keep_newlines: bool = True) -> str:
-        if text_problem(value.replace("\r\n", "\n")):
-            self.cleaned.append(field)
-        # JSON may escape half a surrogate pair ("\ud800"), which no UTF-8 file can hold.
-        return without_controls(_SURROGATE.sub("\ufffd", value), keep_newlines=keep_newlines)
-
-    def line(self, value: str, field: str, limit: int) -> str:
-        """A name, a keyword or a tag: one line of printable text, not padded, at most `limit` long."""
-        return self.clean(value, field, keep_newlines=False).strip()[:limit].rstrip()
-
-    def text(self, value: str, field: str) -> str:
-        """Card text for the pack: clean, `{{char}}` resolved, at most MAX_TEXT long."""
-        cleaned = self.clean(value, field)
-        # Cut before resolving (a name may be MAX_NAME characters), but not below what can resolve to
-        # MAX_TEXT: `{{char}}` is 8 characters and the name may be 1.
-        text = expand(normalise(cleaned[: 8 * MAX_TEXT]), user="{{user}}", char=self.name)
-        if len(text) > MAX_TEXT:
-            what = _FIELD_NAMES.get(field) or f"the card's {field}"
-            self.cuts[f"cut {what} to {MAX_TEXT:,} characters"] += 1
-        return text[:MAX_TEXT]
 
     def field(self, key: str) -> str:
         """A text field of the card, made once (it may be used twice)."""
@@ -126,46 +126,72 @@ class _Builder:
             self.fields[key] = self.text(self.data.get(key) or "", key)
         return self.fields[key]
 
+    def prompt_field(self, key: str) -> str:
+        """A prompt the card may write around SillyTavern's own (`{{original}}`): here there is none."""
+        return _ORIGINAL.sub("", self.field(key)).strip()
+
     # -- tables --
 
     def files(self, spec: str, avatar: bytes | None) -> dict[str, bytes]:
         """Every file of the pack, by its path inside the pack."""
-        char_id = _Ids({PLAYER_ID, NARRATOR}).make(self.name, "character")
-        sections = {
-            "characters": {PLAYER_ID: _player(), char_id: self.character(has_avatar=avatar is not None)},
-            "episodes": self.episodes(char_id, has_avatar=avatar is not None),
-            "lore": self.lore(),
-        }
+        char_id = Ids({PLAYER_ID, NARRATOR}).make(self.name, "character")
+        character = self.character(has_avatar=avatar is not None)
+        parts = [
+            _Part("characters", {PLAYER_ID: _player(), char_id: character}),
+            _Part("episodes", self.episodes(char_id, character.get("default_expression"))),
+            *self.lore_parts(),
+        ]
         pack = self.pack_table(spec, has_avatar=avatar is not None)
-        files = {path: text.encode() for path, text in _layout(self, pack, sections).items()}
+        if scenes := self.scenes():
+            parts.insert(1, _Part("scenes", scenes))
+        files = {path: text.encode() for path, text in _layout(self, pack, parts).items()}
         if avatar is not None:
             files["art/avatar.png"] = avatar
+        files.update(self.art.files)
         return files
 
     def pack_table(self, spec: str, *, has_avatar: bool) -> dict[str, Any]:
         tags = [tag for tag in (self.line(t, "tags", MAX_KEYWORD) for t in self.data.get("tags") or []) if tag]
         kept_tags = self.capped(tags, MAX_TAGS, "tags")
-        instructions = "\n\n".join(
-            part for part in (self.field("system_prompt"), self.field("post_history_instructions")) if part
-        )
+        # The card's description is the character's (character()), once: an empty card scenario
+        # stays empty rather than repeat it, and post-history instructions keep their own place.
+        prompt: dict[str, Any] = {
+            "scenario": self.field("scenario"),
+            "instructions": self.prompt_field("system_prompt"),
+            "post_history": self.prompt_field("post_history_instructions"),
+        }
         table: dict[str, Any] = {
-            "id": _Ids().make(self.name, "card"),
+            "id": Ids().make(self.name, "card"),
             "name": self.name,
             "version": self.line(self.data.get("character_version") or "", "character_version", 40) or "1.0.0",
             "author": self.line(self.data.get("creator") or "", "creator", MAX_AUTHOR),
-            "description": self.field("creator_notes") or f"Imported from the character card {self.source}.",
+            "description": self.field("creator_notes") or f"Imported from the character card {self.card_file}.",
             "tags": kept_tags,
             # Rated by all the card's tags, not only the kept ones: a rating tag may come late.
             "content_rating": "mature" if {t.lower() for t in tags} & {"nsfw", "adult", "18+"} else "general",
-            "prompt": {
-                "scenario": self.field("scenario") or self.field("description") or self.name,
-                "instructions": instructions[:MAX_TEXT],
-            },
-            "extensions": {"card": {"spec": spec, "source": self.source}},
+            "prompt": {key: value for key, value in prompt.items() if value != "" or key == "scenario"},
+            "extensions": {"card": {"spec": spec, "source": self.card_file}},
         }
+        if (context := self.context()) is not None:
+            table["recommended_n_ctx"] = context
+        if self.book is not None and (scan := _lore_scan(self.book.scan)):
+            table["lore_scan"] = scan
+            self.report.done.append(f"the book's scan settings as [lore_scan]: {_shown(scan)}")
         if has_avatar:
             table["cover"] = "art/avatar.png"
         return table
+
+    def context(self) -> int | None:
+        """The context the card asks for: `recommended_n_ctx`, where some cards carry it (the spec has none)."""
+        extensions = self.data.get("extensions")
+        for holder in (self.data, extensions if isinstance(extensions, dict) else {}):
+            value = holder.get("recommended_n_ctx")
+            if isinstance(value, int) and not isinstance(value, bool):
+                if _CONTEXT[0] <= value <= _CONTEXT[1]:
+                    self.report.done.append(f"recommended_n_ctx {value:,} (the default context)")
+                    return value
+                self.cuts[f"left out recommended_n_ctx {value}: not within {_CONTEXT[0]} to {_CONTEXT[1]:,}"] += 1
+        return None
 
     def character(self, *, has_avatar: bool) -> dict[str, Any]:
         character: dict[str, Any] = {"name": self.name, "color": "#f2a65a", "description": self.field("description")}
@@ -173,118 +199,112 @@ class _Builder:
             character["personality"] = personality
         if examples := self.examples():
             character["example_lines"] = examples
-        if has_avatar:
-            character["expressions"] = {"neutral": "art/avatar.png"}
-            character["default_expression"] = "neutral"
+            self.report.done.append(f"{len(examples)} example exchange{'s' * (len(examples) != 1)} from mes_example")
+        expressions = {"neutral": "art/avatar.png"} if has_avatar else {}
+        expressions.update(self.art.expressions)  # an expression folder's neutral wins over the avatar
+        if expressions:
+            character["expressions"] = expressions
+            character["default_expression"] = "neutral" if "neutral" in expressions else next(iter(expressions))
         extensions = self.kept(self.data.get("extensions"), "extensions")
-        unknown = self.kept({k: v for k, v in self.data.items() if k not in _KNOWN_FIELDS}, "other data")
-        if unknown:
+        other = {k: v for k, v in self.data.items() if k not in _KNOWN_FIELDS}
+        book = self.data.get("character_book")
+        if isinstance(book, dict) and (rest := {k: v for k, v in book.items() if k not in _BOOK_MAPPED}):
+            other["character_book"] = rest  # its name, description, extensions: kept, not read
+        if self.art.kept_assets is not None:
+            other["assets"] = self.art.kept_assets  # images read at import are not kept twice
+        if unknown := self.kept(other, "other data"):
             extensions["card"] = unknown
         if extensions:
             character["extensions"] = extensions
+        self.note_unmapped_card()
         return character
 
+    def note_unmapped_card(self) -> None:
+        extensions = self.data.get("extensions")
+        depth_prompt = extensions.get("depth_prompt") if isinstance(extensions, dict) else None
+        if isinstance(depth_prompt, dict) and isinstance(depth_prompt.get("prompt"), str) and depth_prompt["prompt"]:
+            self.report.unmapped.append(
+                "the card's depth prompt (a character's note at a depth in the chat): kept under the "
+                "character's extensions.depth_prompt, not read"
+            )
+        self.report.unmapped.extend(f"the card's {line}" for line in self.art.unmapped)
+
     def examples(self) -> list[str]:
+        """`mes_example` as example exchanges: one per `<START>` block, `{{char}}` made the character's
+        name and `{{user}}` kept, so each line keeps the speaker it names (story/examples.py)."""
         blocks = re.split(r"<START>", self.data.get("mes_example") or "", flags=re.IGNORECASE)
         examples = [text for block in blocks if (text := self.text(block.strip(), "mes_example"))]
         return self.capped(examples, MAX_EXAMPLE_LINES, "example dialogues")
 
-    def episodes(self, char_id: str, *, has_avatar: bool) -> dict[str, Any]:
+    def scenes(self) -> dict[str, Any]:
+        return {sid: {"name": self.line(name, "assets", MAX_NAME) or "Background", "background": path}
+                for sid, (name, path) in self.art.scenes.items()}  # fmt: skip
+
+    def episodes(self, char_id: str, expression: str | None) -> dict[str, Any]:
         greetings = [self.data.get("first_mes") or "", *(self.data.get("alternate_greetings") or [])]
         episodes: dict[str, Any] = {}
         for number, greeting in enumerate(self.capped(greetings, MAX_EPISODES, "greetings"), start=1):
             episode: dict[str, Any] = {"name": "Greeting" if number == 1 else f"Alternate greeting {number - 1}"}
-            episode["characters"] = [{"id": char_id, **({"expression": "neutral"} if has_avatar else {})}]
+            episode["characters"] = [{"id": char_id, **({"expression": expression} if expression else {})}]
             if (text := self.text(greeting, "greetings")).strip():
                 episode["lines"] = [{"speaker": char_id, "text": text}]
             episodes["greeting" if number == 1 else f"greeting-{number}"] = episode
         return episodes
 
-    def lore(self) -> dict[str, Any]:
-        book = self.data.get("character_book") or {}
-        entries = [e for e in book.get("entries") or [] if isinstance(e, dict) and _has_content(e)]
-        if len(entries) > MAX_LORE_ENTRIES:
-            dropped = len(entries) - MAX_LORE_ENTRIES
-            self.cuts[_left_out(dropped, len(entries), "lore", f"a pack holds at most {MAX_LORE_ENTRIES:,}")] += 1
-        ids = _Ids()
-        lore: dict[str, Any] = {}
-        for number, entry in enumerate(entries[:MAX_LORE_ENTRIES], start=1):
-            label = next((v for v in (entry.get("name"), entry.get("comment")) if isinstance(v, str) and v), "")
-            lore[ids.make(self.line(label, "lore", MAX_ID), f"entry-{number}")] = self.lore_entry(entry)
-        return lore
+    def lore_parts(self) -> list[_Part]:
+        """The card's own book and the world book it names, each in files of its own."""
+        ids = Ids()
+        room = MAX_LORE_ENTRIES
+        parts: list[_Part] = []
+        world_entries = self.world.entries if self.world is not None else []
+        seen = {(each.keys, each.content) for each in world_entries}
+        if self.book is not None:
+            found = [e for e in self.book.entries if (e.keys, e.content) not in seen]
+            if doubles := len(self.book.entries) - len(found):
+                self.report.done.append(f"left out {entries(doubles)} of the card's book that the world info holds too")
+            found = self.room_for(found, room)
+            room -= len(found)
+            mapped = map_entries(found, self, ids, where=f"{self.card_file}: the character book's ", numbered=True)
+            self.report.done.append(f"{entries(len(mapped.entries), 'lore')} from the card's character book")
+            self.report.lore(mapped, "the card's book", "each entry's extensions")
+            what = header("the card's character book", "import-card", again=False)
+            parts.append(_Part("lore", mapped.entries, "lore/lore", what, True))
+        if self.world is not None:
+            tag = {"book": self.world.name}
+            found = self.room_for(world_entries, room)
+            mapped = map_entries(found, self, ids, tag=tag, where=f"the world info {self.world.name}: ")
+            self.report.done.append(f"{entries(len(mapped.entries), 'lore')} from the world info {self.world.name!r}")
+            self.report.lore(mapped, f"the world info {self.world.name!r}", "each entry's extensions.sillytavern")
+            what = f"the world info {self.world.name!r}"
+            parts.append(_Part("lore", mapped.entries, file_stem(self.world.name), header(what, "import-card"), True))
+        return parts
 
-    def lore_entry(self, entry: dict[str, Any]) -> dict[str, Any]:
-        keys = entry.get("keys")
-        keys = [keys] if isinstance(keys, str) else keys if isinstance(keys, list) else []
-        keywords = list(
-            dict.fromkeys(k for k in (self.line(k, "lore", MAX_KEYWORD) for k in keys if isinstance(k, str)) if k)
-        )
-        if len(keywords) > MAX_KEYWORDS:
-            self.cuts[f"a lore entry lost keywords past its first {MAX_KEYWORDS}"] += 1
-        always = entry.get("constant") is True
-        extensions = self.kept(entry.get("extensions"), "lore")
-        other = {k: v for k, v in entry.items() if k not in ("keys", "content", "constant", "enabled", "extensions")}
-        if kept := self.kept(other, "lore"):
-            extensions["card"] = kept
-        return {
-            "keywords": keywords[:MAX_KEYWORDS],
-            "content": self.text(entry["content"], "lore"),
-            "always": always,
-            # An entry with no keys that is not constant never fires in SillyTavern either.
-            "enabled": entry.get("enabled", True) is not False and (always or bool(keywords)),
-            **({"extensions": extensions} if extensions else {}),
-        }
+    def room_for(self, found: list[Any], room: int) -> list[Any]:
+        """The first of `found` that the pack has room for, telling of the rest."""
+        if len(found) > room:
+            why = f"a pack holds at most {MAX_LORE_ENTRIES:,}"
+            self.cuts[_left_out(len(found) - room, len(found), "lore", why)] += 1
+        return found[: max(room, 0)]
 
-    # -- kept data --
 
-    def kept(self, value: object, field: str) -> dict[str, Any]:
-        """Card data kept as TOML can hold it, or nothing when it is too large to keep."""
-        if not isinstance(value, dict) or not value:
-            return {}
-        size = len(json.dumps(value, ensure_ascii=False))
-        if size > MAX_KEPT_BYTES:
-            self.cuts[f"left out {size >> 10:,} KiB of the card's {field} data: more than a pack keeps"] += 1
-            return {}
-        table = self.toml_value(value, field, depth=0)
-        return table if isinstance(table, dict) else {"json": table}
+def _lore_scan(scan: BookScan) -> dict[str, Any]:
+    """A card book's scan settings as `[lore_scan]` (within its ranges)."""
+    table: dict[str, Any] = {}
+    if scan.scan_depth is not None:
+        table["depth"] = max(0, min(1000, scan.scan_depth))
+    if scan.token_budget is not None:
+        table["budget"] = max(0, min(1 << 20, scan.token_budget))
+    if scan.recursive_scanning is not None:
+        table["recursion"] = 3 if scan.recursive_scanning else 0
+    return table
 
-    def toml_value(self, value: Any, field: str, *, depth: int) -> Any:
-        """JSON as TOML can hold it: no nulls, clean text, 64-bit integers, shallow and short-keyed tables."""
-        if isinstance(value, dict | list) and (depth >= KEPT_DEPTH or _long_keys(value)):
-            return json.dumps(self.plain(value, field), ensure_ascii=False)  # deep data, kept as its JSON text
-        if isinstance(value, dict):
-            return {
-                self.clean(str(key), field): self.toml_value(item, field, depth=depth + 1)
-                for key, item in value.items()
-                if item is not None
-            }
-        if isinstance(value, list):
-            return [self.toml_value(item, field, depth=depth + 1) for item in value if item is not None]
-        if isinstance(value, str):
-            return self.clean(value, field)
-        if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
-            return str(value)  # TOML integers are 64-bit
-        return value
 
-    def plain(self, value: Any, field: str) -> Any:
-        """JSON data with clean text, for keeping as JSON text (its depth is bounded by MAX_CARD_DEPTH)."""
-        if isinstance(value, dict):
-            return {self.clean(str(k), field): self.plain(v, field) for k, v in value.items()}
-        if isinstance(value, list):
-            return [self.plain(item, field) for item in value]
-        return self.clean(value, field) if isinstance(value, str) else value
+def _shown(table: dict[str, Any]) -> str:
+    return ", ".join(f"{key} = {value}" for key, value in table.items())
 
 
 def _player() -> dict[str, Any]:
     return {"name": PLAYER_NAME, "player": True, "color": "#8fd3ff", "description": "The player."}
-
-
-def _has_content(entry: dict[str, Any]) -> bool:
-    return isinstance(entry.get("content"), str) and bool(entry["content"].strip())
-
-
-def _long_keys(value: dict[str, Any] | list[Any]) -> bool:
-    return isinstance(value, dict) and any(len(str(key)) > MAX_KEPT_KEY for key in value)
 
 
 def _left_out(count: int, total: int, section: str, why: str) -> str:
@@ -292,27 +312,10 @@ def _left_out(count: int, total: int, section: str, why: str) -> str:
     return f"left out {count:,} of the {total:,} {what} (the last ones): {why}"
 
 
-class _Ids:
-    """Identifiers made from names, each once: a name met again gets -2, -3, … (in constant time)."""
-
-    def __init__(self, taken: set[str] | None = None) -> None:
-        self.taken = set(taken or ())
-        self.next: dict[str, int] = {}
-
-    def make(self, text: str, fallback: str) -> str:
-        base = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:48].strip("-") or fallback
-        candidate, number = base, self.next.get(base, 2)
-        while candidate in self.taken:
-            candidate, number = f"{base}-{number}", number + 1
-        self.next[base] = number
-        self.taken.add(candidate)
-        return candidate
-
-
 # -- layout in files --
 
 
-def _layout(builder: _Builder, pack: dict[str, Any], sections: dict[str, dict[str, Any]]) -> dict[str, str]:
+def _layout(builder: _Builder, pack: dict[str, Any], parts: list[_Part]) -> dict[str, str]:
     """The pack's TOML files, each at most FILE_BUDGET bytes: the manifest with the cast and the
     episodes when they fit, then files of whole entries (lore/lore-001.toml, …), all included.
     Past MAX_INCLUDED_FILES, the last entries are left out (with a warning)."""
@@ -321,42 +324,31 @@ def _layout(builder: _Builder, pack: dict[str, Any], sections: dict[str, dict[st
     room = budget - len(head.encode())
     manifest: list[str] = []
     files: dict[str, str] = {}
-    for section, entries in sections.items():
+    for part in parts:
+        section = part.section
         texts = [
-            _fit({section: {key: entry}}, FILE_BUDGET, builder, f"{section}.{key}") for key, entry in entries.items()
+            _fit({section: {key: entry}}, FILE_BUDGET, builder, f"{section}.{key}")
+            for key, entry in part.entries.items()
         ]
         size = sum(len(text.encode()) + 1 for text in texts)
-        if section != "lore" and size <= room:  # lore always has files of its own
+        if not part.own_files and size <= room:
             manifest.extend(texts)
             room -= size
             continue
-        groups = _group(texts, FILE_BUDGET)
+        groups = group(texts, FILE_BUDGET - len(part.header.encode()))
         free = MAX_INCLUDED_FILES - len(files)
         if len(groups) > free:
-            kept = sum(len(group) for group in groups[:free])
+            kept = sum(len(found) for found in groups[:free])
             why = f"a pack holds at most {MAX_INCLUDED_FILES} files of {FILE_BUDGET >> 10} KiB"
             builder.cuts[_left_out(len(texts) - kept, len(texts), section, why)] += 1
-        for number, group in enumerate(groups[:free], start=1):
-            files[f"{section}/{section}-{number:03}.toml"] = "\n".join(group)
+        stem = part.stem or f"{section}/{section}"
+        for number, found in enumerate(groups[:free], start=1):
+            files[f"{stem}-{number:03}.toml"] = part.header + "\n".join(found)
     if files:
         pack["include"] = list(files)
         head = tomli_w.dumps(pack)
-    comment = f"# Imported from {builder.source} ({pack['extensions']['card']['spec']}).\n"
+    comment = f"# Imported from {builder.card_file} ({pack['extensions']['card']['spec']}).\n"
     return {SCENARIO_FILE: comment + "\n".join([head, *manifest]), **files}
-
-
-def _group(texts: list[str], budget: int) -> list[list[str]]:
-    """`texts` in order, in groups of at most `budget` bytes each (a text is never split)."""
-    groups: list[list[str]] = [[]]
-    used = 0
-    for text in texts:
-        size = len(text.encode()) + 1
-        if groups[-1] and used + size > budget:
-            groups.append([])
-            used = 0
-        groups[-1].append(text)
-        used += size
-    return [group for group in groups if group]
 
 
 def _fit(table: dict[str, Any], budget: int, builder: _Builder, label: str) -> str:

@@ -102,13 +102,13 @@ def _validate(staging: Path, card: Path, out_dir: Path) -> LoadedPack:
 def _move_files(staging: Path, out_dir: Path, relatives: list[str]) -> None:
     """Move the pack's files over OUT_DIR's, the manifest last, once nothing is in the way."""
     for relative in relatives:
-        _check_way(out_dir, Path(relative))
+        check_way(out_dir, Path(relative))
     for relative in sorted(relatives, key=lambda r: r == SCENARIO_FILE):
         (out_dir / relative).parent.mkdir(parents=True, exist_ok=True)
         os.replace(staging / relative, out_dir / relative)
 
 
-def _check_way(out_dir: Path, relative: Path) -> None:
+def check_way(out_dir: Path, relative: Path) -> None:
     """Refuse a symlink, or the wrong kind of file, where `relative` will be written in OUT_DIR."""
     hint = f"Move it away, or choose another output directory than {out_dir}."
     for folder in reversed(relative.parents[:-1]):

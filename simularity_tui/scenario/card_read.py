@@ -14,8 +14,6 @@ import base64
 import binascii
 import io
 import json
-import os
-import stat
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,7 @@ from PIL import Image, UnidentifiedImageError
 from . import png_chunks
 from .assets import MAX_IMAGE_SIDE
 from .card_errors import CardError
+from .untrusted_file import json_int, nests_deeper, read_capped
 
 MAX_CARD_BYTES = 32 << 20
 MAX_CARD_JSON_BYTES = 8 << 20
@@ -66,30 +65,7 @@ def read_card(path: Path) -> tuple[dict[str, Any], bytes | None, str]:
 
 
 def _read_capped(path: Path) -> bytes:
-    """The file's bytes; only a regular file is opened (a FIFO would block, a device never end)."""
-    try:
-        if not _is_regular(os.stat(path), path):
-            raise CardError(f"{path} is not a regular file (a device, a pipe or a socket?)", hint=_CARD_HINT)
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
-        with os.fdopen(fd, "rb") as handle:
-            if not _is_regular(os.fstat(handle.fileno()), path):  # replaced since the stat
-                raise CardError(f"{path} is not a regular file", hint=_CARD_HINT)
-            raw = handle.read(MAX_CARD_BYTES + 1)  # the file may have grown since the stat
-    except (FileNotFoundError, NotADirectoryError):
-        raise CardError(f"{path}: no such file", hint=_CARD_HINT) from None
-    except OSError as error:
-        raise CardError(f"{path}: cannot read it ({error.strerror})") from None
-    if len(raw) > MAX_CARD_BYTES:
-        raise CardError(f"{path} is more than {MAX_CARD_BYTES >> 20} MiB; a card may be at most that")
-    return raw
-
-
-def _is_regular(status: os.stat_result, path: Path) -> bool:
-    if stat.S_ISDIR(status.st_mode):
-        raise CardError(f"{path} is a directory", hint=_CARD_HINT)
-    if status.st_size > MAX_CARD_BYTES:
-        raise CardError(f"{path} is {status.st_size / 2**20:.0f} MiB; a card may be at most {MAX_CARD_BYTES >> 20} MiB")
-    return stat.S_ISREG(status.st_mode)
+    return read_capped(path, limit=MAX_CARD_BYTES, what="a card", hint=_CARD_HINT)
 
 
 def _from_png(path: Path, raw: bytes) -> tuple[dict[str, Any], bytes]:
@@ -137,7 +113,7 @@ def _json(path: Path, raw: bytes, where: str) -> dict[str, Any]:
     if len(raw) > MAX_CARD_JSON_BYTES:
         raise CardError(f"{path}: {where} holds {len(raw) >> 20} MiB of JSON; at most {MAX_CARD_JSON_BYTES >> 20} MiB")
     try:
-        card = json.loads(raw.decode("utf-8-sig"), parse_int=_json_int)
+        card = json.loads(raw.decode("utf-8-sig"), parse_int=json_int)
     except UnicodeDecodeError:
         raise CardError(f"{path}: {where} is not UTF-8 text") from None
     except json.JSONDecodeError as error:
@@ -148,27 +124,9 @@ def _json(path: Path, raw: bytes, where: str) -> dict[str, Any]:
         raise CardError(f"{path}: {where} nests too deeply to be a card") from None
     if not isinstance(card, dict):
         raise CardError(f"{path}: {where} holds JSON, but not a card object")
-    if _nests_deeper(card, MAX_CARD_DEPTH):
+    if nests_deeper(card, MAX_CARD_DEPTH):
         raise CardError(f"{path}: {where} nests more than {MAX_CARD_DEPTH} levels deep; no card needs that")
     return card
-
-
-def _json_int(digits: str) -> int | str:
-    # Python refuses to convert more than 4,300 digits (a ValueError from json.loads); no card
-    # needs a number that long, so it is kept as the text it is.
-    return int(digits) if len(digits) <= 40 else digits
-
-
-def _nests_deeper(value: object, limit: int) -> bool:
-    """Whether objects and arrays nest more than `limit` deep; iterative, as the value may be deep."""
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > limit:
-            return True
-        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
-        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
-    return False
 
 
 def _check_types(path: Path, data: dict[str, Any]) -> None:

@@ -10,6 +10,7 @@ import difflib
 from collections.abc import Iterable, Iterator, Sequence
 
 from ..toml_source import KeyPath
+from .lore_checks import key_findings
 from .schema import NARRATOR, NARRATOR_NAME, Condition, Direction, Pack
 
 Finding = tuple[KeyPath, str]
@@ -131,9 +132,12 @@ def _direction(pack: Pack, direction: Direction, where: KeyPath) -> Iterator[Fin
 
 
 def _lore(pack: Pack) -> Iterator[Finding]:
+    """Entries without a way in, and keys that cannot be used (lore_checks.py, which also has the
+    warnings `simularity check` adds: recursion cycles, entries that never come in, lone groups)."""
     for lid, entry in pack.lore.items():
         if not entry.always and not entry.keywords:
             yield ["lore", lid], "this entry never reaches the prompt: give it keywords, or always = true"
+    yield from key_findings(pack)
 
 
 def _condition(pack: Pack, condition: Condition, where: Sequence[str | int]) -> Iterator[Finding]:

@@ -24,6 +24,7 @@ MAX_ID = 64  # an id: lower-case letters, digits, `-` and `_`
 MAX_AUTHOR = 200
 MAX_TAGS = 32
 MAX_KEYWORDS = 64  # per lore entry
+MAX_LORE_KEY = 400  # a lore key: a regular expression may be long
 MAX_EXAMPLE_LINES = 200  # per character
 MAX_EPISODES = 64
 
@@ -57,8 +58,10 @@ class _Strict(BaseModel):
 
 
 class Prompt(_Strict):
-    scenario: Text = Field(description="The world and the situation, as the model reads it.")
-    instructions: Text = ""
+    scenario: Text = Field(default="", description="The world and the situation, as the model reads it.")
+    instructions: Text = ""  # how to write, at the top of the prompt
+    post_history: Text = ""  # read after the story: kept among the last few lines the model reads
+    example_tokens: Annotated[int, Field(ge=0, le=1 << 16)] = 400  # the characters' example lines, first ones first
 
 
 class Theme(_Strict):
@@ -156,12 +159,49 @@ class Episode(_Strict):
     lines: list[OpeningLine] = Field(default=[], max_length=200)
 
 
+# A lore key: a word or phrase, or a regular expression written `/pattern/flags` (flags i, m, s, u).
+LoreKey = Annotated[str, StringConstraints(min_length=1, max_length=MAX_LORE_KEY), AfterValidator(_plain_name)]
+LoreLogic = Literal["and_any", "and_all", "not_any", "not_all"]
+Lines = Annotated[int, Field(ge=0, le=100_000)]
+
+
 class LoreEntry(_Strict):
-    keywords: list[Keyword] = Field(default=[], max_length=MAX_KEYWORDS)
+    """A fact the model reads when the story comes to it (docs/pack-format.md, "Lore")."""
+
+    keywords: list[LoreKey] = Field(default=[], max_length=MAX_KEYWORDS)  # any one brings the entry in
+    secondary: list[LoreKey] = Field(default=[], max_length=MAX_KEYWORDS)  # then checked by `logic`
+    logic: LoreLogic = "and_any"  # and_any / and_all: some / every secondary key too; not_any / not_all: the opposite
     content: Text
     always: bool = False  # always in the prompt, whatever is said
     enabled: bool = True
+    case_sensitive: bool | None = None  # None: the pack's [lore_scan] setting
+    whole_words: bool | None = None
+    scan_depth: Annotated[int, Field(ge=0, le=1000)] | None = None  # lines looked back at for its keys
+    order: Annotated[int, Field(ge=-100_000, le=100_000)] = 100  # higher: later among a line's notes, kept first
+    probability: Annotated[int, Field(ge=0, le=100)] = 100  # percent, drawn once per line (seeded)
+    recurse: bool = True  # its content may bring in other entries
+    by_recursion: bool = True  # another entry's content may bring it in
+    sticky: Lines = 0  # lines it stays in after it came in, keywords or not
+    cooldown: Lines = 0  # lines it cannot come in after it left
+    delay: Lines = 0  # lines the story must have before it can come in
+    group: Annotated[str, StringConstraints(max_length=MAX_KEYWORD), AfterValidator(_plain_name)] = ""
+    group_weight: Annotated[int, Field(ge=1, le=100_000)] = (
+        100  # of entries of one group that come in at once, one wins
+    )
     extensions: dict[str, Any] = {}
+
+
+class LoreScan(_Strict):
+    """How lore is looked for, for every entry that does not say otherwise."""
+
+    depth: Annotated[int, Field(ge=0, le=1000)] = 4  # lines looked back at for keywords (0: none)
+    recursion: Annotated[int, Field(ge=0, le=10)] = 3  # steps of entries bringing in others (0: none)
+    budget: Annotated[int, Field(ge=0, le=1 << 20)] = (
+        0  # tokens of the lore one line brings in; 0: a fifth of the context
+    )
+    case_sensitive: bool = False
+    whole_words: bool = True
+    include_names: bool = True  # the speaker's name is part of the text scanned ("Mira: …")
 
 
 class Condition(_Strict):
@@ -218,6 +258,7 @@ class Pack(_Strict):
     scenes: dict[Identifier, Scene] = Field(default={}, max_length=128)
     episodes: dict[Identifier, Episode] = Field(max_length=MAX_EPISODES)
     lore: dict[Identifier, LoreEntry] = Field(default={}, max_length=MAX_LORE_ENTRIES)
+    lore_scan: LoreScan = LoreScan()
     achievements: dict[Identifier, Achievement] = Field(default={}, max_length=200)
     extensions: dict[str, Any] = {}
 

@@ -161,6 +161,13 @@ def _walk(root: Path) -> list[Path]:
     return sorted(found)
 
 
+def matches_include(path: Path, root: Path, pattern: str) -> bool:
+    """Whether `path` (inside `root`) is one `include` names with `pattern` (a path, or a glob)."""
+    if not any(wildcard in pattern for wildcard in "*?["):
+        return path == root / pattern
+    return _glob_match(path, root, pattern)
+
+
 def _glob_match(path: Path, root: Path, pattern: str) -> bool:
     """Whether `path` (inside `root`) matches the glob `pattern`: `*`, `?` and `[…]` within a name,
     `**` for any number of folders."""

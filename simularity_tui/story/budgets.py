@@ -14,10 +14,18 @@ from dataclasses import dataclass
 from ..engine import ModelSession
 
 PINNED_SHARE = 0.5  # the pinned block (the world, the cast, what is always known, the summary)
-NOTES_SHARE = 0.2  # the lore notes one line brings in
+NOTES_SHARE = 0.2  # the lore notes one line brings in, unless the pack's [lore_scan] budget says
+EXAMPLES_SHARE = 0.15  # the characters' example lines, at most (a pack's `example_tokens` may ask for less)
+REMINDER_SHARE = 0.1  # the reminders one line carries (the post-history instructions)
 _FIT_ATTEMPTS = 4  # shortenings tried; each aims a little under the limit, so one or two suffice
 
 log = logging.getLogger("simularity")
+
+
+def lore_budget(tokens: int, n_ctx: int) -> int:
+    """The tokens one line's lore notes may take: the pack's `[lore_scan] budget`, or when that is
+    0, NOTES_SHARE of the context; never more than half of it, so that the story keeps room."""
+    return min(tokens or int(n_ctx * NOTES_SHARE), n_ctx // 2)
 
 
 @dataclass(frozen=True)
@@ -32,6 +40,14 @@ class Budgets:
 def fitted(session: ModelSession, render: Callable[[float], str], share: float, *, pack_id: str) -> list[int]:
     """The tokens of `render(1.0)`, or, past `share` of the context, of the texts shortened to fit
     (`render(scale)` shortens each of the pack's texts to that share of its length)."""
+    return fitted_at(session, render, share, pack_id=pack_id)[0]
+
+
+def fitted_at(
+    session: ModelSession, render: Callable[[float], str], share: float, *, pack_id: str
+) -> tuple[list[int], float]:
+    """As `fitted`, with the scale the texts were rendered at (the prompt inspector renders them
+    again, part by part)."""
     limit = int(session.n_ctx * share)
     scale = 1.0
     tokens = session.tokenize(render(scale))
@@ -42,4 +58,4 @@ def fitted(session: ModelSession, render: Callable[[float], str], share: float, 
         tokens = session.tokenize(render(scale))
     if scale < 1.0:
         log.warning("%s: texts cut to %.0f%% to fit %d tokens of the context", pack_id, 100 * scale, limit)
-    return tokens
+    return tokens, scale

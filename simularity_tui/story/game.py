@@ -9,8 +9,9 @@ class; it knows nothing of the screen.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import AsyncIterator, Callable, Iterable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from ..engine import ModelSession, Prompt, SamplingParams
 from ..errors import UserFacingError
@@ -20,13 +21,27 @@ from ..scenario.schema import NARRATOR, Pack
 from ..scenario.watch import watch_pack
 from ..text_rules import one_line
 from .achievements import newly_unlocked
-from .budgets import NOTES_SHARE, PINNED_SHARE, Budgets, fitted
-from .lore import triggered
+from .budgets import EXAMPLES_SHARE, PINNED_SHARE, REMINDER_SHARE, Budgets, fitted, fitted_at, lore_budget
+from .examples import examples_text
+from .lore import LoreScan, lore_seed, scan_lore
+from .prompt_view import PromptView, build_prompt_view
+from .reminders import due, pack_reminders
 from .stage import Stage, StageCommand
 from .summary import SummaryRequest, summary_request
 from .tree import Line, LineKind, StoryTree
 from .turn import Turn
-from .writing import line_text, next_minute, note_text, preamble
+from .writing import line_text, next_minute, note_text, pinned_parts, preamble, reminder_text
+
+
+@dataclass(frozen=True)
+class _Pinned:
+    """The pinned block as the model reads it, and what it was rendered from (the inspector renders
+    it again, part by part)."""
+
+    summary: str | None
+    tokens: list[int]
+    scale: float  # the pack's texts cut to this share of their length to fit (budgets.py)
+    examples: str  # the example lines that fit their budget
 
 
 class Game:
@@ -59,8 +74,10 @@ class Game:
         self.silent: set[str] = set(silent or ())  # characters the player has told not to speak
         self.on_commit = on_commit  # called after each change to the story (autosave)
         self._bos = [session.bos_token] if session.bos_token is not None else []
-        self._pinned: tuple[str | None, list[int]] | None = None
+        self._pinned: _Pinned | None = None
         self._window_start = 0
+        self.last_lore_scan: LoreScan | None = None  # the lore of the next line, as last worked out
+        self.lore_log: list[LoreScan] = []  # the lore of each line written in this session (the lore debugger)
         self.tree = tree if tree is not None else self._opening()
 
     @property
@@ -109,12 +126,50 @@ class Game:
 
     def prompt(self, open_turn: list[int]) -> Prompt:
         """The pinned block (with the summary), then every line the summary does not cover."""
-        summary = self.summary
-        if self._pinned is None or self._pinned[0] != summary:
-            pinned = self._fitted(lambda scale: preamble(self.pack, self.episode, summary, scale=scale), PINNED_SHARE)
-            self._pinned = (summary, self._bos + pinned)
         lines = self.lines[self.covered :]
-        return Prompt.of(self._pinned[1], [*(line.tokens for line in lines), open_turn])
+        return Prompt.of(self._pinned_block().tokens, [*(line.tokens for line in lines), open_turn])
+
+    def _pinned_block(self) -> _Pinned:
+        summary = self.summary
+        if self._pinned is None or self._pinned.summary != summary:
+            budget = min(self.pack.prompt.example_tokens, int(self.session.n_ctx * EXAMPLES_SHARE))
+            examples = examples_text(self.pack, lambda text: len(self.session.tokenize(text)), budget)
+            tokens, scale = fitted_at(
+                self.session,
+                lambda scale: preamble(self.pack, self.episode, summary, scale=scale, examples=examples),
+                PINNED_SHARE,
+                pack_id=self.pack.id,
+            )
+            self._pinned = _Pinned(summary, self._bos + tokens, scale, examples)
+        return self._pinned
+
+    def pinned_parts(self) -> list[tuple[str, str]]:
+        """The pinned block as labelled parts (writing.pinned_parts), as the model reads it now."""
+        pinned = self._pinned_block()
+        return pinned_parts(self.pack, self.episode, pinned.summary, scale=pinned.scale, examples=pinned.examples)
+
+    @property
+    def window_start(self) -> int:
+        """The first line (an index into `lines`) the model still reads: the engine evicted those
+        before it, or a summary stands for them."""
+        return max(self._window_start, self.covered)
+
+    def prompt_view(self, say: str | None = None) -> PromptView:
+        """Exactly what the model would read for the next line, part by part (prompt_view.py): after
+        the player says `say`, when given. Nothing is generated, and the game does not change: the
+        view is taken on a copy of it, which a thread may do while the game waits for the player."""
+        return build_prompt_view(self._looking_ahead(say))
+
+    def _looking_ahead(self, say: str | None) -> Game:
+        """A copy of the game that can change without changing it: with the player's line `say`
+        added to a copy of the story, no autosave, and its own lore log."""
+        ahead = copy.copy(self)
+        ahead.on_commit = None
+        ahead.lore_log = list(self.lore_log)  # lore_notes() changes its log in place
+        if text := one_line(say or ""):
+            ahead.tree = self.tree.copy()
+            ahead.tree.add(self._line(self.pack.player_id, text, "player", clock=self.clock))
+        return ahead
 
     def _fitted(self, render: Callable[[float], str], share: float) -> list[int]:
         return fitted(self.session, render, share, pack_id=self.pack.id)
@@ -279,13 +334,33 @@ class Game:
     # -- what a turn needs (turn.py) ------------------------------------------------------------
 
     def lore_notes(self) -> tuple[tuple[str, ...], list[int]]:
-        """The lore entries recent lines mention that the window does not hold yet, and their notes'
-        tokens (within NOTES_SHARE of the context), to come before the next line."""
+        """The lore notes the next line brings in (lore.py: keys, recursion, timers, groups, the
+        budget), and their tokens, to come before it. The scan is kept for the prompt inspector
+        (`last_lore_scan`) and the lore debugger (`lore_log`, where it replaces any scan of the
+        same line or later: an undone or regenerated line's)."""
         lines = self.lines
-        present = {lid for line in lines[self._window_start :] for lid in line.notes}
-        notes = tuple(triggered(self.pack, [line.text for line in lines], present))
-        tokens = self._fitted(lambda scale: note_text(self.pack, notes, scale=scale), NOTES_SHARE) if notes else []
+        budget = lore_budget(self.pack.lore_scan.budget, self.session.n_ctx)
+        scan = scan_lore(
+            self.pack,
+            lines,
+            window_start=max(self._window_start, self.covered),
+            count_tokens=lambda text: len(self.session.tokenize(text)),
+            budget=budget,
+            seed=lore_seed(self.pack, self.episode, lines),
+        )
+        self.last_lore_scan = scan
+        self.lore_log[:] = [*(logged for logged in self.lore_log if logged.line < scan.line), scan]
+        notes = tuple(firing.entry for firing in scan.fired)
+        share = budget / self.session.n_ctx  # a first note alone over the budget is shortened to it
+        tokens = self._fitted(lambda scale: note_text(self.pack, notes, scale=scale), share) if notes else []
         return notes, tokens
+
+    def reminders(self) -> tuple[tuple[str, ...], list[int]]:
+        """The reminders the next line carries (reminders.py: the post-history instructions, when
+        their last copy is a few lines back or gone from the window), and their tokens."""
+        ids = tuple(r.id for r in due(pack_reminders(self.pack), self.lines, self.window_start))
+        tokens = self._fitted(lambda scale: reminder_text(self.pack, ids, scale=scale), REMINDER_SHARE) if ids else []
+        return ids, tokens
 
     def add_written_line(self, line: Line, *, first_turn: int) -> int:
         """Commit a line the model wrote; `first_turn` is the oldest turn of its prompt the engine

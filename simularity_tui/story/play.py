@@ -14,7 +14,7 @@ from ..engine import ModelSession, SamplingParams
 from ..scenario.loader import LoadedPack
 from .budgets import Budgets
 from .game import Game
-from .save_file import read_save, write_save
+from .save_file import LoadedSave, read_save, write_save
 from .saves import SaveExists, delete_save, kv_path, save_exists, save_path
 
 KV_SAVE_EVERY = 10  # lines between KV state files (one is written, too, when a game is left or closed)
@@ -68,15 +68,7 @@ async def open_game(
 ) -> SavedGame:
     """Resume the save at `path` if there is one (and `resume`), else start `episode` afresh."""
     if resume and path.exists():
-        # The in-process model knows its vocabulary; a model server may not say (then only what is
-        # no token id at all counts as damage, and the server refuses the rest with an error).
-        n_vocab = getattr(session.info, "n_vocab", None)
-        saved = read_save(path, loaded, model=session.info.identity, n_vocab=n_vocab)
-        game = Game(
-            session, loaded, saved.episode, sampling=sampling, budgets=budgets, tree=saved.tree,
-            unlocked=saved.unlocked, silent=saved.silent, player_name=saved.player_name,
-        )  # fmt: skip
-        game.retokenize(None if saved.stale_tokens else saved.damaged_tokens)
+        game, saved = read_game(session, loaded, path, sampling=sampling, budgets=budgets)
         opened = SavedGame(game, path, saved.created, saved.warnings, _kv_lines=len(game.lines))
         restored = await session.restore_state(kv_path(path))
         if restored.warning and kv_path(path).exists():
@@ -88,3 +80,25 @@ async def open_game(
     game.on_commit = opened.write
     opened.write(game)
     return opened
+
+
+def read_game(
+    session: ModelSession,
+    loaded: LoadedPack,
+    path: Path,
+    *,
+    sampling: SamplingParams | None = None,
+    budgets: Budgets | None = None,
+) -> tuple[Game, LoadedSave]:
+    """The game the save at `path` holds, its lines' tokens read again where they must be; not
+    written back, and the KV left as it is (open_game does both; `simularity prompt` only looks)."""
+    # The in-process model knows its vocabulary; a model server may not say (then only what is
+    # no token id at all counts as damage, and the server refuses the rest with an error).
+    n_vocab = getattr(session.info, "n_vocab", None)
+    saved = read_save(path, loaded, model=session.info.identity, n_vocab=n_vocab)
+    game = Game(
+        session, loaded, saved.episode, sampling=sampling, budgets=budgets, tree=saved.tree,
+        unlocked=saved.unlocked, silent=saved.silent, player_name=saved.player_name,
+    )  # fmt: skip
+    game.retokenize(None if saved.stale_tokens else saved.damaged_tokens)
+    return game, saved

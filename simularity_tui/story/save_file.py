@@ -69,6 +69,7 @@ class SavedNode(_Strict):
     tokens: str = ""
     seed: int | None = None
     notes: list[str] = []
+    reminders: list[str] = []  # absent from saves written before reminders: none carried
     directions: list[SavedCommand] = []
     summary: str | None = None
     summary_covers: int | None = None
@@ -150,6 +151,8 @@ def _node_table(node: Node) -> dict[str, Any]:
         entry["seed"] = line.seed
     if line.notes:
         entry["notes"] = list(line.notes)
+    if line.reminders:
+        entry["reminders"] = list(line.reminders)
     if line.directions:
         entry["directions"] = [command.to_table() for command in line.directions]
     if node.summary is not None:
@@ -330,6 +333,7 @@ def _line(saved: SavedNode, tokens: tuple[int, ...] | None) -> Line:
         tokens=tokens or (),
         directions=tuple(StageCommand(c.kind, c.target, c.value) for c in saved.directions),
         notes=tuple(saved.notes),
+        reminders=tuple(saved.reminders),
         seed=saved.seed,
     )
 

@@ -25,6 +25,7 @@ class Line:
     tokens: tuple[int, ...]  # exactly what the model reads for this line (notes, stage line, line)
     directions: tuple[StageCommand, ...] = ()  # stage commands applied just before the line
     notes: tuple[str, ...] = ()  # lore entries this line brought into the prompt
+    reminders: tuple[str, ...] = ()  # reminders (reminders.py) this line carried, after its notes
     seed: int | None = None  # the sampling seed of a model line
 
 
@@ -119,6 +120,11 @@ class StoryTree:
             if node.summary is not None:
                 return node.summary
         return None
+
+    def copy(self) -> StoryTree:
+        """A tree that can change without changing this one (lines are immutable: shared)."""
+        nodes = {nid: replace(node, children=list(node.children)) for nid, node in self.nodes.items()}
+        return StoryTree.from_nodes(nodes, self.head)
 
     @classmethod
     def from_nodes(cls, nodes: dict[int, Node], head: int) -> StoryTree:

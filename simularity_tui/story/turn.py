@@ -1,7 +1,7 @@
 """A line being written by the model: the turn drives its steps, each a generation of its own.
 
 1. The stage commands, chosen among those legal now, under their grammar and budget; the lore
-   notes the recent lines brought in come first.
+   notes the recent lines brought in come first, then the reminders due (reminders.py).
 2. The line, by someone who may speak, streamed as it is written; committed to the story.
 3. If the engine evicted lines no summary covers yet, a summary of them (summary.py).
 
@@ -52,6 +52,7 @@ class Turn:
         self.node_id: int | None = None  # the committed line, if any
         self.result: GenerationResult | None = None  # the line's generation
         self.evaluated_tokens = 0  # prompt tokens the engine read for this turn (stage and line)
+        self.shifted_tokens = 0  # tokens the engine shifted out of the KV for this turn (either step may)
         self.unlocked: list[str] = []  # achievements unlocked by this turn (the player's line included)
         self.summary_written = False
         self.started = time.perf_counter()
@@ -99,12 +100,13 @@ class Turn:
         game = self._game
         pack = game.pack  # as the turn begins: a pack changed meanwhile (hot reload) plays from the next turn
         notes, notes_tokens = game.lore_notes()
-        staged = await self._stage_step(pack, notes_tokens)
+        reminders, reminder_tokens = game.reminders()  # after the notes, before the stage line
+        staged = await self._stage_step(pack, notes_tokens + reminder_tokens)
         if staged is None:
             self._nothing_written()
             return
         stage, stage_tokens = staged
-        open_turn = notes_tokens + stage_tokens
+        open_turn = notes_tokens + reminder_tokens + stage_tokens
         self.phase = "line"
         reader = LineReader(pack, game.speakers(stage), game.clock)
         async with contextlib.aclosing(self._line_step(game.prompt(open_turn), reader)) as pieces:
@@ -113,13 +115,15 @@ class Turn:
         if self.result is None or self.speaker is None or not self.text.strip():
             self._nothing_written()  # stopped before anyone said anything: nothing to keep
             return
-        self.node_id = game.add_written_line(self._line(open_turn, notes, reader), first_turn=self.result.first_turn)
+        line = replace(self._line(open_turn, notes, reader), reminders=reminders)
+        self.node_id = game.add_written_line(line, first_turn=self.result.first_turn)
         self.unlocked = [achievement for achievement in game.unlocked if achievement not in self._unlocked_before]
         self.summary_written = await self._summary_step()
 
     async def _stage_step(self, pack: Pack, notes_tokens: list[int]) -> tuple[Stage, list[int]] | None:
-        """The stage commands, from those legal now, on their own budget: the stage after them and
-        the stage line's tokens as the model reads them; None when the turn was cancelled."""
+        """The stage commands, from those legal now, on their own budget, after the line's notes and
+        reminders (`notes_tokens`): the stage after them and the stage line's tokens as the model
+        reads them; None when the turn was cancelled."""
         game = self._game
         stage = game.stage
         stage_open = game.session.tokenize(STAGE_OPEN)
@@ -127,6 +131,7 @@ class Turn:
         params = self._params(game.budgets.directions, grammar)
         written, directed = await self._run(game.prompt(notes_tokens + stage_open), params)
         self.evaluated_tokens += directed.evaluated_tokens
+        self.shifted_tokens += directed.shifted_tokens
         if self.cancelled or directed.stop_reason == "cancelled":
             return None
         self.directions, whole = parse_directions(pack, stage, written, table)
@@ -155,6 +160,7 @@ class Turn:
                 yield text
         self.result = await generation.result()
         self.evaluated_tokens += self.result.evaluated_tokens
+        self.shifted_tokens += self.result.shifted_tokens
 
     def _line(self, open_turn: list[int], notes: tuple[str, ...], reader: LineReader) -> Line:
         """The line as the story keeps it, with the tokens the model reads for it."""

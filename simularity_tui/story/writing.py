@@ -15,21 +15,39 @@ from collections.abc import Iterable
 
 from ..scenario.macros import expand
 from ..scenario.schema import NARRATOR, Character, Pack
+from .reminders import pack_reminders, sole_character
 from .stage import Stage, StageCommand, describe, stage_line
 from .tree import Line
 
 STAGE_OPEN = "[stage:"
 _LINE_HEAD = re.compile(r"^(?P<name>[^\n(]+?) \((?P<clock>\d\d:\d\d)\): ")
 _CLOCK_HEAD = re.compile(r" \((?P<clock>\d\d:\d\d)\): ")
+_NOTE = "lore note"  # the label of a note among a line's parts (prompt_view.py)
+_SAID_ALREADY = 40  # characters: a text this long found inside another is taken as said there
 
 
-def preamble(pack: Pack, episode_id: str, summary: str | None, *, scale: float = 1.0) -> str:
-    """The pinned block: the world, the cast, the places, what is always known, the summary.
+def preamble(pack: Pack, episode_id: str, summary: str | None, *, scale: float = 1.0, examples: str = "") -> str:
+    """The pinned block: the world, the cast and how they speak, the places, what is always known,
+    the summary. `examples`: the example lines, as examples.py chose them for the budget.
 
     `scale` below 1 shortens every text of the pack to that share of its length (the prompt budget,
     budgets.py): a pack may carry far more than a context holds."""
-    user = pack.player.name
-    cast = "\n".join(_character_sheet(c, user, scale) for c in pack.characters.values())
+    return "".join(text for _label, text in pinned_parts(pack, episode_id, summary, scale=scale, examples=examples))
+
+
+def pinned_parts(
+    pack: Pack, episode_id: str, summary: str | None, *, scale: float = 1.0, examples: str = ""
+) -> list[tuple[str, str]]:
+    """The pinned block as labelled parts, (label, text), whose texts joined are `preamble`'s.
+
+    Each fact once: a scenario that a character's description already says (a card's description
+    copied into both) is left out, and so is a description the scenario already holds."""
+    user, char = pack.player.name, sole_character(pack)
+    scenario = expand(pack.prompt.scenario.strip(), user=user, char=char)
+    descriptions = [expand(c.description.strip(), user=user, char=c.name) for c in pack.characters.values()]
+    if any(_holds(description, scenario) for description in descriptions):
+        scenario = ""
+    cast = "\n".join(_character_sheet(c, user, scale, told=scenario) for c in pack.characters.values())
     episode = pack.episodes.get(episode_id)
     scene_id = episode.scene if episode and episode.scene else next(iter(pack.scenes), None)
     scene = pack.scenes.get(scene_id) if scene_id else None
@@ -37,23 +55,44 @@ def preamble(pack: Pack, episode_id: str, summary: str | None, *, scale: float =
     scenes = "\n".join(
         f"- {s.name}: {clip(expand(s.description, user=user), scale)}".rstrip(": ") for s in pack.scenes.values()
     )
-    parts = [
-        pack.name,
-        clip(expand(pack.prompt.scenario.strip(), user=user), scale),
-        clip(expand(pack.prompt.instructions.strip(), user=user), scale),
-        f"Characters:\n{cast}",
-        f"Places:\n{scenes}" if scenes else "",
-        "Background:\n" + "\n".join(f"- {fact}" for fact in lore) if lore else "",
-        f"The story begins in {scene.name}." if scene else "",
-        f"Summary of the story so far: {summary}" if summary else "",
+    labelled = [
+        ("title", pack.name),
+        ("scenario", clip(scenario, scale)),
+        ("instructions", clip(expand(pack.prompt.instructions.strip(), user=user, char=char), scale)),
+        ("characters", f"Characters:\n{cast}"),
+        ("examples", examples),
+        ("places", f"Places:\n{scenes}" if scenes else ""),
+        ("always-on lore", "Background:\n" + "\n".join(f"- {fact}" for fact in lore) if lore else ""),
+        ("opening", f"The story begins in {scene.name}." if scene else ""),
+        ("summary", f"Summary of the story so far: {summary}" if summary else ""),
     ]
-    return "\n\n".join(part for part in parts if part) + "\n\nStory:\n"
+    kept = [(label, text) for label, text in labelled if text]
+    parts = [(label, text if index == 0 else "\n\n" + text) for index, (label, text) in enumerate(kept)]
+    label, text = parts[-1]
+    parts[-1] = (label, text + "\n\nStory:\n")
+    return parts
 
 
-def _character_sheet(character: Character, user: str, scale: float) -> str:
-    facts = [character.description, character.personality, character.appearance]
-    text = " ".join(clip(expand(fact.strip(), user=user, char=character.name), scale) for fact in facts if fact.strip())
-    outfits = "; ".join(f"{o.name}: {clip(o.description, scale)}".rstrip(": ") for o in character.outfits.values())
+def _holds(text: str, part: str) -> bool:
+    """Whether `text` says all of `part` already (whitespace aside). A short part is only taken
+    for said when it is the whole text: a few words may well occur in a longer text by chance."""
+    text, part = " ".join(text.split()), " ".join(part.split())
+    return bool(part) and (text == part or (len(part) >= _SAID_ALREADY and part in text))
+
+
+def _character_sheet(character: Character, user: str, scale: float, *, told: str = "") -> str:
+    """A character's line in the cast: description, personality, appearance, outfits. A description
+    the scenario (`told`) already holds is left out."""
+    description = expand(character.description.strip(), user=user, char=character.name)
+    facts = [
+        "" if _holds(told, description) else description,
+        expand(character.personality.strip(), user=user, char=character.name),
+        expand(character.appearance.strip(), user=user, char=character.name),
+    ]
+    text = " ".join(clip(fact, scale) for fact in facts if fact)
+    outfits = "; ".join(
+        f"{o.name}: {clip(o.description, scale).rstrip('.')}".rstrip(": ") for o in character.outfits.values()
+    )  # the list ends with its own full stop
     if outfits:
         text += f" Outfits: {outfits}."
     role = " (the player)" if character.player else ""
@@ -80,10 +119,26 @@ def clip(text: str, scale: float) -> str:
     return cut.rstrip() + "…"
 
 
+def reminder_text(pack: Pack, reminder_ids: Iterable[str], *, scale: float = 1.0) -> str:
+    """The reminders (reminders.py) a line carried (those the pack no longer has are left out)."""
+    known = {reminder.id: reminder for reminder in pack_reminders(pack)}
+    return "".join(f"[{known[rid].tag}: {clip(known[rid].text, scale)}]\n" for rid in reminder_ids if rid in known)
+
+
 def line_text(pack: Pack, line: Line, *, stage: bool) -> str:
     """A whole line as the transcript shows it to the model."""
+    return "".join(text for _label, _id, text in line_parts(pack, line, stage=stage))
+
+
+def line_parts(pack: Pack, line: Line, *, stage: bool) -> list[tuple[str, str, str]]:
+    """A line as labelled parts, (label, id, text), whose texts joined are `line_text`'s: each lore
+    note (id: the entry's) and reminder (label and id: the reminder's) it brought in, its open part;
+    then the line itself (id ""), with its stage line."""
     said = f"{line_head(pack, line.speaker, line.clock)}{line.text}\n"
-    return note_text(pack, line.notes) + (stage_line(pack, list(line.directions)) if stage else "") + said
+    parts = [(_NOTE, lid, note_text(pack, [lid])) for lid in line.notes]
+    parts += [(rid, rid, reminder_text(pack, [rid])) for rid in line.reminders]
+    parts.append(("line", "", (stage_line(pack, list(line.directions)) if stage else "") + said))
+    return [part for part in parts if part[2]]
 
 
 def line_head(pack: Pack, speaker: str, clock: str) -> str:

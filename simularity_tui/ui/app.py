@@ -19,7 +19,7 @@ from watchfiles import awatch
 
 from ..engine import ModelSession
 from ..errors import UserFacingError
-from ..model_session import open_model_session
+from ..model_session import fit_context, open_model_session
 from ..scenario import LoadedPack, load_pack
 from ..settings import Settings, load_settings
 from ..story import SavedGame, open_game
@@ -30,6 +30,7 @@ from .help_screen import HelpScreen
 from .library_screen import LibraryScreen, pack_folders
 from .loading_screen import LoadingScreen
 from .messages import NewGameRequested, PlayRequested, SavesRequested
+from .models_screen import ModelsScreen
 from .new_game_screen import NewGameScreen
 from .notify import notify_plain
 from .play_screen import PlayScreen
@@ -57,6 +58,7 @@ class SimularityApp(App[None]):
         Binding("f1", "help", "Help"),
         Binding("f2", "settings", "Settings"),
         Binding("f4", "library", "Library"),
+        Binding("f5", "models", "Models", show=False),  # in the help, the palette and the README; the footer is full
     ]
 
     def __init__(self, options: LaunchOptions, *, session: ModelSession | None = None) -> None:
@@ -161,6 +163,8 @@ class SimularityApp(App[None]):
         session = await self.model()
         if self.saved is not None:
             await self.saved.write_kv()
+        if self._owns_session:  # a session handed in (tests share one) keeps the context its owner chose
+            await fit_context(session, self.settings, loaded.pack)  # the pack's context, on the same weights
         self.saved = await open_game(
             session,
             loaded,
@@ -236,6 +240,7 @@ class SimularityApp(App[None]):
                     ("Play", PlayScreen.BINDINGS),
                     ("Saves", SavesScreen.BINDINGS),
                     ("Settings", SettingsScreen.BINDINGS),
+                    ("Models", ModelsScreen.BINDINGS),
                 ]
             )
         )
@@ -248,6 +253,10 @@ class SimularityApp(App[None]):
             notify_plain(self, error.render(), title="The settings file has problems", severity="error")
             return
         self.push_screen(SettingsScreen(on_file, self.options.settings_file), self._settings_saved)
+
+    def action_models(self) -> None:
+        if not isinstance(self.screen, ModelsScreen):
+            self.push_screen(ModelsScreen(self.options.settings_file))
 
     def action_library(self) -> None:
         if not isinstance(self.screen, LibraryScreen):

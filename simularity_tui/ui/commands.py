@@ -21,6 +21,7 @@ class StoryCommands(Provider):
         commands: list[Command] = [  # the app's own actions, by name: the app owns navigation
             ("Library", "Every pack, with its cover", partial(app.run_action, "library")),
             ("Settings", "Model, sampling, graphics, theme", partial(app.run_action, "settings")),
+            ("Models", "Download, delete and choose models (F5)", partial(app.run_action, "models")),
             ("Help", "Every key", partial(app.run_action, "help")),
         ]
         for theme in sorted(name for name in app.available_themes if not name.startswith("pack-")):
@@ -41,6 +42,11 @@ class StoryCommands(Provider):
                 ("Save a copy", "Branch the story into a new save", screen.action_branch),
                 ("Export the transcript", "As Markdown", screen.action_export),
                 ("Saves", "This pack's saves", screen.action_saves),
+                (
+                    "Prompt inspector",
+                    "What the model reads next, and the lore each line brought in (F6)",
+                    screen.action_toggle_inspector,
+                ),
             ]
             pack = screen.game.pack
             for number, character in enumerate((c for c in pack.characters.values() if not c.player), 1):

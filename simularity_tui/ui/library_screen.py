@@ -20,6 +20,7 @@ from textual.widgets import Footer, Header, Label, ListItem, ListView, Static
 
 from .. import paths
 from ..errors import UserFacingError
+from ..model_session import written_for
 from ..scenario import LoadedPack, bundled_packs_dir, discover_packs
 from ..settings import GraphicsMode
 from ..story.saves import last_played, list_saves
@@ -114,8 +115,13 @@ class LibraryScreen(Screen[None]):
             title.update(
                 Text(f"{printable(pack.name)}  ", style="bold").append(f"v{printable(pack.version)}", style="dim")
             )
+            context = written_for(pack)
+            written = f"\nwritten for {context:,} tokens of context" if context else ""
             tags.update(
-                Text(printable("  ".join(f"#{tag}" for tag in pack.tags) + f"   {pack.content_rating}"), style="italic")
+                Text(
+                    printable("  ".join(f"#{tag}" for tag in pack.tags) + f"   {pack.content_rating}{written}"),
+                    style="italic",
+                )
             )
             about.update(Text(printable(pack.description)))
             count = len(list_saves(pack.id))

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from textual import events, work
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.reactive import var
 from textual.screen import Screen
@@ -26,6 +27,7 @@ from ..story.saves import copy_name, export_path, export_transcript
 from ..untrusted_text import printable
 from .messages import SavesRequested
 from .notify import notify_plain
+from .prompt_panel import PromptPanel
 from .stage_image import compose_stage
 from .stage_view import StageView
 from .status_line import StatusLine
@@ -60,6 +62,7 @@ class PlayScreen(Screen[None]):
         Binding("ctrl+e", "edit_last", "Edit the last line", show=False, priority=True),
         Binding("ctrl+s", "branch", "Save a copy", priority=True),
         Binding("f3", "saves", "Saves"),
+        Binding("f6", "toggle_inspector", "Prompt inspector"),
         Binding("pageup", "scroll_transcript(-1)", "Scroll back through the story", show=False),
         Binding("pagedown", "scroll_transcript(1)", "Scroll forward through the story", show=False),
         *(
@@ -88,10 +91,15 @@ class PlayScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         player = printable(self.game.pack.player.name)
         yield Header()
-        yield StageView(self.graphics, id="stage")
-        yield Transcript(id="transcript")
-        yield LineInput(placeholder=f"Say something as {player}, or press Enter to let the story go on", id="say")
-        yield StatusLine(id="status")
+        with Horizontal(id="play-area"):
+            with Vertical(id="play-column"):
+                yield StageView(self.graphics, id="stage")
+                yield Transcript(id="transcript")
+                yield LineInput(
+                    placeholder=f"Say something as {player}, or press Enter to let the story go on", id="say"
+                )
+                yield StatusLine(id="status")
+            yield PromptPanel(id="inspector")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -114,6 +122,7 @@ class PlayScreen(Screen[None]):
         self.query_one(Transcript).replace(self._view_for(line) for line in self.game.lines)
         self._show_stage(self.game.stage)
         self._show_facts()
+        self._show_prompt()
 
     def _show_stage(self, stage: Stage) -> None:
         """Redraw the stage when it changed (scene, cast, expressions; or the pack's images)."""
@@ -133,6 +142,22 @@ class PlayScreen(Screen[None]):
         status.clock = f"{game.clock}"
         status.variant = f"variant {index + 1}/{count}" if count > 1 else ""
         status.kv_tokens = len(game.session.kv_tokens)
+
+    def _show_prompt(self) -> None:
+        """The inspector's view of the next line's prompt, when it is open and no line is being written."""
+        panel = self.query_one(PromptPanel)
+        if panel.has_class("shown") and not self.busy:
+            self._inspect(panel)
+
+    @work(exclusive=True, group="inspector", thread=True)
+    def _inspect(self, panel: PromptPanel) -> None:
+        # In a thread: the tokenizer may be a model server's, a request away.
+        try:
+            view = self.game.prompt_view()
+        except UserFacingError as error:
+            self.app.call_from_thread(notify_plain, self, error.render(), title="No prompt to show", severity="error")
+            return
+        self.app.call_from_thread(panel.show, view, list(self.game.lore_log))
 
     def _view_for(self, line: Line) -> LineView:
         view = LineView(None, "")
@@ -256,6 +281,12 @@ class PlayScreen(Screen[None]):
             return
         notify_plain(self, f"Written to {target}", title="Exported")
 
+    def action_toggle_inspector(self) -> None:
+        """F6: the prompt inspector and the lore debugger, beside the story."""
+        panel = self.query_one(PromptPanel)
+        panel.toggle_class("shown")
+        self._show_prompt()
+
     def action_saves(self) -> None:
         if self._idle():
             self.post_message(SavesRequested(self.game.loaded))
@@ -315,6 +346,7 @@ class PlayScreen(Screen[None]):
         await self.saved.after_turn()
         self._show_stage(self.game.stage)
         self._show_facts()
+        self._show_prompt()
 
     def _stage_of(self, turn: Turn) -> Stage:
         """The stage as this turn's commands leave it, as soon as they are written."""
