@@ -12,6 +12,7 @@ ranges are brought within them, with a warning.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -142,7 +143,7 @@ def _table(
     notes.extend(_unmapped(entry, decorators))
     extensions = cleaner.kept(entry.kept, "lore")
     if tag is not None:  # the book and uid: what a later import of the book finds it by
-        uid = int(entry.uid) if entry.uid.isdigit() and len(entry.uid) < 18 else entry.uid
+        uid = int(entry.uid) if re.fullmatch(r"[0-9]{1,17}", entry.uid) else entry.uid
         extensions["sillytavern"] = {**tag, "uid": uid, **extensions.get("sillytavern", {})}
     if decorators:
         extensions.setdefault("sillytavern", {})["decorators"] = list(decorators.values())

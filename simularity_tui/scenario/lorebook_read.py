@@ -17,7 +17,7 @@ from .card_book import read_card_book
 from .card_errors import CardError, LorebookError
 from .lorebook import Lorebook
 from .untrusted_file import parse_json, read_capped
-from .world_entry import UNMODELLED, Fields, WorldEntry, entry_label
+from .world_entry import DIGITS, UNMODELLED, Fields, WorldEntry, entry_label
 
 MAX_LOREBOOK_BYTES = 32 << 20
 MAX_LOREBOOK_DEPTH = 64
@@ -94,8 +94,8 @@ def _in_order(entries: dict[str, Any] | list[Any]) -> list[tuple[str, Any]]:
     """Entries by uid: SillyTavern walks integer keys in numeric order, then the others as written."""
     if isinstance(entries, list):
         return [(_list_uid(raw, index), raw) for index, raw in enumerate(entries)]
-    numeric = sorted((key for key in entries if key.isdigit()), key=int)
-    return [(key, entries[key]) for key in [*numeric, *(key for key in entries if not key.isdigit())]]
+    numeric = sorted((key for key in entries if DIGITS.fullmatch(key)), key=int)
+    return [(key, entries[key]) for key in [*numeric, *(key for key in entries if not DIGITS.fullmatch(key))]]
 
 
 def _list_uid(raw: object, index: int) -> str:

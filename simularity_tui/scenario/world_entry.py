@@ -12,6 +12,7 @@ what the entry means) is a `LorebookError` naming the file, the entry and the fi
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +51,8 @@ UNMODELLED = {
     "matchScenario": False,
     "matchCreatorNotes": False,
 }
+
+DIGITS = re.compile(r"[0-9]{1,18}")  # str.isdigit() takes "²", which int() refuses
 
 
 @dataclass(frozen=True)
@@ -154,7 +157,7 @@ class Fields:
         value = self.values.get(name)
         if value is None:
             return 0
-        if isinstance(value, str) and value.strip().isdigit():
+        if isinstance(value, str) and DIGITS.fullmatch(value.strip()):
             value = int(value)
         if isinstance(value, float) and value.is_integer():
             value = int(value)
@@ -171,7 +174,7 @@ class Fields:
         value = self.values.get(name)
         if value is None:
             return default
-        if isinstance(value, str) and value.strip().isdigit():
+        if isinstance(value, str) and DIGITS.fullmatch(value.strip()):
             return int(value)
         return value
 

@@ -154,8 +154,9 @@ class PlayScreen(Screen[None]):
         # In a thread: the tokenizer may be a model server's, a request away.
         try:
             view = self.game.prompt_view()
-        except UserFacingError as error:
-            self.app.call_from_thread(notify_plain, self, error.render(), title="No prompt to show", severity="error")
+        except Exception as error:  # noqa: BLE001 - the inspector must never take the game down
+            message = error.render() if isinstance(error, UserFacingError) else f"{type(error).__name__}: {error}"
+            self.app.call_from_thread(notify_plain, self, message, title="No prompt to show", severity="error")
             return
         self.app.call_from_thread(panel.show, view, list(self.game.lore_log))
 

@@ -76,7 +76,7 @@ class PromptPanel(Vertical):
                 continue
             seen.add(scan.line)
             for row in lore_rows(scan):
-                table.add_row(*row)
+                table.add_row(*(Text(cell) for cell in row))  # plain text: keys like [/b] are not markup
 
 
 def prompt_text(parts: Sequence[PromptPart]) -> Text:
