@@ -85,6 +85,7 @@ def test_play_with_the_prompt_inspector(snap_compare, fake_session: FakeSession,
                 break
             await pilot.pause(0.05)
         await settle(pilot)
+        await pilot.pause(0.5)
 
     assert snap_compare(app(fake_session, pack_dir=LIGHTHOUSE), terminal_size=size, run_before=open_it)
 
