@@ -109,7 +109,8 @@ def prompt_output(
     game, warnings = _game(session, loaded, episode=episode, save=save, settings=settings or Settings())
     view = game.prompt_view(say)
     if as_json:
-        return json.dumps(view_document(view), indent=2, ensure_ascii=False), warnings
+        # Escaped: saved model text may hold C1 controls or bidi overrides, which JSON leaves raw.
+        return json.dumps(view_document(view), indent=2, ensure_ascii=True), warnings
     return view_text(game, view, save=save), warnings
 
 
