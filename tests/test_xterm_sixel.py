@@ -9,6 +9,7 @@ test's files: docs/xterm-sixel.png is one of them.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -76,19 +77,34 @@ def cells_with_detail(shot: Image.Image, rows: range) -> int:
     return count
 
 
+def why_it_exited(xterm: subprocess.Popen[bytes], status: Path, log: Path) -> str:
+    """xterm's and the game's exit statuses, and the end of what the game wrote, its escapes removed."""
+    game = status.read_text().strip() if status.exists() else "never ended"
+    written = log.read_bytes().decode(errors="replace") if log.exists() else ""
+    text = re.sub(r"\x1b(P.*?\x1b\\|\[[0-?]*[ -/]*[@-~]|\][^\x07]*\x07|.)", "", written, flags=re.S)
+    complaint = (status.parent / "xterm.err").read_text(errors="replace")
+    return (
+        f"xterm exited {xterm.returncode} ({complaint!r}), the game {game}; the terminal's last text: {text[-1500:]!r}"
+    )
+
+
 def test_the_stage_is_a_sixel_picture_in_xterm(display: str, tmp_path: Path) -> None:
     env = dict(os.environ, DISPLAY=display, COLORTERM="truecolor")
     env.update(SIMULARITY_CONFIG_DIR=str(tmp_path / "config"), SIMULARITY_DATA_DIR=str(tmp_path / "data"))
     game = [str(SIMULARITY), "--graphics", "sixel", "--pack", str(LIGHTHOUSE), "--threads", "2"]
-    xterm = subprocess.Popen(
-        [
-            "xterm", "-ti", "vt340", "-tn", "xterm-256color", "-fn", "6x13", "-b", "0", "-bw", "0",
-            "-geometry", f"{COLUMNS}x{ROWS}+0+0",
-            # A VT340 has 16 colour registers; xterm can have more, as a player would set it up.
-            "-xrm", "XTerm*numColorRegisters: 1024", "-e", *game,
-        ],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    # The game's exit status and everything it wrote to the terminal, to say why when it exits early.
+    status, log = tmp_path / "status", tmp_path / "terminal.log"
+    wrapped = ["sh", "-c", f'"$@"; echo $? > {status}', "sh", *game]
+    with (tmp_path / "xterm.err").open("wb") as complaints:
+        xterm = subprocess.Popen(
+            [
+                "xterm", "-ti", "vt340", "-tn", "xterm-256color", "-fn", "6x13", "-b", "0", "-bw", "0",
+                "-geometry", f"{COLUMNS}x{ROWS}+0+0",
+                # A VT340 has 16 colour registers; xterm can have more, as a player would set it up.
+                "-xrm", "XTerm*numColorRegisters: 1024", "-l", "-lf", str(log), "-e", *wrapped,
+            ],
+            env=env, stdout=subprocess.DEVNULL, stderr=complaints,
+        )  # fmt: skip
     try:
         deadline = time.monotonic() + 90
         while True:
@@ -96,7 +112,7 @@ def test_the_stage_is_a_sixel_picture_in_xterm(display: str, tmp_path: Path) -> 
             pictured = cells_with_detail(shot, STAGE_ROWS)
             if pictured >= 150:  # of 1,200 cells; the stage picture is about 550 wide, 12 rows high
                 break
-            assert xterm.poll() is None, "the game (or xterm) exited"
+            assert xterm.poll() is None, why_it_exited(xterm, status, log)
             assert time.monotonic() < deadline, f"no picture on the stage: {pictured} cells show more than 2 colours"
             time.sleep(0.5)
         shot.crop((0, 0, COLUMNS * CELL[0], ROWS * CELL[1])).save(tmp_path / "xterm-sixel.png")
