@@ -19,6 +19,7 @@ from typing import get_args
 from pydantic import ValidationError
 
 from . import __version__, paths
+from .cli_doctor import add_doctor_command, doctor_command
 from .cli_import import COMMANDS as IMPORT_COMMANDS
 from .cli_import import add_import_commands, import_command
 from .cli_models import add_models_command, models_command
@@ -52,7 +53,10 @@ def _model_options() -> argparse.ArgumentParser:
     group.add_argument("--api-key", metavar="KEY", help="the server's API key (or set SIMULARITY_API_KEY)")
     group.add_argument("--n-ctx", type=int, metavar="N", help="context size in tokens")
     group.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: physical cores)")
-    group.add_argument("--gpu-layers", type=int, metavar="N", help="layers to offload to the GPU (-1: all)")
+    group.add_argument(
+        "--gpu-layers", type=_gpu_layers, metavar="N",
+        help="layers to offload to the GPU (-1: all; auto: as many as fit, as `simularity doctor` suggests)",
+    )  # fmt: skip
     group.add_argument(
         "--no-context-shift",
         dest="context_shift",
@@ -150,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_prompt_command(commands, _model_options())
     add_models_command(commands)  # models list | pull | rm | use (cli_models.py)
+    add_doctor_command(commands, _model_options())  # doctor (cli_doctor.py)
 
     saves = commands.add_parser("saves", help="list the saves of a pack, or delete one")
     saves.add_argument("pack_dir", type=Path, metavar="PACK_DIR")
@@ -166,6 +171,15 @@ def build_parser() -> argparse.ArgumentParser:
         if spec.n_ctx is not None:
             bench.set_defaults(n_ctx=spec.n_ctx)
     return parser
+
+
+def _gpu_layers(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of layers or 'auto'") from None
 
 
 def _backend_url(text: str) -> str:
@@ -237,6 +251,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _saves(args)
         if args.command == "models":
             return models_command(args)
+        if args.command == "doctor":
+            return doctor_command(args, settings_with_overrides(args))
         return _play(args)
     except UserFacingError as error:  # may quote a pack, a card or a model server: printable only
         print(f"simularity: {printable(error.message)}", file=sys.stderr)
@@ -307,7 +323,7 @@ def _run(args: argparse.Namespace) -> int:
         try:
             saved = await open_game(
                 session, loaded, path, episode=args.episode, resume=args.resume,
-                sampling=settings.sampling_params(), budgets=settings.budgets(),
+                sampling=settings.sampling_params(loaded.pack.sampling), budgets=settings.budgets(),
             )  # fmt: skip
             for warning in saved.warnings:
                 print(f"simularity: warning: {printable(warning)}", file=sys.stderr)

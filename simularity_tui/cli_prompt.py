@@ -121,7 +121,7 @@ def _game(
     from .story.play import read_game
     from .story.saves import kv_path, save_path
 
-    sampling, budgets = settings.sampling_params(), settings.budgets()
+    sampling, budgets = settings.sampling_params(loaded.pack.sampling), settings.budgets()
     _check_choice(loaded, episode=episode, save=save)
     if save is None:
         first = next(iter(loaded.pack.episodes))

@@ -74,7 +74,7 @@ def context_for(settings: Settings, pack: Pack, path: Path) -> int:
         return wanted
     from .engine.context_size import fitting_n_ctx
 
-    return fitting_n_ctx(path, wanted, n_gpu_layers=settings.model.gpu_layers)
+    return fitting_n_ctx(path, wanted, n_gpu_layers=settings.gpu_layers_for(path))
 
 
 async def fit_context(session: ModelSession, settings: Settings, pack: Pack) -> None:

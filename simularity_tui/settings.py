@@ -6,6 +6,7 @@ and wrong types are reported as `file:line:col` problems, never ignored silently
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Annotated, Literal
@@ -14,13 +15,15 @@ import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from . import paths
+from . import sampling_fields as F
 from .atomic import write_atomic
-from .engine.config import MAX_REPEAT_LAST_N, MAX_TOP_K, ModelConfig, SamplingParams
+from .engine.config import ModelConfig, SamplingParams
 from .engine.remote.config import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, RemoteConfig, checked_url
 from .story import Budgets
 from .text_rules import line_problem
 from .toml_source import load_model
 
+log = logging.getLogger("simularity")
 API_KEY_VARIABLE = "SIMULARITY_API_KEY"  # the model server's key, when not in the file (--api-key sets it)
 # The engine's and the story's own defaults are the settings' defaults: one home for each number.
 _SAMPLING = SamplingParams()
@@ -45,7 +48,10 @@ class ModelSettings(_Section):
         int, Field(ge=256, le=1 << 20, description="Tokens the model keeps in view (at most what it was trained for).")
     ] = 4096
     threads: Annotated[int, Field(ge=0, le=512, description="0 picks the number of physical cores.")] = 0
-    gpu_layers: Annotated[int, Field(ge=-1, description="Layers a GPU build of llama.cpp takes; -1 takes all.")] = 0
+    gpu_layers: Annotated[
+        Annotated[int, Field(ge=-1)] | Literal["auto"],
+        Field(description='Layers a GPU build of llama.cpp takes; -1 takes all; "auto" as many as fit.'),
+    ] = 0
     batch: Annotated[int, Field(ge=8, le=8192, description="Tokens of a prompt read in one step.")] = 512
     context_shift: Annotated[
         bool, Field(description="true: shift the KV cache when full; false: re-read the kept lines.")
@@ -68,23 +74,28 @@ class ModelSettings(_Section):
 
 
 class SamplingSettings(_Section):
-    temperature: Annotated[float, Field(ge=0.0, le=5.0, description="0 is greedy: always the likeliest token.")] = (
-        _SAMPLING.temperature
-    )
-    top_k: Annotated[int, Field(ge=0, le=MAX_TOP_K, description="Only the k likeliest tokens (0: all).")] = (
-        _SAMPLING.top_k
-    )
-    top_p: Annotated[float, Field(gt=0.0, le=1.0, description="Only the likeliest tokens that add up to p.")] = (
-        _SAMPLING.top_p
-    )
-    min_p: Annotated[
-        float, Field(ge=0.0, lt=1.0, description="Leave out tokens less likely than p × the likeliest.")
-    ] = _SAMPLING.min_p
-    repeat_penalty: Annotated[float, Field(gt=0.0, le=5.0, description="1.0: none.")] = _SAMPLING.repeat_penalty
-    repeat_last_n: Annotated[int, Field(ge=0, le=MAX_REPEAT_LAST_N, description="Tokens looked back for repeats.")] = (
-        _SAMPLING.repeat_last_n
-    )
-    seed: Annotated[int | None, Field(ge=0, lt=1 << 32, description="Unset: a fresh seed per reply.")] = _SAMPLING.seed
+    """The types and ranges are sampling_fields.py's, which a pack's recommended `[sampling]` shares."""
+
+    temperature: F.Temperature = _SAMPLING.temperature
+    top_k: F.TopK = _SAMPLING.top_k
+    top_p: F.TopP = _SAMPLING.top_p
+    min_p: F.MinP = _SAMPLING.min_p
+    repeat_penalty: F.RepeatPenalty = _SAMPLING.repeat_penalty
+    repeat_last_n: F.RepeatLastN = _SAMPLING.repeat_last_n
+    frequency_penalty: F.FrequencyPenalty = _SAMPLING.frequency_penalty
+    presence_penalty: F.PresencePenalty = _SAMPLING.presence_penalty
+    typical_p: F.TypicalP = _SAMPLING.typical_p
+    dry_multiplier: F.DryMultiplier = _SAMPLING.dry_multiplier
+    dry_base: F.DryBase = _SAMPLING.dry_base
+    dry_allowed_length: F.DryAllowedLength = _SAMPLING.dry_allowed_length
+    dry_penalty_last_n: F.DryPenaltyLastN = _SAMPLING.dry_penalty_last_n
+    dry_sequence_breakers: F.DrySequenceBreakers = list(_SAMPLING.dry_sequence_breakers)
+    xtc_probability: F.XtcProbability = _SAMPLING.xtc_probability
+    xtc_threshold: F.XtcThreshold = _SAMPLING.xtc_threshold
+    mirostat: F.Mirostat = 0
+    mirostat_tau: F.MirostatTau = _SAMPLING.mirostat_tau
+    mirostat_eta: F.MirostatEta = _SAMPLING.mirostat_eta
+    seed: F.Seed | None = _SAMPLING.seed
 
 
 class GameSettings(_Section):
@@ -114,10 +125,21 @@ class Settings(_Section):
             path=model_path,
             n_ctx=self.model.n_ctx,
             n_threads=self.model.threads or None,
-            n_gpu_layers=self.model.gpu_layers,
+            n_gpu_layers=self.gpu_layers_for(model_path),
             n_batch=self.model.batch,
             context_shift=self.model.context_shift,
         )
+
+    def gpu_layers_for(self, model_path: Path) -> int:
+        """`[model] gpu_layers`, with "auto" resolved to what `simularity doctor` suggests for the
+        model at `model_path` and this n_ctx (0 on a llama.cpp build that cannot offload)."""
+        if self.model.gpu_layers != "auto":
+            return self.model.gpu_layers
+        from .engine.llama_build import auto_gpu_layers  # llama.cpp loads here, only for "auto"
+
+        layers, why = auto_gpu_layers(model_path, self.model.n_ctx)
+        log.info("gpu_layers auto: %d (%s)", layers, why)
+        return layers
 
     def remote_config(self) -> RemoteConfig | None:
         """The server to play on when `[model] backend` (or --backend) is set; None plays in-process."""
@@ -134,17 +156,16 @@ class Settings(_Section):
     def budgets(self) -> Budgets:
         return Budgets(directions=self.game.max_direction_tokens, line=self.game.max_reply_tokens)
 
-    def sampling_params(self) -> SamplingParams:
-        s = self.sampling
-        return SamplingParams(
-            temperature=s.temperature,
-            top_k=s.top_k,
-            top_p=s.top_p,
-            min_p=s.min_p,
-            repeat_penalty=s.repeat_penalty,
-            repeat_last_n=s.repeat_last_n,
-            seed=s.seed,
-        )
+    def sampling_params(self, preset: BaseModel | None = None) -> SamplingParams:
+        """The engine's sampling. `preset`: a pack's recommended `[sampling]` (fields None where it
+        recommends nothing); it applies to each field the player has not set in settings.toml."""
+        chosen = self.sampling.model_dump()
+        if preset is not None:
+            for key, value in preset.model_dump().items():
+                if value is not None and key in chosen and key not in self.sampling.model_fields_set:
+                    chosen[key] = value
+        chosen["dry_sequence_breakers"] = tuple(chosen["dry_sequence_breakers"])
+        return SamplingParams(**chosen)
 
 
 def setting_help(section: str, key: str) -> str:
@@ -167,5 +188,12 @@ def load_settings(path: Path | None = None) -> Settings:
 def save_settings(settings: Settings, path: Path | None = None) -> Path:
     """Write settings as TOML, atomically, leaving out what equals the default."""
     path = path or paths.settings_file()
-    write_atomic(path, tomli_w.dumps(settings.model_dump(exclude_defaults=True, exclude_none=True)))
+    data = settings.model_dump(exclude_defaults=True, exclude_none=True)
+    # A sampling value the player set stays set even when it equals the default: it is what keeps a
+    # pack's recommended `[sampling]` from applying (Settings.sampling_params).
+    chosen = settings.sampling.model_dump(include=settings.sampling.model_fields_set, exclude_none=True)
+    if chosen:
+        merged = {**chosen, **data.get("sampling", {})}
+        data["sampling"] = {key: merged[key] for key in SamplingSettings.model_fields if key in merged}
+    write_atomic(path, tomli_w.dumps(data))
     return path

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..sampling_fields import DEFAULT_DRY_SEQUENCE_BREAKERS
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -18,12 +20,6 @@ class ModelConfig:
     context_shift: bool = True  # False: re-evaluate the kept window instead of shifting the KV
 
 
-# llama.cpp's repeat penalty keeps a ring of this many tokens (4 bytes each): one billion would be
-# 4 GB for one line. More than the largest context is never needed.
-MAX_REPEAT_LAST_N = 1 << 16
-MAX_TOP_K = 1 << 20
-
-
 @dataclass(frozen=True)
 class SamplingParams:
     temperature: float = 0.8  # <= 0 means greedy
@@ -32,6 +28,25 @@ class SamplingParams:
     min_p: float = 0.05  # 0.0 disables
     repeat_penalty: float = 1.1  # 1.0 disables
     repeat_last_n: int = 64
+    frequency_penalty: float = 0.0  # 0.0 disables; with presence_penalty, over the same repeat_last_n tokens
+    presence_penalty: float = 0.0  # 0.0 disables
+    typical_p: float = 1.0  # 1.0 disables
+    # DRY ("don't repeat yourself"): a token that would extend a repeat of earlier text longer than
+    # dry_allowed_length is penalised by multiplier * base ** (length - allowed). 0.0 disables.
+    dry_multiplier: float = 0.0
+    dry_base: float = 1.75
+    dry_allowed_length: int = 2
+    dry_penalty_last_n: int = -1  # -1: the whole context
+    dry_sequence_breakers: tuple[str, ...] = DEFAULT_DRY_SEQUENCE_BREAKERS
+    # XTC ("exclude top choices"): with this probability, drop every token at least xtc_threshold
+    # likely but the least likely of them. 0.0 disables.
+    xtc_probability: float = 0.0
+    xtc_threshold: float = 0.1
+    # Mirostat (0 off, 1 v1, 2 v2): aims the draw at a surprise of tau; replaces top-k, typical-p,
+    # top-p, min-p, XTC and the final draw, as in llama.cpp.
+    mirostat: int = 0
+    mirostat_tau: float = 5.0
+    mirostat_eta: float = 0.1
     seed: int | None = None  # None: a fresh random seed for every generation
 
 

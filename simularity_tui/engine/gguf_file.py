@@ -12,13 +12,14 @@ from __future__ import annotations
 import errno
 import mmap
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFValueType
 
 from .errors import ModelFileError, OutOfMemoryError
+from .kv_size import KvShape, bytes_per_token, kv_shape
 
 GGUF_MAGIC = b"GGUF"
 _SCALARS: dict[GGUFValueType, str] = {
@@ -35,6 +36,7 @@ _SCALARS: dict[GGUFValueType, str] = {
     GGUFValueType.BOOL: "<?",
 }
 _DEFAULT_ALIGNMENT = 32
+_SMALL_ARRAY = 4096  # numeric arrays up to this long are read (per-layer numbers); longer ones skipped
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,10 @@ class GgufInfo:
     name: str
     context_length: int | None
     kv_bytes_per_token: int | None  # f16 K and V over every layer; None when the metadata lacks it
+    kv: KvShape | None = None  # the KV cache's shape (kv_size.py); None when the metadata lacks it
+    n_params: int = 0  # weights, counted from the tensor table
+    layer_bytes: tuple[int, ...] = ()  # bytes of each block's weights (blk.N.*), to offload
+    size_label: str = ""  # general.size_label, e.g. "270M"
 
 
 class _Truncated(Exception):
@@ -83,9 +89,12 @@ class _Reader:
         if kind == GGUFValueType.ARRAY:
             item_kind = GGUFValueType(self.scalar("<I"))
             count = self.scalar("<Q")
-            if item_kind in _SCALARS:  # metadata we need is never a numeric array: skip in one step
-                self.skip(count * struct.calcsize(_SCALARS[item_kind]))
-                return None
+            if item_kind in _SCALARS:  # a vocabulary's scores are skipped in one step; per-layer numbers kept
+                fmt = _SCALARS[item_kind]
+                if count > _SMALL_ARRAY:
+                    self.skip(count * struct.calcsize(fmt))
+                    return None
+                return list(struct.unpack(f"<{count}{fmt[1:]}", self.take(count * struct.calcsize(fmt))))
             if item_kind == GGUFValueType.STRING:
                 for _ in range(count):
                     self.skip(self.scalar("<Q"))
@@ -156,7 +165,7 @@ def _parse(path: Path, size: int, data: mmap.mmap) -> GgufInfo:
         for _ in range(n_kv):
             key = reader.string()
             metadata[key] = reader.value(GGUFValueType(reader.scalar("<I")))
-        data_end = _tensor_data_end(reader, n_tensors)
+        tensors = _tensor_table(reader, n_tensors)
     except _Truncated:
         _truncated(path, size)
     except (ValueError, KeyError, UnicodeDecodeError):
@@ -167,24 +176,37 @@ def _parse(path: Path, size: int, data: mmap.mmap) -> GgufInfo:
         ) from None
     alignment = int(metadata.get("general.alignment", _DEFAULT_ALIGNMENT))
     data_start = -(-reader.offset // alignment) * alignment
-    if data_start + data_end > size:
-        _truncated(path, size, expected=data_start + data_end)
+    if data_start + tensors.data_end > size:
+        _truncated(path, size, expected=data_start + tensors.data_end)
     architecture = str(metadata.get("general.architecture", "unknown"))
+    shape = kv_shape(metadata, architecture)
+    layers = _int(metadata, f"{architecture}.block_count") or 0
     return GgufInfo(
         path=path,
         size=size,
         architecture=architecture,
         name=str(metadata.get("general.name") or path.stem),
         context_length=_int(metadata, f"{architecture}.context_length"),
-        kv_bytes_per_token=_kv_bytes_per_token(metadata, architecture),
+        kv_bytes_per_token=bytes_per_token(shape) if shape else None,
+        kv=shape,
+        n_params=tensors.n_params,
+        layer_bytes=tuple(tensors.layer_bytes.get(layer, 0) for layer in range(layers)),
+        size_label=str(metadata.get("general.size_label") or ""),
     )
 
 
-def _tensor_data_end(reader: _Reader, n_tensors: int) -> int:
-    """Read the tensor table: where the last tensor's data ends, from the start of the data."""
-    data_end = 0
+@dataclass
+class _Tensors:
+    data_end: int = 0  # where the last tensor's data ends, from the start of the data
+    n_params: int = 0
+    layer_bytes: dict[int, int] = field(default_factory=dict)  # block number: bytes of its tensors
+
+
+def _tensor_table(reader: _Reader, n_tensors: int) -> _Tensors:
+    """Read the tensor table: where the data ends, the weights' count, each block's bytes."""
+    table = _Tensors()
     for _ in range(n_tensors):
-        reader.string()  # name
+        name = reader.string()
         n_dims = reader.scalar("<I")
         elements = 1
         for _ in range(n_dims):
@@ -192,8 +214,13 @@ def _tensor_data_end(reader: _Reader, n_tensors: int) -> int:
         kind = GGMLQuantizationType(reader.scalar("<I"))
         offset = reader.scalar("<Q")
         block, block_bytes = GGML_QUANT_SIZES[kind]
-        data_end = max(data_end, offset + elements // block * block_bytes)
-    return data_end
+        nbytes = elements // block * block_bytes
+        table.data_end = max(table.data_end, offset + nbytes)
+        table.n_params += elements
+        parts = name.split(".")
+        if len(parts) > 2 and parts[0] == "blk" and parts[1].isdigit():
+            table.layer_bytes[int(parts[1])] = table.layer_bytes.get(int(parts[1]), 0) + nbytes
+    return table
 
 
 def _truncated(path: Path, size: int, expected: int | None = None) -> NoReturn:
@@ -208,15 +235,3 @@ def _truncated(path: Path, size: int, expected: int | None = None) -> NoReturn:
 def _int(metadata: dict[str, Any], key: str) -> int | None:
     value = metadata.get(key)
     return int(value) if isinstance(value, (int, float)) else None
-
-
-def _kv_bytes_per_token(metadata: dict[str, Any], arch: str) -> int | None:
-    layers = _int(metadata, f"{arch}.block_count")
-    heads = _int(metadata, f"{arch}.attention.head_count")
-    kv_heads = _int(metadata, f"{arch}.attention.head_count_kv") or heads
-    embedding = _int(metadata, f"{arch}.embedding_length")
-    if not (layers and heads and kv_heads and embedding):
-        return None
-    key_length = _int(metadata, f"{arch}.attention.key_length") or embedding // heads
-    value_length = _int(metadata, f"{arch}.attention.value_length") or embedding // heads
-    return layers * kv_heads * (key_length + value_length) * 2  # f16 cache

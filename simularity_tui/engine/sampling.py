@@ -17,13 +17,22 @@ from collections.abc import Sequence
 import llama_cpp as C
 import numpy as np
 
-from .config import MAX_REPEAT_LAST_N, MAX_TOP_K, SamplingParams
+from ..sampling_fields import MAX_REPEAT_LAST_N, MAX_TOP_K
+from .config import SamplingParams
 from .errors import GrammarError
 from .native import NativeContext, NativeModel, problems_since, recent_problems
 
 
 class SamplerChain:
-    """grammar -> top-k -> repeat penalty -> top-p -> min-p -> temperature -> draw (or greedy)."""
+    """grammar -> top-k -> penalties -> DRY -> typical-p -> top-p -> min-p -> XTC -> temperature ->
+    draw (or greedy; or, with mirostat: penalties -> DRY -> temperature -> mirostat's draw).
+
+    llama.cpp's common order (penalties, DRY, top-k, typical, top-p, min-p, XTC, temperature, dist),
+    with one change kept for speed: top-k comes before the penalties and DRY, which otherwise walk
+    the whole 262k vocabulary for every token; they only reorder the k likeliest. Mirostat sets its
+    own cut-off, so with it (as in llama.cpp) the truncating samplers are left out and it draws.
+    A sampler that is off is never added: the default chain is as short as before.
+    """
 
     def __init__(
         self,
@@ -47,26 +56,65 @@ class SamplerChain:
                     hint="Check the grammar's syntax; its start rule must be named 'root'.",
                 )
         self._candidates: np.ndarray | None = None  # the slow path's buffers, made on first use
-        if params.temperature > 0.0 and params.top_k > 0:
-            C.llama_sampler_chain_add(self.ptr, C.llama_sampler_init_top_k(min(params.top_k, MAX_TOP_K)))
+        greedy = params.temperature <= 0.0
+        mirostat = params.mirostat if not greedy else 0
+        if not greedy and not mirostat and params.top_k > 0:
+            self._add(C.llama_sampler_init_top_k(min(params.top_k, MAX_TOP_K)))
         last_n = min(params.repeat_last_n, MAX_REPEAT_LAST_N)
-        if params.repeat_penalty != 1.0 and last_n > 0:
+        penalised = params.repeat_penalty != 1.0 or params.frequency_penalty != 0.0 or params.presence_penalty != 0.0
+        if penalised and last_n > 0:
             # After top-k: on a 262k vocabulary the penalty pass is otherwise the slowest sampler.
-            penalties = C.llama_sampler_init_penalties(model.n_vocab, last_n, params.repeat_penalty, 0.0, 0.0)
-            # The recent context counts as "already said". It is fed to the penalty sampler alone,
-            # before the chain owns it, so that the grammar never sees prompt tokens.
-            for token in history[-last_n:]:
-                C.llama_sampler_accept(penalties, token)
-            C.llama_sampler_chain_add(self.ptr, penalties)
-        if params.temperature <= 0.0:
-            C.llama_sampler_chain_add(self.ptr, C.llama_sampler_init_greedy())
+            self._add_with_history(
+                C.llama_sampler_init_penalties(
+                    model.n_vocab, last_n, params.repeat_penalty, params.frequency_penalty, params.presence_penalty
+                ),
+                history[-last_n:],
+            )
+        dry_last_n = (
+            MAX_REPEAT_LAST_N if params.dry_penalty_last_n < 0 else min(params.dry_penalty_last_n, MAX_REPEAT_LAST_N)
+        )
+        if params.dry_multiplier > 0.0 and dry_last_n > 0:
+            breakers = [breaker.encode("utf-8") for breaker in params.dry_sequence_breakers]
+            array = (ctypes.c_char_p * max(1, len(breakers)))(*breakers)  # llama.cpp copies them at init
+            dry = C.llama_sampler_init_dry(
+                model.vocab, params.dry_multiplier, params.dry_base, params.dry_allowed_length, dry_last_n,
+                array, len(breakers),
+            )  # fmt: skip
+            # The story so far counts as already said, as for the penalties: DRY stops the reply from
+            # repeating the story, not only itself.
+            self._add_with_history(dry, history[-dry_last_n:])
+        if greedy:
+            self._add(C.llama_sampler_init_greedy())
             return
+        if mirostat:
+            self._add(C.llama_sampler_init_temp(params.temperature))
+            if mirostat == 1:
+                self._add(
+                    C.llama_sampler_init_mirostat(model.n_vocab, seed, params.mirostat_tau, params.mirostat_eta, 100)
+                )
+            else:
+                self._add(C.llama_sampler_init_mirostat_v2(seed, params.mirostat_tau, params.mirostat_eta))
+            return
+        if params.typical_p < 1.0:
+            self._add(C.llama_sampler_init_typical(params.typical_p, 1))
         if params.top_p < 1.0:
-            C.llama_sampler_chain_add(self.ptr, C.llama_sampler_init_top_p(params.top_p, 1))
+            self._add(C.llama_sampler_init_top_p(params.top_p, 1))
         if params.min_p > 0.0:
-            C.llama_sampler_chain_add(self.ptr, C.llama_sampler_init_min_p(params.min_p, 1))
-        C.llama_sampler_chain_add(self.ptr, C.llama_sampler_init_temp(params.temperature))
-        C.llama_sampler_chain_add(self.ptr, C.llama_sampler_init_dist(seed))
+            self._add(C.llama_sampler_init_min_p(params.min_p, 1))
+        if params.xtc_probability > 0.0:
+            self._add(C.llama_sampler_init_xtc(params.xtc_probability, params.xtc_threshold, 1, seed))
+        self._add(C.llama_sampler_init_temp(params.temperature))
+        self._add(C.llama_sampler_init_dist(seed))
+
+    def _add(self, sampler: C.llama_sampler_p) -> None:
+        C.llama_sampler_chain_add(self.ptr, sampler)  # the chain owns it from here
+
+    def _add_with_history(self, sampler: C.llama_sampler_p, history: Sequence[int]) -> None:
+        # The recent context counts as "already said". It is fed to this sampler alone, before the
+        # chain owns it, so that the grammar never sees prompt tokens.
+        for token in history:
+            C.llama_sampler_accept(sampler, token)
+        self._add(sampler)
 
     def sample(self, context: NativeContext, allowed: np.ndarray | None = None) -> int:
         """Pick the next token from the last logits, and record it in the samplers' state.

@@ -25,11 +25,12 @@ from .config import GenerationParams, ModelConfig, fresh_seed
 from .context_size import fitting_n_ctx
 from .context_window import plan_window
 from .errors import ContextSizeError, ModelLoadError, OutOfMemoryError
-from .gguf_file import inspect_gguf
+from .gguf_file import GgufInfo, inspect_gguf
 from .healing import Healing, PieceIndex, healable_tail
 from .kv_cache import KvCache
 from .kv_state import StateFileError, check_payload, model_identity, read_state, write_state
-from .memory import check_fits
+from .llama_build import llama_build
+from .memory import check_fits, largest_n_ctx, memory_limits, plan_memory
 from .native import (
     DecodeAborted,
     DecodeError,
@@ -67,12 +68,7 @@ class EngineWorker:
         gguf = inspect_gguf(config.path)
         if gguf.context_length and config.n_ctx > gguf.context_length:
             raise _context_too_large(config, gguf.context_length)
-        check_fits(
-            config.path,
-            weights_bytes=gguf.size if config.n_gpu_layers == 0 else 0,
-            kv_bytes=(gguf.kv_bytes_per_token or 0) * config.n_ctx,
-            n_ctx=config.n_ctx,
-        )
+        _check_memory(config, gguf)
         mark = len(recent_problems)
         try:
             model = NativeModel(str(config.path), config.n_gpu_layers)
@@ -378,6 +374,17 @@ class _Run:
     evaluated: int = 0  # prompt tokens evaluated (a cancelled generation reports none)
     first_token_at: float = 0.0
     healing_steps: int = 0
+
+
+def _check_memory(config: ModelConfig, gguf: GgufInfo) -> None:
+    """Refuse, with the figures, a model and context that do not fit (RAM, the address-space limit,
+    and GPU memory where a GPU build says how much is free): memory.py's arithmetic, as the doctor's."""
+    offload = bool(C.llama_supports_gpu_offload()) and config.n_gpu_layers != 0
+    limits = memory_limits(llama_build().vram_free() if offload else None)
+    plan = plan_memory(gguf, config.n_ctx, gpu_layers=config.n_gpu_layers, offload=offload)
+    if plan.problem(limits) is not None:
+        largest = largest_n_ctx(gguf, limits, gpu_layers=config.n_gpu_layers, offload=offload)
+        check_fits(config.path, plan, limits, largest=largest)
 
 
 def _context_too_large(config: ModelConfig, trained: int) -> ContextSizeError:

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from .. import sampling_fields as F
 from ..text_rules import name_problem, text_problem
 
 # Sizes are set for real content (SillyTavern cards carry 30-40k character descriptions and books of
@@ -241,6 +242,31 @@ class Achievement(_Strict):
     condition: Condition
 
 
+class SamplingPreset(_Strict):
+    """The pack's recommended sampling: each field applies where the player's settings.toml does not
+    set it. The types and ranges are settings.toml's own (sampling_fields.py)."""
+
+    temperature: F.Temperature | None = None
+    top_k: F.TopK | None = None
+    top_p: F.TopP | None = None
+    min_p: F.MinP | None = None
+    repeat_penalty: F.RepeatPenalty | None = None
+    repeat_last_n: F.RepeatLastN | None = None
+    frequency_penalty: F.FrequencyPenalty | None = None
+    presence_penalty: F.PresencePenalty | None = None
+    typical_p: F.TypicalP | None = None
+    dry_multiplier: F.DryMultiplier | None = None
+    dry_base: F.DryBase | None = None
+    dry_allowed_length: F.DryAllowedLength | None = None
+    dry_penalty_last_n: F.DryPenaltyLastN | None = None
+    dry_sequence_breakers: F.DrySequenceBreakers | None = None
+    xtc_probability: F.XtcProbability | None = None
+    xtc_threshold: F.XtcThreshold | None = None
+    mirostat: F.Mirostat | None = None
+    mirostat_tau: F.MirostatTau | None = None
+    mirostat_eta: F.MirostatEta | None = None
+
+
 class Pack(_Strict):
     id: Identifier
     name: ShortText
@@ -259,6 +285,7 @@ class Pack(_Strict):
     episodes: dict[Identifier, Episode] = Field(max_length=MAX_EPISODES)
     lore: dict[Identifier, LoreEntry] = Field(default={}, max_length=MAX_LORE_ENTRIES)
     lore_scan: LoreScan = LoreScan()
+    sampling: SamplingPreset | None = None  # the pack's recommended sampling
     achievements: dict[Identifier, Achievement] = Field(default={}, max_length=200)
     extensions: dict[str, Any] = {}
 

@@ -170,7 +170,7 @@ class SimularityApp(App[None]):
             loaded,
             save_path(loaded.pack.id, copy_name(loaded.pack.id, "game") if save is None else save),
             episode=episode,
-            sampling=self.settings.sampling_params(),
+            sampling=self.settings.sampling_params(loaded.pack.sampling),
             budgets=self.settings.budgets(),
             player_name=player_name,
         )
@@ -194,7 +194,7 @@ class SimularityApp(App[None]):
         self.settings = settings
         self.options = replace(self.options, settings=settings)
         if self.saved is not None:
-            self.saved.game.sampling = settings.sampling_params()
+            self.saved.game.sampling = settings.sampling_params(self.saved.game.pack.sampling)
             self.saved.game.budgets = settings.budgets()
         self.apply_theme()
 

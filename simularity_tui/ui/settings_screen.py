@@ -35,6 +35,11 @@ FIELDS: list[tuple[str, str, str]] = [
     ("sampling", "top_p", "Top-p"),
     ("sampling", "min_p", "Min-p"),
     ("sampling", "repeat_penalty", "Repeat penalty"),
+    ("sampling", "frequency_penalty", "Frequency penalty"),
+    ("sampling", "presence_penalty", "Presence penalty"),
+    ("sampling", "dry_multiplier", "DRY multiplier"),
+    ("sampling", "xtc_probability", "XTC probability"),
+    ("sampling", "mirostat", "Mirostat"),
     ("game", "max_reply_tokens", "Line budget"),
     ("game", "max_direction_tokens", "Stage budget"),
 ]
@@ -116,6 +121,14 @@ class SettingsScreen(Screen[Settings | None]):
                     problem.first(Static).update(message)
             notify_plain(self, "Some settings are not right: see the marks.", severity="error")
             return
+        # A sampling field counts as the player's (over a pack's recommendation) where it was set
+        # before or is changed here; the form hands every field back, changed or not.
+        before = self.settings.sampling
+        chosen = before.model_fields_set | {
+            key for key in type(before).model_fields if getattr(settings.sampling, key) != getattr(before, key)
+        }
+        sampling = type(before).model_validate(settings.sampling.model_dump(include=chosen))
+        settings = settings.model_copy(update={"sampling": sampling})
         save_settings(settings, self.path)
         notify_plain(self, "Saved. The model's settings apply from the next start.", title="Settings")
         self.dismiss(settings)

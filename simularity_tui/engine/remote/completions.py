@@ -3,7 +3,8 @@
 The body carries the fields every OpenAI-compatible server knows (prompt, max_tokens, temperature,
 top_p, stop, seed, stream) and those the llama.cpp family adds (top_k, min_p, repeat_penalty,
 repeat_last_n, grammar, cache_prompt); vLLM's name for the repeat penalty goes too. Servers ignore
-fields they do not know, so one body fits all.
+fields they do not know, so one body fits all. The other samplers (penalties, typical-p, DRY, XTC,
+mirostat) go under llama-server's names, and only when they are on.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from ..config import GenerationParams
+from ..config import GenerationParams, SamplingParams
 from .errors import RemoteBackendError, garbage, sample, server_message, status_failure, transport_failure
 from .http import Calls
 
@@ -55,11 +56,38 @@ def completion_body(
         "seed": seed,
         "cache_prompt": True,  # llama-server: reuse the longest common prefix (its default, said anyway)
     }
+    body.update(extra_sampling_fields(sampling))
     if params.stop:
         body["stop"] = list(params.stop)
     if grammar and params.grammar:
         body["grammar"] = params.grammar
     return body
+
+
+def extra_sampling_fields(sampling: SamplingParams) -> dict[str, Any]:
+    """The samplers beyond the common ones, under llama-server's names; only those that are on, so a
+    strict OpenAI server is not sent fields it does not know unless the player asked for them."""
+    fields: dict[str, Any] = {}
+    if sampling.frequency_penalty != 0.0:
+        fields["frequency_penalty"] = sampling.frequency_penalty
+    if sampling.presence_penalty != 0.0:
+        fields["presence_penalty"] = sampling.presence_penalty
+    if sampling.typical_p != 1.0:
+        fields["typical_p"] = sampling.typical_p
+    if sampling.dry_multiplier > 0.0:
+        fields["dry_multiplier"] = sampling.dry_multiplier
+        fields["dry_base"] = sampling.dry_base
+        fields["dry_allowed_length"] = sampling.dry_allowed_length
+        fields["dry_penalty_last_n"] = sampling.dry_penalty_last_n  # -1: the whole context, there too
+        fields["dry_sequence_breakers"] = list(sampling.dry_sequence_breakers)
+    if sampling.xtc_probability > 0.0:
+        fields["xtc_probability"] = sampling.xtc_probability
+        fields["xtc_threshold"] = sampling.xtc_threshold
+    if sampling.mirostat:
+        fields["mirostat"] = sampling.mirostat
+        fields["mirostat_tau"] = sampling.mirostat_tau
+        fields["mirostat_eta"] = sampling.mirostat_eta
+    return fields
 
 
 async def stream_completion(
