@@ -24,6 +24,7 @@ from .cli_import import COMMANDS as IMPORT_COMMANDS
 from .cli_import import add_import_commands, import_command
 from .cli_models import add_models_command, models_command
 from .cli_prompt import add_prompt_command, prompt_command
+from .engine.chat_template import CHOICES
 from .errors import UserFacingError
 from .exit_guard import ExitGuard
 from .native_stderr import route_native_stderr
@@ -56,6 +57,10 @@ def _model_options() -> argparse.ArgumentParser:
     group.add_argument(
         "--gpu-layers", type=_gpu_layers, metavar="N",
         help="layers to offload to the GPU (-1: all; auto: as many as fit, as `simularity doctor` suggests)",
+    )  # fmt: skip
+    group.add_argument(
+        "--template", choices=CHOICES, metavar="NAME",
+        help=f"the chat frame: auto (the model's own), raw (a plain transcript), or {', '.join(CHOICES[2:])}",
     )  # fmt: skip
     group.add_argument(
         "--no-context-shift",
@@ -203,7 +208,7 @@ def settings_with_overrides(args: argparse.Namespace) -> Settings:
         # A model file on the command line wins over a server in settings.toml: `simularity host`
         # passes its model, and a player's own settings must not point a hosted game elsewhere.
         settings.model.backend = ""
-    for key in ("backend", "n_ctx", "threads", "gpu_layers", "context_shift"):
+    for key in ("backend", "n_ctx", "threads", "gpu_layers", "template", "context_shift"):
         value = getattr(args, key, None)
         if value is not None:
             try:

@@ -152,7 +152,8 @@ def _finished(job: Coroutine[Any, Any, RestoredState]) -> RestoredState:
 def view_text(game: Game, view: PromptView, *, save: str | None) -> str:
     """The view for people: a heading per section, each part with its label, detail and tokens."""
     what = f"the save '{save}'" if save else f"a new game of '{game.episode}'"
-    out = [f"{game.pack.name} · {what} · {game.session.info.name or 'model'}", ""]
+    model = f"{game.session.info.name or 'model'} · chat template: {view.chat_template}"
+    out = [f"{game.pack.name} · {what} · {model}", ""]
     for section in ("pinned", "story", "open"):
         parts = [part for part in view.parts if part.section == section]
         if parts:
@@ -188,6 +189,7 @@ def view_document(view: PromptView) -> dict[str, Any]:
     return {
         "format": JSON_FORMAT,
         "n_ctx": view.n_ctx,
+        "chat_template": view.chat_template,
         "total_tokens": view.total_tokens,
         "reused_tokens": view.reused_tokens,
         "parts": [asdict(part) for part in view.parts],

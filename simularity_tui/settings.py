@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from . import paths
 from . import sampling_fields as F
 from .atomic import write_atomic
+from .engine.chat_template import TemplateChoice
 from .engine.config import ModelConfig, SamplingParams
 from .engine.remote.config import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, RemoteConfig, checked_url
 from .story import Budgets
@@ -53,6 +54,10 @@ class ModelSettings(_Section):
         Field(description='Layers a GPU build of llama.cpp takes; -1 takes all; "auto" as many as fit.'),
     ] = 0
     batch: Annotated[int, Field(ge=8, le=8192, description="Tokens of a prompt read in one step.")] = 512
+    template: Annotated[
+        TemplateChoice,
+        Field(description="The chat frame: auto (the model's own), raw (a plain transcript), or a preset."),
+    ] = "auto"
     context_shift: Annotated[
         bool, Field(description="true: shift the KV cache when full; false: re-read the kept lines.")
     ] = True
@@ -128,6 +133,7 @@ class Settings(_Section):
             n_gpu_layers=self.gpu_layers_for(model_path),
             n_batch=self.model.batch,
             context_shift=self.model.context_shift,
+            template=self.model.template,
         )
 
     def gpu_layers_for(self, model_path: Path) -> int:
@@ -151,6 +157,7 @@ class Settings(_Section):
             n_ctx=self.model.n_ctx,
             connect_timeout=self.model.connect_timeout,
             read_timeout=self.model.read_timeout,
+            template=self.model.template,
         )
 
     def budgets(self) -> Budgets:

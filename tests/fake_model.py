@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from simularity_tui.engine import GenerationParams, GenerationResult, Prompt, RestoredState
+from simularity_tui.engine.chat_template import RAW, ChatFrame
 from simularity_tui.engine.config import fresh_seed
 from simularity_tui.engine.context_window import common_prefix, plan_window
 from simularity_tui.engine.results import StopReason
@@ -111,8 +112,10 @@ class FakeSession:
         piece_delay: float = 0.0,
         identity: str = "fake-model",
         name: str = "fake",
+        chat_frame: ChatFrame = RAW,
     ) -> None:
         self.info = FakeInfo(identity, name, f"{name} (no model: scripted replies)", n_ctx)
+        self.chat_frame = chat_frame
         self.replies: deque[Script] = deque(replies)
         self.summaries: deque[str] = deque(summaries)
         self.piece_delay = piece_delay

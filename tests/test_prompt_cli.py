@@ -39,7 +39,7 @@ def test_the_text_names_every_part_with_its_tokens(fake_session: FakeSession, li
 
 def test_json_has_a_stable_shape_that_adds_up(fake_session: FakeSession, lighthouse: LoadedPack) -> None:
     document = json.loads(prompt_output(fake_session, lighthouse, episode="midnight", as_json=True)[0])
-    assert set(document) == {"format", "n_ctx", "total_tokens", "reused_tokens", "parts", "lore"}
+    assert set(document) == {"format", "n_ctx", "chat_template", "total_tokens", "reused_tokens", "parts", "lore"}
     assert document["format"] == 1 and document["n_ctx"] == fake_session.n_ctx
     assert all(set(part) == {"section", "label", "text", "tokens", "detail"} for part in document["parts"])
     assert sum(part["tokens"] for part in document["parts"]) == document["total_tokens"]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from textual.app import App
+from textual.widgets import Input
 
 from simularity_tui.errors import UserFacingError
 from simularity_tui.scenario import bundled_packs_dir, load_pack
@@ -52,6 +53,9 @@ async def settle(pilot) -> None:  # type: ignore[no-untyped-def]
         await pilot.pause(0.05)
     await pilot.pause(0.5)
     await pilot.wait_for_scheduled_animations()
+    for field in pilot.app.screen.query(Input):  # a blinking cursor is on or off by the clock: hold it on
+        field.cursor_blink = False
+    await pilot.pause()
 
 
 @pytest.mark.parametrize("size", SIZES)

@@ -25,6 +25,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..engine import LlamaSession
+from ..engine.chat_template import ChatFrame
 from ..engine.context_window import LOW_WATER
 from ..engine.kv_cache import REFRESH_TOKENS
 from ..settings import Settings
@@ -60,6 +61,7 @@ def run_long_session_bench(args: argparse.Namespace, settings: Settings, model_o
         "low_water": LOW_WATER,
         "refresh_tokens": REFRESH_TOKENS,
         "context_shift": engine.info.context_shift,
+        "chat_template": engine.chat_frame.name,
     }
     checks = _checks(figures, args.turns)
     figures["checks"] = checks
@@ -82,7 +84,7 @@ async def _play_all(
         result = await engine_game.play(turn, args.reply_tokens)
         shifts += result.shifted_tokens > 0
         _record(strategies["engine"], result.evaluated_tokens, result.first_token_s)
-        _record(strategies["naive"], *_naive_turn(naive, naive_turns, turn, args))
+        _record(strategies["naive"], *_naive_turn(naive, naive_turns, turn, args, engine.chat_frame))
         floor = await lower_game.play(turn, args.reply_tokens, heal=False)
         _record(strategies["lower_bound"], floor.evaluated_tokens, floor.first_token_s)
         if turn % 10 == 9 or turn == args.turns - 1:
@@ -101,9 +103,12 @@ async def _play_all(
     }
 
 
-def _naive_turn(llm: Llama, turns: list[str], turn: int, args: argparse.Namespace) -> tuple[int, float]:
-    """One turn the way a typical frontend plays it; returns (tokens evaluated, time to first token)."""
-    pinned = pinned_text(SUMMARIES[0])
+def _naive_turn(
+    llm: Llama, turns: list[str], turn: int, args: argparse.Namespace, frame: ChatFrame
+) -> tuple[int, float]:
+    """One turn the way a typical frontend plays it; returns (tokens evaluated, time to first token).
+    The pinned text goes in the same chat frame as the engine's (its control tokens read as such)."""
+    pinned = frame.opening + pinned_text(SUMMARIES[0]) + frame.closing
     new = player_text(turn)
     budget = args.n_ctx - args.reply_tokens - len(_tokens(llm, pinned + new))
     kept: list[str] = []
@@ -168,7 +173,9 @@ def _checks(figures: dict, turns: int) -> dict:
 
 
 def _print_table(figures: dict, checks: dict) -> None:
-    table = Table(title=f"long session: {figures['settings']['turns']} turns, n_ctx {figures['settings']['n_ctx']}")
+    settings = figures["settings"]
+    title = f"long session: {settings['turns']} turns, n_ctx {settings['n_ctx']}, template {settings['chat_template']}"
+    table = Table(title=title)
     for column in ("strategy", "prefill tokens (total)", "median ttft, turns 5-25", "median ttft, last 50"):
         table.add_column(column, justify="right")
     turns = figures["settings"]["turns"]

@@ -7,6 +7,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from ..engine import GenerationParams, GenerationResult, Prompt, SamplingParams
+from ..story.framing import framed
 
 if TYPE_CHECKING:
     from ..engine import LlamaSession
@@ -64,11 +65,12 @@ class ScriptedGame:
     def __init__(self, session: LlamaSession, summary: str = SUMMARIES[0]) -> None:
         self.session = session
         self.bos = [session.bos_token] if session.bos_token is not None else []
-        self.pinned = self.bos + session.tokenize(pinned_text(summary))
         self.turns: list[list[int]] = []
+        self.set_summary(summary)
 
     def set_summary(self, summary: str) -> None:
-        self.pinned = self.bos + self.session.tokenize(pinned_text(summary))
+        """The pinned block with `summary`, in the model's chat frame (`--template`), as a game has it."""
+        self.pinned = self.bos + framed(self.session, self.session.tokenize(pinned_text(summary)))
 
     def prompt(self, turn: int) -> Prompt:
         return Prompt.of(self.pinned, [*self.turns, self.session.tokenize(player_text(turn))])

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
+from .chat_template import ChatFrame
 from .config import GenerationParams
 from .prompt import Prompt
 from .results import GenerationResult, RestoredState
@@ -64,6 +65,11 @@ class ModelSession(Protocol):
     @property
     def bos_token(self) -> int | None:
         """The token a prompt must start with, or None when the backend adds it itself."""
+        ...
+
+    @property
+    def chat_frame(self) -> ChatFrame:
+        """The text before and after the pinned block ([model] template; chat_template.py)."""
         ...
 
     def tokenize(self, text: str, *, special: bool = False, add_bos: bool = False) -> list[int]: ...

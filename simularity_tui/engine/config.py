@@ -18,6 +18,7 @@ class ModelConfig:
     n_gpu_layers: int = 0
     n_batch: int = 512
     context_shift: bool = True  # False: re-evaluate the kept window instead of shifting the KV
+    template: str = "auto"  # the chat frame: "auto" (the GGUF's own), "raw", or a preset (chat_template.py)
 
 
 @dataclass(frozen=True)

@@ -38,3 +38,9 @@ class GrammarError(UserFacingError):
 class PromptTooLongError(UserFacingError):
     """The pinned part of a prompt leaves no room in the context for the story and the reply. A
     conversation of any length never raises it: its oldest turns are evicted instead."""
+
+
+class ChatTemplateError(UserFacingError):
+    """A chat template that cannot frame the story: an unknown preset, or a model's own Jinja
+    template that the sandbox refused (it reached for Python's internals, ran too long, used too
+    much memory) or that gives no place for a system text and a reply."""

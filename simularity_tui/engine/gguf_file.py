@@ -51,6 +51,7 @@ class GgufInfo:
     n_params: int = 0  # weights, counted from the tensor table
     layer_bytes: tuple[int, ...] = ()  # bytes of each block's weights (blk.N.*), to offload
     size_label: str = ""  # general.size_label, e.g. "270M"
+    chat_template: str | None = None  # tokenizer.chat_template: Jinja from the file's maker (chat_template.py)
 
 
 class _Truncated(Exception):
@@ -192,6 +193,7 @@ def _parse(path: Path, size: int, data: mmap.mmap) -> GgufInfo:
         n_params=tensors.n_params,
         layer_bytes=tuple(tensors.layer_bytes.get(layer, 0) for layer in range(layers)),
         size_label=str(metadata.get("general.size_label") or ""),
+        chat_template=template if isinstance(template := metadata.get("tokenizer.chat_template"), str) else None,
     )
 
 

@@ -83,6 +83,7 @@ class NativeModel:
         self.n_ctx_train: int = C.llama_model_n_ctx_train(self.ptr)
         self.add_bos: bool = bool(C.llama_vocab_get_add_bos(self.vocab))
         self.bos: int = C.llama_vocab_bos(self.vocab)
+        self.eos: int = C.llama_vocab_eos(self.vocab)
         self._pieces: dict[int, bytes] = {}
         buffer = ctypes.create_string_buffer(256)
         C.llama_model_desc(self.ptr, buffer, len(buffer))
@@ -120,6 +121,14 @@ class NativeModel:
         piece = buffer.raw[:size]
         self._pieces[token] = piece
         return piece
+
+    def token_text(self, token: int) -> str:
+        """A token's text as the vocabulary spells it, control tokens included ("<bos>"): what a
+        chat template calls bos_token and eos_token. Empty for a token the model does not have."""
+        if not 0 <= token < self.n_vocab:
+            return ""
+        text = C.llama_vocab_get_text(self.vocab, token)
+        return text.decode("utf-8", errors="replace") if text else ""
 
     def detokenize(self, tokens: Sequence[int]) -> bytes:
         return b"".join(self.piece(token) for token in tokens)

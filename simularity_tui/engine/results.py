@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from .chat_template import RAW, ChatFrame
+
 StopReason = Literal["eos", "stop", "length", "context_full", "cancelled"]
 
 
@@ -24,6 +26,7 @@ class ModelInfo:
     n_threads: int
     context_shift: bool  # False: the model cannot shift, or the player turned it off
     n_vocab: int | None = None  # token ids run 0..n_vocab-1: a save's tokens are checked against it
+    chat_frame: ChatFrame = RAW  # how the story is framed for this model ([model] template)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from .chat_template import ChatFrame
 from .config import GenerationParams, ModelConfig
 from .heap import release_freed_memory
 from .prompt import Prompt
@@ -116,6 +117,11 @@ class LlamaSession:
     @property
     def n_ctx(self) -> int:
         return self.info.n_ctx
+
+    @property
+    def chat_frame(self) -> ChatFrame:
+        """How the story is framed for this model (chat_template.py)."""
+        return self.info.chat_frame
 
     @property
     def kv_tokens(self) -> tuple[int, ...]:

@@ -10,12 +10,14 @@ that a tool can tell what a resumed game would reuse.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .backend import GenerationStream
+from .chat_template import ChatFrame, model_frame
 from .config import GenerationParams, ModelConfig
-from .errors import ModelLoadError
+from .errors import ChatTemplateError, ModelLoadError
 from .gguf_file import inspect_gguf
 from .kv_state import StateFileError, model_identity, read_state
 from .prompt import Prompt
@@ -58,11 +60,20 @@ class VocabSession:
             context_shift=config.context_shift,
             n_vocab=model.n_vocab,
         )
+        try:
+            info = replace(info, chat_frame=model_frame(config.template, gguf, model))
+        except ChatTemplateError:
+            model.close()
+            raise
         return cls(model, info)
 
     @property
     def n_ctx(self) -> int:
         return self.info.n_ctx
+
+    @property
+    def chat_frame(self) -> ChatFrame:
+        return self.info.chat_frame
 
     @property
     def kv_tokens(self) -> tuple[int, ...]:

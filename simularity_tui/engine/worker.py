@@ -21,10 +21,11 @@ import llama_cpp as C
 import numpy as np
 import psutil
 
+from .chat_template import model_frame
 from .config import GenerationParams, ModelConfig, fresh_seed
 from .context_size import fitting_n_ctx
 from .context_window import plan_window
-from .errors import ContextSizeError, ModelLoadError, OutOfMemoryError
+from .errors import ChatTemplateError, ContextSizeError, ModelLoadError, OutOfMemoryError
 from .gguf_file import GgufInfo, inspect_gguf
 from .healing import Healing, PieceIndex, healable_tail
 from .kv_cache import KvCache
@@ -77,6 +78,11 @@ class EngineWorker:
         if config.n_ctx > model.n_ctx_train:
             model.close()
             raise _context_too_large(config, model.n_ctx_train)
+        try:
+            frame = model_frame(config.template, gguf, model)
+        except ChatTemplateError:
+            model.close()
+            raise
         threads = config.n_threads or psutil.cpu_count(logical=False) or os.cpu_count() or 1
         try:
             context = NativeContext(model, n_ctx=config.n_ctx, n_batch=config.n_batch, n_threads=threads)
@@ -94,6 +100,7 @@ class EngineWorker:
             n_threads=threads,
             context_shift=kv.can_shift,
             n_vocab=model.n_vocab,
+            chat_frame=frame,
         )
         return cls(model, context, info, kv)
 

@@ -23,6 +23,7 @@ from ..text_rules import one_line
 from .achievements import newly_unlocked
 from .budgets import EXAMPLES_SHARE, PINNED_SHARE, REMINDER_SHARE, Budgets, fitted, fitted_at, lore_budget
 from .examples import examples_text
+from .framing import framed
 from .lore import LoreScan, lore_seed, scan_lore
 from .prompt_view import PromptView, build_prompt_view
 from .reminders import due, pack_reminders
@@ -140,7 +141,7 @@ class Game:
                 PINNED_SHARE,
                 pack_id=self.pack.id,
             )
-            self._pinned = _Pinned(summary, self._bos + tokens, scale, examples)
+            self._pinned = _Pinned(summary, self._bos + framed(self.session, tokens), scale, examples)
         return self._pinned
 
     def pinned_parts(self) -> list[tuple[str, str]]:

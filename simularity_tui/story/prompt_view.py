@@ -15,7 +15,7 @@ the text takes the rest, so that the sum stays exact.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal
 
 from ..engine import Prompt
@@ -46,6 +46,7 @@ class PromptView:
     total_tokens: int
     reused_tokens: int  # the KV the next turn would keep (common prefix with session.kv_tokens)
     lore: LoreScan
+    chat_template: str = "raw"  # the chat frame's name (engine/chat_template.py)
 
 
 def build_prompt_view(game: Game) -> PromptView:
@@ -65,7 +66,7 @@ def build_prompt_view(game: Game) -> PromptView:
         PromptPart("open", "stage", STAGE_OPEN, len(stage_open), "the new line's stage commands come next"),
     ]
     reused = common_prefix(game.session.kv_tokens, window.tokens)
-    return PromptView(tuple(parts), game.session.n_ctx, len(prompt), reused, scan)
+    return PromptView(tuple(parts), game.session.n_ctx, len(prompt), reused, scan, game.session.chat_frame.name)
 
 
 def _scan(game: Game) -> LoreScan:
@@ -82,11 +83,20 @@ def _window(game: Game, prompt: Prompt) -> Window:
 
 
 def _pinned(game: Game, tokens: Sequence[int]) -> list[PromptPart]:
-    labelled = game.pinned_parts()
-    bos = 1 if tokens and game.session.bos_token is not None and tokens[0] == game.session.bos_token else 0
-    counts = token_counts(game.session.tokenize, len(tokens) - bos, [text for _label, text in labelled])
-    counts[0] += bos  # the begin-of-text token, with the first part
-    return [PromptPart("pinned", label, text, count) for (label, text), count in zip(labelled, counts)]
+    """The pinned block's parts, inside the chat frame's two (framing.py) when the model has one."""
+    session, labelled = game.session, game.pinned_parts()
+    bos = 1 if tokens and session.bos_token is not None and tokens[0] == session.bos_token else 0
+    frame = session.chat_frame
+    opening, closing = (len(session.tokenize(text, special=True)) if text else 0 for text in frame.texts)
+    counts = token_counts(session.tokenize, len(tokens) - bos - opening - closing, [text for _label, text in labelled])
+    parts = [PromptPart("pinned", label, text, count) for (label, text), count in zip(labelled, counts)]
+    if frame.raw:
+        return [replace(parts[0], tokens=parts[0].tokens + bos), *parts[1:]]  # the begin-of-text token first
+    return [
+        PromptPart("pinned", "chat template", frame.opening, bos + opening, f"{frame.name} · the system turn opens"),
+        *parts,
+        PromptPart("pinned", "chat template", frame.closing, closing, f"{frame.name} · the story's turn opens"),
+    ]
 
 
 def _story(game: Game, turns: Sequence[Sequence[int]], first_kept: int) -> list[PromptPart]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from ..engine import GenerationParams, ModelSession, SamplingParams
 from ..scenario.schema import Pack
+from .framing import framed
 from .tree import Line
 
 # Greedy: a summary is the likeliest account of what happened, not a creative one; the penalty
@@ -57,4 +58,4 @@ def summary_request(
         "A new summary of the whole story so far, in one short paragraph, in the language of the story:\n"
     )
     params = GenerationParams(sampling=SUMMARY_SAMPLING, max_tokens=budget, stop=(SUMMARY_END,), heal=False)
-    return SummaryRequest(covers, [*bos, *session.tokenize(request)], params)
+    return SummaryRequest(covers, [*bos, *framed(session, session.tokenize(request))], params)

@@ -18,6 +18,7 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
 
 from .. import paths
+from ..engine.chat_template import CHOICES
 from ..settings import GraphicsMode, Settings, save_settings, setting_help
 from ..untrusted_text import printable
 from .notify import notify_plain
@@ -68,6 +69,13 @@ class SettingsScreen(Screen[Settings | None]):
                 yield _help(section, key)
                 yield Static(id=f"{section}-{key}-problem", classes="setting-problem")
             with Horizontal(classes="setting"):
+                yield Label("Chat template", classes="setting-label")
+                yield Select(
+                    [(name, name) for name in CHOICES], value=self.settings.model.template, allow_blank=False,
+                    id="model-template",
+                )  # fmt: skip
+            yield _help("model", "template")
+            with Horizontal(classes="setting"):
                 yield Label("Graphics", classes="setting-label")
                 yield Select(
                     [(mode, mode) for mode in get_args(GraphicsMode)],
@@ -101,6 +109,7 @@ class SettingsScreen(Screen[Settings | None]):
             self.query_one(f"#{section}-{key}-problem", Static).update("")
             raw = self.query_one(f"#{section}-{key}", Input).value.strip()
             data[section][key] = {"true": True, "false": False}.get(raw.lower(), raw) if key == "context_shift" else raw
+        data["model"]["template"] = self.query_one("#model-template", Select).value
         data["ui"] = {
             "graphics": self.query_one("#ui-graphics", Select).value,
             "theme": self.query_one("#ui-theme", Select).value,

@@ -32,6 +32,9 @@ class RemoteConfig:
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     read_timeout: float = DEFAULT_READ_TIMEOUT
     tokenize_timeout: float = DEFAULT_TOKENIZE_TIMEOUT
+    # The chat frame (chat_template.py): "auto" takes the template the server says it uses
+    # (llama-server's /props; a server that does not say gets "raw"), or "raw", or a preset.
+    template: str = "auto"
 
     def __repr__(self) -> str:
         # Crash reports print locals: neither the key nor the URL's credentials may show there.

@@ -27,6 +27,7 @@ from typing import Any
 import httpx
 
 from ...untrusted_text import printable
+from ..chat_template import RAW, ChatFrame, chosen_frame
 from ..config import GenerationParams, fresh_seed
 from ..context_window import Window, common_prefix, plan_window
 from ..prompt import Prompt
@@ -69,8 +70,11 @@ class RemoteSession:
     # that were tokenized apart (a few tokens can differ at the seams).
     SEAM_TOKENS = 8
 
-    def __init__(self, config: RemoteConfig, calls: Calls, tokenizer: RemoteTokenizer, info: RemoteInfo) -> None:
+    def __init__(
+        self, config: RemoteConfig, calls: Calls, tokenizer: RemoteTokenizer, info: RemoteInfo, frame: ChatFrame = RAW
+    ) -> None:
         self.config = config
+        self.chat_frame = frame  # the same frame as in-process: the prompt travels as its text
         self._calls = calls
         self._tokenizer = tokenizer
         self.info = info
@@ -91,8 +95,10 @@ class RemoteSession:
         calls = Calls(config, sync_client(config))
         try:
             model, reported = _served_model(calls.get("/v1/models", "asking which model it serves"), calls.url)
-            reported = reported or _llama_server_context(calls.client)
+            props = _llama_server_props(calls.client) if not reported or config.template == "auto" else {}
+            reported = reported or _props_context(props)
             tokenizer = RemoteTokenizer.probe(calls, model)
+            frame = _server_frame(config.template, props, calls.url)
         except BaseException:
             calls.client.close()
             raise
@@ -108,7 +114,7 @@ class RemoteSession:
             n_ctx=n_ctx,
             tokenizer=tokenizer.dialect.name,
         )
-        return cls(config, calls, tokenizer, info)
+        return cls(config, calls, tokenizer, info, frame)
 
     # -- the session surface --------------------------------------------------------------------
 
@@ -307,16 +313,34 @@ def _served_model(answer: Any, url: str) -> tuple[str, int | None]:
     return first["id"], length if isinstance(length, int) and length > 0 else None
 
 
-def _llama_server_context(client: httpx.Client) -> int | None:
-    """llama-server's context per slot, from GET /props; None where the server has no such page."""
+def _llama_server_props(client: httpx.Client) -> dict[str, Any]:
+    """llama-server's GET /props; empty where the server has no such page."""
     try:
         response = client.get("/props")
         props = response.json() if response.status_code == 200 else None
     except (httpx.HTTPError, ValueError, RecursionError):  # RecursionError: JSON nested too deeply
-        return None
-    settings = props.get("default_generation_settings") if isinstance(props, dict) else None
+        return {}
+    return props if isinstance(props, dict) else {}
+
+
+def _props_context(props: dict[str, Any]) -> int | None:
+    """llama-server's context per slot; None where it does not say."""
+    settings = props.get("default_generation_settings")
     n_ctx = settings.get("n_ctx") if isinstance(settings, dict) else None
     return n_ctx if isinstance(n_ctx, int) and n_ctx > 0 else None
+
+
+def _server_frame(choice: str, props: dict[str, Any], url: str) -> ChatFrame:
+    """The chat frame for `[model] template = choice` on a server: "auto" renders the template
+    llama-server says it applies (in the same sandbox as a GGUF's), with its BOS and EOS texts."""
+    template, bos, eos = (props.get(key) for key in ("chat_template", "bos_token", "eos_token"))
+    return chosen_frame(
+        choice,
+        template if isinstance(template, str) else None,
+        bos=bos if isinstance(bos, str) else "",
+        eos=eos if isinstance(eos, str) else "",
+        source=f"the model server at {url}",
+    )
 
 
 def _stop_reason(reply: _Reply, params: GenerationParams) -> StopReason:
