@@ -8,6 +8,7 @@ player says decides which entries come in, and no model text does. Rules that ne
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -156,6 +157,15 @@ def test_a_regular_expression_key_with_its_flags(quiet: FakeSession, tmp_path: P
     assert fired(lore) == ["drake", "exact"]
     assert lore["fired"][0]["key"] == "/dra(gon|ke)s?\\b/i"
     assert fired(after_saying(quiet, loaded, "The dragonfly, hush.")) == []  # \b; `^` and case as written
+
+
+def test_the_players_name_in_a_regular_expression_key_is_text_not_a_pattern(quiet: FakeSession, tmp_path: Path) -> None:
+    loaded = lore_pack(tmp_path, '[lore.wave]\nkeywords = ["/{{user}} waves/"]\ncontent = "Waving is rude here."\n')
+    named = loaded.pack.model_copy(update={"characters": {**loaded.pack.characters, "me": loaded.pack.characters["me"]
+                                   .model_copy(update={"name": "A.J. (x)"})}})  # fmt: skip
+    renamed = replace(loaded, pack=named)
+    assert fired(after_saying(quiet, renamed, "A.J. (x) waves at Bo.")) == ["wave"]
+    assert fired(after_saying(quiet, renamed, "AxJx x waves at Bo.")) == []  # "." and "(x)" as written
 
 
 def test_case_sensitivity_per_entry_and_per_pack(quiet: FakeSession, tmp_path: Path) -> None:

@@ -13,7 +13,9 @@ from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from .lore_keys import Haystack, Key, make_key
+import regex
+
+from .lore_keys import Haystack, Key, make_key, regex_parts
 from .macros import expand
 from .schema import LoreEntry, Pack
 
@@ -50,7 +52,10 @@ class LoreIndex:
         whole = scan.whole_words if entry.whole_words is None else entry.whole_words
 
         def key(source: str) -> Key:
-            return make_key(expand(source, user=user), case_sensitive=case, whole_words=whole)
+            # In a /regex/ key the player's name is text to find, not a pattern: "Ash (ghost)" or "A.J." must
+            # match themselves only, and a name can never make a key that backtracks without end.
+            name = regex.escape(user) if regex_parts(source) else user
+            return make_key(expand(source, user=name), case_sensitive=case, whole_words=whole)
 
         primary = tuple(key(source) for source in entry.keywords)
         depth = scan.depth if entry.scan_depth is None else entry.scan_depth
