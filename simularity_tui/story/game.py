@@ -159,16 +159,17 @@ class Game:
         """Exactly what the model would read for the next line, part by part (prompt_view.py): after
         the player says `say`, when given. Nothing is generated, and the game does not change: the
         view is taken on a copy of it, which a thread may do while the game waits for the player."""
-        return build_prompt_view(self._looking_ahead(say))
+        return build_prompt_view(self.looking_ahead(say))
 
-    def _looking_ahead(self, say: str | None) -> Game:
-        """A copy of the game that can change without changing it: with the player's line `say`
-        added to a copy of the story, no autosave, and its own lore log."""
+    def looking_ahead(self, say: str | None = None) -> Game:
+        """A copy of the game that can change without changing it: its own copy of the story (with
+        the player's line `say` added), no autosave, and its own lore log. Take it on the thread
+        that plays the game; a thread may then read it while the game plays on."""
         ahead = copy.copy(self)
         ahead.on_commit = None
         ahead.lore_log = list(self.lore_log)  # lore_notes() changes its log in place
+        ahead.tree = self.tree.copy()
         if text := one_line(say or ""):
-            ahead.tree = self.tree.copy()
             ahead.tree.add(self._line(self.pack.player_id, text, "player", clock=self.clock))
         return ahead
 

@@ -147,18 +147,18 @@ class PlayScreen(Screen[None]):
         """The inspector's view of the next line's prompt, when it is open and no line is being written."""
         panel = self.query_one(PromptPanel)
         if panel.has_class("shown") and not self.busy:
-            self._inspect(panel)
+            self._inspect(panel, self.game.looking_ahead())  # the copy taken here, where the game plays
 
     @work(exclusive=True, group="inspector", thread=True)
-    def _inspect(self, panel: PromptPanel) -> None:
+    def _inspect(self, panel: PromptPanel, game: Game) -> None:
         # In a thread: the tokenizer may be a model server's, a request away.
         try:
-            view = self.game.prompt_view()
+            view = game.prompt_view()
         except Exception as error:  # noqa: BLE001 - the inspector must never take the game down
             message = error.render() if isinstance(error, UserFacingError) else f"{type(error).__name__}: {error}"
             self.app.call_from_thread(notify_plain, self, message, title="No prompt to show", severity="error")
             return
-        self.app.call_from_thread(panel.show, view, list(self.game.lore_log))
+        self.app.call_from_thread(panel.show, view, game.lore_log)
 
     def _view_for(self, line: Line) -> LineView:
         view = LineView(None, "")
