@@ -436,3 +436,19 @@ class Flood:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
+
+
+def test_the_hosts_gpu_layers_and_chat_template_reach_every_game(tmp_path: Path, keys: Keys) -> None:
+    from simularity_tui import cli
+    from simularity_tui.host import server
+    from simularity_tui.host.config import HostConfig, LoadedHostConfig
+    from simularity_tui.host.player_process import game_command
+
+    model = tmp_path / "shared.gguf"
+    model.write_bytes(b"GGUF")
+    config = HostConfig.model_validate(host_config(keys, model=str(model), gpu_layers="auto", template="chatml"))
+    argv = game_command(server.model_arguments(LoadedHostConfig(tmp_path / "host.toml", config)))
+    settings = cli.settings_with_overrides(cli.build_parser().parse_args(argv[3:]))
+    assert (settings.model.gpu_layers, settings.model.template, settings.model.n_ctx) == ("auto", "chatml", 1024)
+    with pytest.raises(ValueError, match="template"):
+        HostConfig.model_validate(host_config(keys, template="vicuna"))

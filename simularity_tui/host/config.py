@@ -9,12 +9,13 @@ works the same whatever directory the host is started from (systemd starts it in
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import asyncssh
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .. import paths
+from ..engine.chat_template import TemplateChoice
 from ..engine.remote.config import checked_url
 from ..toml_source import load_model
 from .passwords import is_password_hash
@@ -82,7 +83,13 @@ class HostConfig(_Strict):
     # Always passed to the games, so a player's own settings cannot ask the host for more memory or CPU.
     n_ctx: Annotated[int, Field(ge=256, le=1 << 20, description="Each game's context in tokens.")] = 4096
     threads: Annotated[int, Field(ge=0, le=512, description="CPU threads per game; 0: the physical cores.")] = 0
-    gpu_layers: Annotated[int, Field(ge=-1, description="Layers each game offloads to the GPU; -1: all.")] = 0
+    gpu_layers: Annotated[
+        Annotated[int, Field(ge=-1)] | Literal["auto"],
+        Field(description='Layers each game offloads to the GPU; -1: all; "auto": as many as fit (simularity doctor).'),
+    ] = 0
+    template: Annotated[
+        TemplateChoice, Field(description="Each game's chat frame: auto (the model's own), raw, or a preset.")
+    ] = "auto"
     max_auth_failures: Annotated[int, Field(ge=1, le=1000, description="Failed logins per address per window.")] = 5
     auth_window_seconds: Annotated[float, Field(gt=0, le=86400)] = 60.0
     auth_block_seconds: Annotated[float, Field(ge=0, le=7 * 86400, description="How long an address is shut out.")] = (

@@ -67,7 +67,7 @@ def model_arguments(loaded: LoadedHostConfig) -> list[str]:
                 path=loaded.path,
             )
         arguments = ["--model", str(model)]
-    arguments += ["--n-ctx", str(config.n_ctx), "--threads", str(config.threads)]
+    arguments += ["--n-ctx", str(config.n_ctx), "--threads", str(config.threads), "--template", config.template]
     if not config.backend:
         arguments += ["--gpu-layers", str(config.gpu_layers)]
     return arguments
