@@ -43,6 +43,7 @@ def doctor_command(args: argparse.Namespace, settings: Settings) -> int:
 
 def doctor_report(settings: Settings, path: Path) -> tuple[list[str], bool]:
     """The report's lines, and whether the settings fit."""
+    from .engine.chat_template import template_summary
     from .engine.gguf_file import inspect_gguf
     from .engine.kv_size import kv_cache_size
     from .engine.llama_build import llama_build
@@ -77,6 +78,7 @@ def doctor_report(settings: Settings, path: Path) -> tuple[list[str], bool]:
         f"  file size: {gguf.size / MIB:,.1f} MiB",
         f"  parameters: {gguf.n_params / 1e6:,.1f} M" + (f" ({gguf.size_label})" if gguf.size_label else ""),
         f"  trained context: {gguf.context_length:,} tokens" if gguf.context_length else "  trained context: unknown",
+        f"  chat template: {template_summary(gguf.chat_template)}; playing with template = {settings.model.template}",
     ]
     shape = gguf.kv
     if shape:

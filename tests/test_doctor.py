@@ -86,6 +86,7 @@ def test_doctor_reports_the_embedded_model(model_path: Path) -> None:
         "architecture: gemma3 (Gemma 3 270m)",
         "parameters: 268.1 M (270M)",
         "trained context: 32,768 tokens",
+        'chat template: none in the file (a base model: "auto" plays it raw); playing with template = auto',
         "layers: 18, 15 of them sliding-window (512 tokens)",
         "At n_ctx = 2,048, gpu_layers = 0",
         "KV cache: 36.0 MiB (f16, 2,048 cells × 18 layers)",
