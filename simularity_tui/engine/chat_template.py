@@ -119,7 +119,7 @@ def embedded_frame(template: str, *, bos: str, eos: str, source: str) -> ChatFra
 def template_summary(embedded: str | None) -> str:
     """What a GGUF's own template is, in a few words, without rendering it (`simularity doctor`)."""
     if not embedded or not embedded.strip():
-        return "none in the file (a base model: \"auto\" plays it raw)"
+        return 'none in the file (a base model: "auto" plays it raw)'
     family = _family(embedded)
     return f"its own, {family}-like" if family else "its own (no known family)"
 
