@@ -299,6 +299,11 @@ async def test_a_note_alone_over_the_budget_comes_in_shortened(quiet: FakeSessio
     loaded = lore_pack(tmp_path, lore, "budget = 100")
     lore_seen = after_saying(quiet, loaded, "Tell the saga and the key.")
     assert fired(lore_seen) == ["long"] and set(dropped(lore_seen).values()) == {"budget"}
+    # The inspector shows the note as the model reads it: shortened, with as many tokens as it takes.
+    document = json.loads(prompt_output(quiet, loaded, say="Tell the saga and the key.", as_json=True)[0])
+    (shown,) = [part for part in document["parts"] if part["section"] == "open" and part["label"] == "lore note"]
+    assert "word0" in shown["text"] and "word399" not in shown["text"] and shown["text"].endswith("…]\n")
+    assert shown["tokens"] == len(quiet.tokenize(shown["text"])) <= 100
     game = Game(quiet, loaded, "start")
     assert await say(game, "Tell the saga and the key.") == ("long",)
     read = quiet.detokenize(game.lines[-1].tokens)

@@ -21,7 +21,7 @@ from ..scenario.schema import NARRATOR, Pack
 from ..scenario.watch import watch_pack
 from ..text_rules import one_line
 from .achievements import newly_unlocked
-from .budgets import EXAMPLES_SHARE, PINNED_SHARE, REMINDER_SHARE, Budgets, fitted, fitted_at, lore_budget
+from .budgets import EXAMPLES_SHARE, PINNED_SHARE, REMINDER_SHARE, Budgets, fitted_at, lore_budget
 from .examples import examples_text
 from .framing import framed
 from .lore import LoreScan, lore_seed, scan_lore
@@ -78,6 +78,9 @@ class Game:
         self._pinned: _Pinned | None = None
         self._window_start = 0
         self.last_lore_scan: LoreScan | None = None  # the lore of the next line, as last worked out
+        # The scales the next line's notes and reminders were cut to, to fit their budgets (1.0: whole):
+        # the prompt inspector shows them as the model reads them.
+        self.notes_scale = self.reminders_scale = 1.0
         self.lore_log: list[LoreScan] = []  # the lore of each line written in this session (the lore debugger)
         self.tree = tree if tree is not None else self._opening()
 
@@ -173,8 +176,9 @@ class Game:
             ahead.tree.add(self._line(self.pack.player_id, text, "player", clock=self.clock))
         return ahead
 
-    def _fitted(self, render: Callable[[float], str], share: float) -> list[int]:
-        return fitted(self.session, render, share, pack_id=self.pack.id)
+    def _fitted(self, render: Callable[[float], str], share: float) -> tuple[list[int], float]:
+        """The tokens of `render`'s texts, shortened to fit `share` of the context, and the scale."""
+        return fitted_at(self.session, render, share, pack_id=self.pack.id)
 
     # -- what the player does -------------------------------------------------------------------
 
@@ -354,14 +358,20 @@ class Game:
         self.lore_log[:] = [*(logged for logged in self.lore_log if logged.line < scan.line), scan]
         notes = tuple(firing.entry for firing in scan.fired)
         share = budget / self.session.n_ctx  # a first note alone over the budget is shortened to it
-        tokens = self._fitted(lambda scale: note_text(self.pack, notes, scale=scale), share) if notes else []
+        self.notes_scale, tokens = 1.0, list[int]()
+        if notes:
+            tokens, self.notes_scale = self._fitted(lambda scale: note_text(self.pack, notes, scale=scale), share)
         return notes, tokens
 
     def reminders(self) -> tuple[tuple[str, ...], list[int]]:
         """The reminders the next line carries (reminders.py: the post-history instructions, when
         their last copy is a few lines back or gone from the window), and their tokens."""
         ids = tuple(r.id for r in due(pack_reminders(self.pack), self.lines, self.window_start))
-        tokens = self._fitted(lambda scale: reminder_text(self.pack, ids, scale=scale), REMINDER_SHARE) if ids else []
+        self.reminders_scale, tokens = 1.0, list[int]()
+        if ids:
+            tokens, self.reminders_scale = self._fitted(
+                lambda scale: reminder_text(self.pack, ids, scale=scale), REMINDER_SHARE
+            )
         return ids, tokens
 
     def add_written_line(self, line: Line, *, first_turn: int) -> int:

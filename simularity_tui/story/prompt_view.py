@@ -130,7 +130,7 @@ def _firings(game: Game) -> dict[tuple[int, str], Firing]:
 
 def _open(game: Game, notes: Sequence[str], tokens: Sequence[int], scan: LoreScan) -> list[PromptPart]:
     """The new line's lore notes, with the key that brought each one in."""
-    texts = [(lid, note_text(game.pack, [lid])) for lid in notes]
+    texts = [(lid, note_text(game.pack, [lid], scale=game.notes_scale)) for lid in notes]
     texts = [(lid, text) for lid, text in texts if text]
     if not texts:
         return [PromptPart("open", "lore note", "", len(tokens))] if tokens else []
@@ -155,7 +155,7 @@ def _fired(firing: Firing) -> str:
 
 
 def _reminders(game: Game, reminders: Sequence[str], tokens: Sequence[int]) -> list[PromptPart]:
-    texts = [reminder_text(game.pack, [rid]) for rid in reminders]
+    texts = [reminder_text(game.pack, [rid], scale=game.reminders_scale) for rid in reminders]
     counts = token_counts(game.session.tokenize, len(tokens), texts) if texts else []
     detail = f"after the story: carried again every {REMIND_EVERY} lines"
     return [PromptPart("open", rid, text, count, detail) for rid, text, count in zip(reminders, texts, counts)]
