@@ -391,6 +391,10 @@ async def test_sticky_keeps_an_entry_in_without_its_keys(quiet: FakeSession, tmp
     lines = story("Rain again.", "Bo nods.", "Bo waits.", notes={2: ("rain",)})
     result = scan(lore_pack(tmp_path / "b", STICKY_GROUP), lines, window_start=2)
     assert [(f.entry, f.via, f.until) for f in result.fired] == [("rain", "sticky", 5)]
+    # Brought back on line 4 for its stay, then let go again: the stay still ends on line 5.
+    lines = story("Rain again.", "Bo nods.", "Bo waits.", "Bo sits.", "Bo yawns.", notes={2: ("rain",), 4: ("rain",)})
+    assert scan(lore_pack(tmp_path / "c", STICKY_GROUP), lines[:4], window_start=4).fired[0].until == 5
+    assert scan(lore_pack(tmp_path / "d", STICKY_GROUP), lines, window_start=5).fired == ()
 
 
 def test_cooldown_keeps_an_entry_out_after_its_stay(tmp_path: Path) -> None:

@@ -86,7 +86,7 @@ class _Scan:
         self.lines = lines
         self.line = len(lines) + 1
         self.seed = seed
-        self.history = History.of(lines, window_start, self.index.reach)
+        self.history = History.of(pack, lines, window_start, self.index.reach)
         self.activated: dict[str, Firing] = {}  # came in (budget still to come), or kept
         self.kept: list[str] = []
         self.dropped: dict[str, Dropped] = {}

@@ -24,17 +24,23 @@ class History:
     each entry last came in on."""
 
     present: set[str] = field(default_factory=set)
-    last: dict[str, int] = field(default_factory=dict)  # lore id -> 1-based line number
+    # lore id -> the 1-based line its stay began on: the last line that brought it in, unless that
+    # line only brought it back during a stay (its sticky lines, after the window let it go).
+    last: dict[str, int] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, lines: Sequence[Line], window_start: int, reach: int) -> History:
-        """From `lines`, looking back no further than the window and `reach` lines (the longest
-        sticky + cooldown of the pack): a long story costs no more than a short one."""
+    def of(cls, pack: Pack, lines: Sequence[Line], window_start: int, reach: int) -> History:
+        """From `lines`, looking back no further than the window and twice `reach` lines (the
+        longest sticky + cooldown of the pack: a stay that ends in reach began at most a sticky
+        before): a long story costs no more than a short one."""
         history = cls()
-        first = max(0, min(window_start, len(lines) - reach))
+        first = max(0, min(window_start, len(lines) - 2 * reach))
         for number in range(first, len(lines)):
             for lid in lines[number].notes:
-                history.last[lid] = number + 1
+                began = history.last.get(lid)
+                entry = pack.lore.get(lid)
+                if began is None or entry is None or number + 1 > began + entry.sticky:
+                    history.last[lid] = number + 1
                 if number >= window_start:
                     history.present.add(lid)
         return history
