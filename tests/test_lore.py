@@ -8,6 +8,7 @@ player says decides which entries come in, and no model text does. Rules that ne
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -493,6 +494,23 @@ def test_a_catastrophic_regular_expression_times_out_and_is_reported(tmp_path: P
     assert fired_ids(result) == ["good"]
     assert [(d.entry, d.why) for d in result.dropped] == [("bad", "timeout")]
     assert "took too long" in result.dropped[0].detail
+
+
+def test_a_book_of_many_slow_regular_expressions_costs_a_bounded_time_per_line(tmp_path: Path) -> None:
+    """300 keys of 50 ms each would hold a line up for 15 s, and `check` for far longer: the keys of
+    one scan share a budget, and a key that ran out of time twice is not tried again."""
+    lore = "".join(f'[lore.slow{n}]\nkeywords = ["/(a+)+$|z{n}q/"]\ncontent = "Slow {n}."\n\n' for n in range(300))
+    loaded = lore_pack(tmp_path, lore + '[lore.good]\nkeywords = ["b"]\ncontent = "B."\n')
+    line = story("b " + "a" * 10_000 + "!")
+    for _ in range(3):  # a line, its regeneration, the next one
+        started = time.monotonic()
+        result = scan(loaded, line)
+        assert time.monotonic() - started < 5  # a hang is minutes; the budget is a quarter of a second
+        assert fired_ids(result) == ["good"] and {d.why for d in result.dropped} == {"timeout"}
+        assert len(result.dropped) == 300
+    started = time.monotonic()
+    assert main(["check", str(tmp_path)]) == 0
+    assert time.monotonic() - started < 30
 
 
 def test_always_on_and_disabled_entries_are_never_notes(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..toml_source import KeyPath, Problem
 from .lore_index import group_names, lore_index
-from .lore_keys import Haystack, key_problem
+from .lore_keys import Haystack, key_problem, regex_budget
 from .lore_match import Match, match_entry
 from .macros import expand
 from .schema import Pack
@@ -86,10 +86,15 @@ def _groups(pack: Pack) -> Iterator[Finding]:
             yield ["lore", lid, "group_weight"], "group_weight without a group does nothing"
 
 
+# Seconds all the regular-expression keys may take while `check` looks for recursion cycles.
+CHECK_REGEX_SECONDS = 5.0
+
+
 def _cycles(pack: Pack) -> Iterator[Finding]:
     if pack.lore_scan.recursion == 0:
         return
-    edges = _recursion_edges(pack)
+    with regex_budget(CHECK_REGEX_SECONDS):  # slow keys beyond it count as no match: no edge, no hang
+        edges = _recursion_edges(pack)
     for component in _strongly_connected(edges):
         if len(component) < 2:
             continue

@@ -9,20 +9,29 @@ characters on either side of it are not ASCII letters, digits or `_`. So "king" 
 "liking", and a key in a script written without spaces (Chinese, Japanese) still matches inside a
 longer word. A regular expression is matched as written: the entry's case and whole-word settings
 do not apply to it (add `i` to ignore case), and it runs under a time limit, since a pattern with
-nested quantifiers can take exponential time on a long line.
+nested quantifiers can take exponential time on a long line. All the regular expressions of one
+scan share a budget too (`regex_budget`), and a key that ran out of time twice is not tried again:
+a book of thousands of slow patterns costs a bounded time per line, not minutes.
 """
 
 from __future__ import annotations
 
 import bisect
 import re
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 
 import regex
 
 REGEX_TIMEOUT = 0.05  # seconds one regular-expression key may take on one text
+SCAN_REGEX_SECONDS = 0.25  # seconds all the regular-expression keys of one line's scan may take together
+_STRIKES = 2  # times a key may run out of its own time before it is given up (for this process)
+_strikes: dict[str, int] = {}  # a key as written -> the times it ran out of time
+_budget = threading.local()  # .deadline: when the regular expressions of the running scan must stop
 REGEX_FLAGS = {"i": regex.IGNORECASE, "m": regex.MULTILINE, "s": regex.DOTALL, "u": 0}  # u: text is Unicode anyway
 _REGEX_KEY = re.compile(r"/(?P<pattern>.+)/(?P<flags>[A-Za-z]*)", re.DOTALL)
 _WORD_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
@@ -141,8 +150,7 @@ class Key:
         """The position of the key's first occurrence in `haystack.text(self.case_sensitive)`, or -1."""
         text = haystack.text(self.case_sensitive)
         if self.pattern is not None:
-            found = self.pattern.search(text, timeout=REGEX_TIMEOUT)
-            return found.start() if found else -1
+            return self._search(self.pattern, text)
         position = text.find(self.needle)
         if not self.whole_words:
             return position
@@ -154,6 +162,35 @@ class Key:
                 return position
             position = text.find(self.needle, position + 1)
         return -1
+
+    def _search(self, pattern: regex.Pattern[str], text: str) -> int:
+        """A regular expression's first match, within its own time and what is left of the scan's
+        (`regex_budget`); `TimeoutError` past either, or at once for a key given up already."""
+        if _strikes.get(self.source, 0) >= _STRIKES:
+            raise TimeoutError
+        deadline: float | None = getattr(_budget, "deadline", None)
+        timeout = REGEX_TIMEOUT if deadline is None else min(REGEX_TIMEOUT, deadline - time.monotonic())
+        if timeout <= 0:
+            raise TimeoutError
+        try:
+            found = pattern.search(text, timeout=timeout)
+        except TimeoutError:
+            if timeout >= REGEX_TIMEOUT:  # its own time, not the scan's remainder: a strike against it
+                _strikes[self.source] = _strikes.get(self.source, 0) + 1
+            raise
+        return found.start() if found else -1
+
+
+@contextmanager
+def regex_budget(seconds: float) -> Iterator[None]:
+    """Within it, this thread's regular-expression keys take `seconds` at most all together; past
+    that, each counts as run out of time at once (reported as such, as a slow key is)."""
+    outer = getattr(_budget, "deadline", None)
+    _budget.deadline = time.monotonic() + seconds
+    try:
+        yield
+    finally:
+        _budget.deadline = outer
 
 
 def make_key(source: str, *, case_sensitive: bool, whole_words: bool) -> Key:

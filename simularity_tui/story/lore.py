@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 
 from ..scenario.lore_index import LoreIndex, group_names, lore_index
-from ..scenario.lore_keys import Haystack
+from ..scenario.lore_keys import SCAN_REGEX_SECONDS, Haystack, regex_budget
 from ..scenario.lore_match import Match, TimedOut, match_entry
 from ..scenario.macros import expand
 from ..scenario.schema import Pack
@@ -56,7 +56,8 @@ def scan_lore(
     `seed`: with the line's number, decides every draw (probability, groups)."""
     started = time.perf_counter()
     scan = _Scan(pack, lines, window_start, seed)
-    scan.run()
+    with regex_budget(SCAN_REGEX_SECONDS):
+        scan.run()
     seconds = time.perf_counter() - started
     fired, over = fit_budget(
         pack,
