@@ -20,6 +20,7 @@ import struct
 import subprocess
 import sys
 import termios
+import textwrap
 import threading
 import time
 import tomllib
@@ -446,13 +447,32 @@ def test_sizes_and_term_from_the_client_are_made_safe(tmp_path: Path) -> None:
         assert game_environment(dirs, term)["TERM"] == "xterm-256color"
 
 
+def stand_in(source: str) -> list[str]:
+    """A stand-in game: one Python process, as the real game is, that runs no shell commands.
+
+    Each stand-in sets its signal handlers before it prints the line its test waits for, so a signal
+    sent after that line always meets them. `sh -c 'while :; do sleep 0.05; done'` did not do: dash
+    starts each `sleep` with vfork, and a SIGSTOP landing between the vfork and the exec stops the child
+    before it is `sleep` while the shell waits for it in the kernel (state D, never T). The test then
+    waited for a stop that never came, and both processes stayed stuck until killed."""
+    return [sys.executable, "-c", textwrap.dedent(source)]
+
+
 @pytest.mark.terminal  # a stand-in game on a pseudo-terminal
 def test_hanging_up_a_stopped_game_wakes_it_so_it_exits_cleanly(tmp_path: Path) -> None:
-    script = 'trap "exit 7" HUP; echo ready; while :; do sleep 0.05; done'
+    argv = stand_in(
+        """
+        import signal, sys, time
+        signal.signal(signal.SIGHUP, lambda *_: sys.exit(7))  # its own clean exit
+        print("ready", flush=True)
+        while True:
+            time.sleep(1)
+        """
+    )
 
     async def scenario() -> None:
         env = {**os.environ, "TERM": "xterm"}
-        game = await PlayerProcess.start(["sh", "-c", script], env, TermSize(80, 24), cwd=tmp_path)
+        game = await PlayerProcess.start(argv, env, TermSize(80, 24), cwd=tmp_path)
         try:
             screen = b""
             while b"ready" not in screen:
@@ -466,6 +486,9 @@ def test_hanging_up_a_stopped_game_wakes_it_so_it_exits_cleanly(tmp_path: Path) 
             assert await game.hang_up(grace_s=3) == 7  # its own clean exit, not SIGKILL
             assert time.monotonic() - started < 3
         finally:
+            if game.process.returncode is None:  # failed: no stopped stand-in is left behind for ever
+                game.signal_group(signal.SIGKILL)
+                await game.process.wait()
             game.close()
 
     asyncio.run(scenario())
@@ -539,15 +562,15 @@ def test_repeated_failures_shut_the_address_out_even_with_the_right_key(tmp_path
         strict.stop()
 
 
-# -- the host in this process, with a stand-in game (sh) ---------------------------------------------
+# -- the host in this process, with a stand-in game (Python) -----------------------------------------
 
 
 @contextlib.asynccontextmanager
 async def host_in_process(
     tmp_path: Path, keys: Keys, monkeypatch: pytest.MonkeyPatch, game_script: str, **extra: object
 ) -> AsyncIterator[server.Host]:
-    """A listening host whose games are `sh -c game_script`, run in the player's directory."""
-    monkeypatch.setattr(server, "game_command", lambda _arguments: ["sh", "-c", game_script])
+    """A listening host whose games are `python -c game_script` (`stand_in`), run in the player's directory."""
+    monkeypatch.setattr(server, "game_command", lambda _arguments: stand_in(game_script))
     host = host_object(tmp_path, keys, listen="127.0.0.1", port=free_port(), **extra)
     acceptor = await host.listen()
     try:
@@ -575,12 +598,19 @@ async def eventually(predicate: Callable[[], bool], timeout: float = 10.0) -> No
         await asyncio.sleep(0.05)
 
 
-@pytest.mark.ssh  # asyncssh logs in to the host (its games are stand-ins: `sh`)
+@pytest.mark.ssh  # asyncssh logs in to the host (its games are stand-ins: `stand_in`)
 def test_a_player_who_drops_is_hung_up_even_when_the_game_stopped_reading(
     tmp_path: Path, keys: Keys, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # No handler: SIGHUP's default action ends it, and the status says which signal did.
+    script = """
+        import time
+        print("ready", flush=True)
+        time.sleep(60)  # never reads its terminal
+        """
+
     async def scenario() -> None:
-        async with host_in_process(tmp_path, keys, monkeypatch, "echo ready; exec sleep 60") as host:
+        async with host_in_process(tmp_path, keys, monkeypatch, script) as host:
             conn = await connect(host, keys, "alice")
             process = await play(conn)
             await asyncio.wait_for(process.stdout.readuntil(b"ready"), timeout=10)
@@ -598,8 +628,16 @@ def test_a_player_who_drops_is_hung_up_even_when_the_game_stopped_reading(
 def test_a_game_whose_terminal_stays_open_still_ends_its_session(
     tmp_path: Path, keys: Keys, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A process outside the game's group keeps the pty open after the game has exited.
-    script = "setsid sh -c 'echo $$ >> orphan.pid; exec sleep 30' & echo ready; exec sleep 60"
+    # A process outside the game's group keeps the pty open after the game has exited. Its pid is written
+    # before "ready": every orphan the test has seen ready is killed at the end, the last game's too.
+    script = """
+        import subprocess, sys, time
+        orphan = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"], start_new_session=True)
+        with open("orphan.pid", "a") as pids:
+            print(orphan.pid, file=pids)
+        print("ready", flush=True)
+        time.sleep(60)
+        """
     monkeypatch.setattr(server, "_DRAIN_AFTER_EXIT_S", 0.3)
 
     async def scenario() -> None:
@@ -609,7 +647,7 @@ def test_a_game_whose_terminal_stays_open_still_ends_its_session(
                 conn = await connect(host, keys, "alice")
                 process = await play(conn)
                 await asyncio.wait_for(process.stdout.readuntil(b"ready"), timeout=10)
-                await eventually(lambda: orphan.exists() and orphan.read_text().strip() != "")
+                assert len(orphan.read_text().split()) == 1
                 conn.close()
                 await eventually(lambda: not host.games and host.playing == 0)
                 again = await connect(host, keys, "alice")  # the slot is free
@@ -628,10 +666,21 @@ def test_a_game_whose_terminal_stays_open_still_ends_its_session(
 def test_logging_in_again_takes_over_the_earlier_session_after_it_saved(
     tmp_path: Path, keys: Keys, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    script = (
-        'trap "echo saved >> events; exit 0" HUP; echo started >> events; echo "game $$ is on"; '
-        "while :; do sleep 0.05; done"
-    )
+    script = """
+        import os, signal, sys, time
+
+        def save(*_):
+            with open("events", "a") as events:
+                print("saved", file=events)
+            sys.exit(0)
+
+        signal.signal(signal.SIGHUP, save)
+        with open("events", "a") as events:
+            print("started", file=events)
+        print(f"game {os.getpid()} is on", flush=True)
+        while True:
+            time.sleep(1)
+        """
 
     async def scenario() -> None:
         async with host_in_process(tmp_path, keys, monkeypatch, script) as host:
