@@ -109,6 +109,9 @@ class GameSettings(_Section):
     max_direction_tokens: Annotated[
         int, Field(ge=4, le=256, description="Tokens a line's stage commands may take.")
     ] = _BUDGETS.directions
+    authors_note_every: Annotated[
+        int, Field(ge=1, le=64, description="The author's note is read again once it is this many lines back.")
+    ] = _BUDGETS.remind_every
 
 
 GraphicsMode = Literal["auto", "kitty", "sixel", "halfcell", "unicode", "none"]  # --graphics and the screen list these
@@ -161,7 +164,11 @@ class Settings(_Section):
         )
 
     def budgets(self) -> Budgets:
-        return Budgets(directions=self.game.max_direction_tokens, line=self.game.max_reply_tokens)
+        return Budgets(
+            directions=self.game.max_direction_tokens,
+            line=self.game.max_reply_tokens,
+            remind_every=self.game.authors_note_every,
+        )
 
     def sampling_params(self, preset: BaseModel | None = None) -> SamplingParams:
         """The engine's sampling. `preset`: a pack's recommended `[sampling]` (fields None where it

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 from textual.app import App
-from textual.widgets import Input
 
 from simularity_tui.errors import UserFacingError
 from simularity_tui.scenario import bundled_packs_dir, load_pack
@@ -53,7 +52,7 @@ async def settle(pilot) -> None:  # type: ignore[no-untyped-def]
         await pilot.pause(0.05)
     await pilot.pause(0.5)
     await pilot.wait_for_scheduled_animations()
-    for field in pilot.app.screen.query(Input):  # a blinking cursor is on or off by the clock: hold it on
+    for field in pilot.app.screen.query("Input, TextArea"):  # a blinking cursor is on or off by the clock: hold it on
         field.cursor_blink = False
     await pilot.pause()
 
@@ -76,6 +75,17 @@ def test_new_game(snap_compare, fake_session: FakeSession, size: tuple[int, int]
 @pytest.mark.parametrize("size", SIZES)
 def test_play(snap_compare, fake_session: FakeSession, size: tuple[int, int]) -> None:  # type: ignore[no-untyped-def]
     assert snap_compare(app(fake_session, pack_dir=LIGHTHOUSE), terminal_size=size, run_before=settle)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_the_authors_note(snap_compare, fake_session: FakeSession, size: tuple[int, int]) -> None:  # type: ignore[no-untyped-def]
+    async def open_it(pilot) -> None:  # type: ignore[no-untyped-def]
+        await settle(pilot)
+        pilot.app.screen.game.set_authors_note("Keep it eerie: the lamp's flicker spells a word.")
+        await pilot.press("f7")
+        await settle(pilot)
+
+    assert snap_compare(app(fake_session, pack_dir=LIGHTHOUSE), terminal_size=size, run_before=open_it)
 
 
 @pytest.mark.parametrize("size", SIZES)

@@ -274,3 +274,33 @@ async def test_the_story_keeps_to_its_newest_line_until_the_reader_scrolls_back(
         await turn(pilot, screen, "ctrl+n")
         await pilot.pause()
         assert transcript.scroll_y == transcript.max_scroll_y, "back at the end, it follows again"
+
+
+async def test_the_authors_note_is_written_in_its_screen_and_kept_in_the_save(fake_session: FakeSession) -> None:
+    from textual.widgets import TextArea
+
+    from simularity_tui.story.reminders import authors_note_id
+    from simularity_tui.ui.note_screen import NoteScreen
+
+    app = lighthouse(fake_session)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await play_screen(app)
+        await pilot.press("f7")
+        await wait_for(lambda: isinstance(app.screen, NoteScreen))
+        await pilot.press(*"Keep it eerie.", "ctrl+s")
+        await wait_for(lambda: app.screen is screen)
+        assert screen.game.authors_note == "Keep it eerie."
+        assert 'authors_note = "Keep it eerie."' in screen.saved.path.read_text()
+        await turn(pilot, screen, *"Hello", "enter")
+        assert authors_note_id("Keep it eerie.") in screen.game.lines[-1].reminders
+        await pilot.press("f7")  # Esc leaves it as it was; Remove takes it away
+        await wait_for(lambda: isinstance(app.screen, NoteScreen))
+        assert app.screen.query_one(TextArea).text == "Keep it eerie."
+        await pilot.press("escape")
+        await wait_for(lambda: app.screen is screen)
+        assert screen.game.authors_note == "Keep it eerie."
+        await pilot.press("f7")
+        await wait_for(lambda: isinstance(app.screen, NoteScreen))
+        await pilot.click("#note-clear")
+        await wait_for(lambda: app.screen is screen)
+        assert screen.game.authors_note == "" and "authors_note =" not in screen.saved.path.read_text()

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..engine import ModelSession
+from .reminders import REMIND_EVERY
 
 PINNED_SHARE = 0.5  # the pinned block (the world, the cast, what is always known, the summary)
 NOTES_SHARE = 0.2  # the lore notes one line brings in, unless the pack's [lore_scan] budget says
@@ -35,6 +36,8 @@ class Budgets:
     directions: int = 24  # a line's stage commands
     line: int = 160  # the line itself
     summary: int = 120  # a summary of the lines the engine evicted
+    # Not tokens: the most lines back the author's note and other reminders may drift (reminders.py).
+    remind_every: int = REMIND_EVERY
 
 
 def fitted(session: ModelSession, render: Callable[[float], str], share: float, *, pack_id: str) -> list[int]:

@@ -10,7 +10,7 @@ class; it knows nothing of the screen.
 from __future__ import annotations
 
 import copy
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 
 from ..engine import ModelSession, Prompt, SamplingParams
@@ -19,19 +19,24 @@ from ..scenario.loader import LoadedPack
 from ..scenario.macros import expand
 from ..scenario.schema import NARRATOR, Pack
 from ..scenario.watch import watch_pack
-from ..text_rules import one_line
+from ..text_rules import one_line, without_controls
 from .achievements import newly_unlocked
 from .budgets import EXAMPLES_SHARE, PINNED_SHARE, REMINDER_SHARE, Budgets, fitted_at, lore_budget
 from .examples import examples_text
 from .framing import framed
 from .lore import LoreScan, lore_seed, scan_lore
 from .prompt_view import PromptView, build_prompt_view
-from .reminders import due, pack_reminders
+from .reminders import AUTHORS_NOTE_TAG, Reminder, authors_note_id, due, note_reminders, pack_reminders
 from .stage import Stage, StageCommand
 from .summary import SummaryRequest, summary_request
 from .tree import Line, LineKind, StoryTree
 from .turn import Turn
 from .writing import line_text, next_minute, note_text, pinned_parts, preamble, reminder_text
+
+
+def clean_note(text: str) -> str:
+    """A note as the model reads it: no control characters (newlines kept), no blank edges."""
+    return without_controls(text).strip()
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,8 @@ class Game:
         unlocked: dict[str, int] | None = None,
         silent: set[str] | None = None,
         player_name: str | None = None,
+        authors_note: str = "",
+        note_texts: Mapping[str, str] | None = None,
         on_commit: Callable[[Game], None] | None = None,
     ) -> None:
         if episode not in loaded.pack.episodes:
@@ -73,6 +80,12 @@ class Game:
         self.budgets = budgets or Budgets()
         self.unlocked: dict[str, int] = dict(unlocked or {})  # achievement id -> lines when it unlocked
         self.silent: set[str] = set(silent or ())  # characters the player has told not to speak
+        self.authors_note = clean_note(authors_note)  # the player's note to the model, near the end ("": none)
+        self.note_texts = {
+            rid: clean_note(text) for rid, text in (note_texts or {}).items()
+        }  # id -> every note carried
+        if self.authors_note:
+            self.note_texts[authors_note_id(self.authors_note)] = self.authors_note
         self.on_commit = on_commit  # called after each change to the story (autosave)
         self._bos = [session.bos_token] if session.bos_token is not None else []
         self._pinned: _Pinned | None = None
@@ -255,6 +268,23 @@ class Game:
         self._changed()
         return character_id not in self.silent
 
+    def set_authors_note(self, text: str) -> None:
+        """The author's note from the next line on ("" clears it). The lines that carried the old
+        one keep it: what the model read stays as it was."""
+        self.authors_note = clean_note(text)
+        if self.authors_note:
+            self.note_texts[authors_note_id(self.authors_note)] = self.authors_note
+        self._changed()
+
+    def known_reminders(self) -> list[Reminder]:
+        """Every reminder a line may have carried: the pack's, and each author's note of this game."""
+        return [*pack_reminders(self.pack), *note_reminders(self.note_texts)]
+
+    def _current_reminders(self) -> list[Reminder]:
+        """The reminders the story carries from now on: the pack's, and the author's note."""
+        note = [Reminder(authors_note_id(self.authors_note), AUTHORS_NOTE_TAG, self.authors_note)]
+        return [*pack_reminders(self.pack), *(note if self.authors_note else [])]
+
     def apply_pack(self, loaded: LoadedPack) -> None:
         """Play on with a changed pack (hot reload); the engine re-reads from the first change."""
         self.loaded = self._named(loaded)
@@ -311,7 +341,8 @@ class Game:
 
     def _tokens(self, line: Line) -> tuple[int, ...]:
         as_model_line = line.speaker != self.pack.player_id
-        return tuple(self.session.tokenize(line_text(self.pack, line, stage=as_model_line)))
+        text = line_text(self.pack, line, stage=as_model_line, reminders=self.known_reminders())
+        return tuple(self.session.tokenize(text))
 
     def retokenize(self, node_ids: Iterable[int] | None = None) -> None:
         """Tokenize lines again from their text: every line (a save from another model), or those of
@@ -366,11 +397,13 @@ class Game:
     def reminders(self) -> tuple[tuple[str, ...], list[int]]:
         """The reminders the next line carries (reminders.py: the post-history instructions, when
         their last copy is a few lines back or gone from the window), and their tokens."""
-        ids = tuple(r.id for r in due(pack_reminders(self.pack), self.lines, self.window_start))
+        every = self.budgets.remind_every
+        ids = tuple(r.id for r in due(self._current_reminders(), self.lines, self.window_start, every))
         self.reminders_scale, tokens = 1.0, list[int]()
         if ids:
+            known = self.known_reminders()
             tokens, self.reminders_scale = self._fitted(
-                lambda scale: reminder_text(self.pack, ids, scale=scale), REMINDER_SHARE
+                lambda scale: reminder_text(known, ids, scale=scale), REMINDER_SHARE
             )
         return ids, tokens
 

@@ -21,8 +21,7 @@ from typing import TYPE_CHECKING, Literal
 from ..engine import Prompt
 from ..engine.context_window import Window, common_prefix, plan_window
 from .lore import Firing, LoreScan
-from .reminders import REMIND_EVERY
-from .writing import STAGE_OPEN, line_parts, note_text, reminder_text
+from .writing import STAGE_OPEN, line_parts, note_text, reminder_label, reminder_text
 
 if TYPE_CHECKING:
     from .game import Game
@@ -106,7 +105,7 @@ def _story(game: Game, turns: Sequence[Sequence[int]], first_kept: int) -> list[
     parts: list[PromptPart] = []
     for index, (line, tokens) in enumerate(zip(game.lines[covered:], turns)):
         number = covered + index + 1
-        pieces = line_parts(pack, line, stage=line.speaker != pack.player_id)
+        pieces = line_parts(pack, line, stage=line.speaker != pack.player_id, reminders=game.known_reminders())
         counts = token_counts(game.session.tokenize, len(tokens), [text for _label, _id, text in pieces])
         leaving = " · leaves the window on the next turn" if index < first_kept else ""
         for (label, key, text), count in zip(pieces, counts):
@@ -155,10 +154,14 @@ def _fired(firing: Firing) -> str:
 
 
 def _reminders(game: Game, reminders: Sequence[str], tokens: Sequence[int]) -> list[PromptPart]:
-    texts = [reminder_text(game.pack, [rid], scale=game.reminders_scale) for rid in reminders]
+    known = game.known_reminders()
+    texts = [reminder_text(known, [rid], scale=game.reminders_scale) for rid in reminders]
     counts = token_counts(game.session.tokenize, len(tokens), texts) if texts else []
-    detail = f"after the story: carried again every {REMIND_EVERY} lines"
-    return [PromptPart("open", rid, text, count, detail) for rid, text, count in zip(reminders, texts, counts)]
+    detail = f"after the story: carried again every {game.budgets.remind_every} lines"
+    return [
+        PromptPart("open", reminder_label(rid), text, count, detail)
+        for rid, text, count in zip(reminders, texts, counts)
+    ]
 
 
 def token_counts(tokenize: Callable[[str], list[int]], total: int, texts: Sequence[str]) -> list[int]:

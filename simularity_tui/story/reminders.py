@@ -8,13 +8,19 @@ copy is REMIND_EVERY or more lines back, or has left the window: the model alway
 the last few lines it reads, and the prompt still only grows at its end. Each line records the
 reminders it carried (`Line.reminders`), so what it read is known after a save and a reload.
 
-Built for any such text: the post-history instructions now, an author's note later. How a
-reminder reads in the prompt is writing.py's (`reminder_text`), as for every other text.
+Two texts use it: a pack's post-history instructions, and the player's author's note (per save,
+changed at any time). A changed note is a new reminder (its id holds a digest of its text), so a
+line keeps meaning the note it carried, and the new one comes in with the next line. How a reminder
+reads in the prompt is writing.py's (`reminder_text`), as for every other text.
+
+What it costs: a reminder's tokens once every `every` lines (a 30-token note every 4 lines is
+about 8 tokens a line), read once each, like any new line: no re-read of what came before.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ..scenario.macros import expand
@@ -25,6 +31,8 @@ from .tree import Line
 # reads (the tail weighs most in what it writes next), large enough that most lines carry none.
 REMIND_EVERY = 4
 POST_HISTORY = "post-history"
+AUTHORS_NOTE = "note-"  # an author's note's id: this, then a digest of its text
+AUTHORS_NOTE_TAG = "author's note"
 
 
 @dataclass(frozen=True)
@@ -42,6 +50,16 @@ def pack_reminders(pack: Pack) -> list[Reminder]:
     return [Reminder(POST_HISTORY, "instructions", expand(text, user=pack.player.name, char=sole_character(pack)))]
 
 
+def authors_note_id(text: str) -> str:
+    """The id a line records for carrying the author's note `text`."""
+    return AUTHORS_NOTE + hashlib.blake2b(text.encode(), digest_size=4).hexdigest()
+
+
+def note_reminders(texts: Mapping[str, str]) -> list[Reminder]:
+    """Author's notes as reminders, from their ids and texts (a save keeps every version a line carried)."""
+    return [Reminder(rid, AUTHORS_NOTE_TAG, text) for rid, text in texts.items()]
+
+
 def sole_character(pack: Pack) -> str | None:
     """The one character who is not the player, when there is exactly one: what a card's `{{char}}`
     means in texts that belong to no character (its scenario, its instructions)."""
@@ -49,11 +67,13 @@ def sole_character(pack: Pack) -> str | None:
     return others[0] if len(others) == 1 else None
 
 
-def due(reminders: Sequence[Reminder], lines: Sequence[Line], window_start: int) -> tuple[Reminder, ...]:
-    """The reminders the next line must carry: those never carried, carried REMIND_EVERY or more
-    lines back, or carried only by lines the model no longer reads (before `window_start`, an index
-    into `lines`)."""
-    return tuple(r for r in reminders if _last_copy(r.id, lines) < max(window_start, len(lines) - REMIND_EVERY + 1))
+def due(
+    reminders: Sequence[Reminder], lines: Sequence[Line], window_start: int, every: int = REMIND_EVERY
+) -> tuple[Reminder, ...]:
+    """The reminders the next line must carry: those never carried, carried `every` or more lines
+    back, or carried only by lines the model no longer reads (before `window_start`, an index into
+    `lines`)."""
+    return tuple(r for r in reminders if _last_copy(r.id, lines) < max(window_start, len(lines) - every + 1))
 
 
 def _last_copy(reminder_id: str, lines: Sequence[Line]) -> int:

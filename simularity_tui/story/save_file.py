@@ -92,6 +92,8 @@ class SaveFile(_Strict):
     root_chosen: Annotated[int, Field(ge=0)] = 0  # which variant of the first line is in play
     silent: list[str] = []
     player_name: str | None = None
+    authors_note: str = ""  # the player's note to the model, carried near the end of the prompt
+    authors_notes: dict[str, str] = {}  # every author's note a line carried: id -> text
     achievements: list[SavedAchievement] = []
     nodes: list[SavedNode] = []
 
@@ -103,6 +105,8 @@ class LoadedSave:
     unlocked: dict[str, int]
     silent: set[str]
     player_name: str | None
+    authors_note: str
+    note_texts: dict[str, str]
     created: datetime
     stale_tokens: bool  # saved with another model: the lines must be tokenized again
     warnings: list[str] = field(default_factory=list)
@@ -126,12 +130,20 @@ def write_save(path: Path, *, game: Game, created: datetime) -> None:
         "root_chosen": game.tree.nodes[0].chosen,
         "silent": sorted(game.silent),
         **({"player_name": game.player_name} if game.player_name else {}),
+        **({"authors_note": game.authors_note} if game.authors_note else {}),
+        **({"authors_notes": carried} if (carried := _notes_carried(game)) else {}),
         "achievements": [{"id": aid, "at_line": at} for aid, at in game.unlocked.items()],
         "nodes": [
             _node_table(node) for node in sorted(game.tree.nodes.values(), key=lambda n: n.id) if node.line is not None
         ],
     }
     write_atomic(path, "# A Simularity save. Each line's tokens are what the model read.\n" + tomli_w.dumps(document))
+
+
+def _notes_carried(game: Game) -> dict[str, str]:
+    """The author's notes some line of the story carried (what it read stays known after a reload)."""
+    carried = {rid for node in game.tree.nodes.values() if node.line is not None for rid in node.line.reminders}
+    return {rid: text for rid, text in game.note_texts.items() if rid in carried}
 
 
 def _node_table(node: Node) -> dict[str, Any]:
@@ -190,6 +202,8 @@ def read_save(path: Path, loaded: LoadedPack, *, model: str, n_vocab: int | None
         unlocked=unlocked,
         silent=set(save.silent),
         player_name=save.player_name,
+        authors_note=save.authors_note,
+        note_texts=dict(save.authors_notes),
         created=save.created,
         stale_tokens=stale,
         warnings=warnings,

@@ -13,6 +13,8 @@ Each script line is the player's line, or a command:
                         name is never overwritten: the script says so and goes on
     /save! NAME         the same, replacing a save by that name if there is one
     /export PATH        write the transcript as Markdown
+    /note TEXT          the author's note: text the model reads near the end of the prompt, from the
+                        next line on; /note --clear removes it; /note alone prints it
     /quit               stop here
 
 Blank lines and lines starting with # are skipped. The game is saved after every change, as in the
@@ -90,7 +92,7 @@ async def _command(saved: SavedGame, entry: str, out: TextIO) -> None:
         raise ScriptError(
             f"unknown command '/{name}'",
             hint="Commands: /continue /regen /undo /redo /variant N /edit TEXT /scene ID /mute ID /unmute ID "
-            "/save NAME /save! NAME /export PATH /quit",
+            "/save NAME /save! NAME /export PATH /note TEXT /note --clear /quit",
         )
     await run(_Call(saved, entry, name, argument.strip(), out))
 
@@ -160,6 +162,16 @@ async def _export(call: _Call) -> None:
     print(f"[transcript written to {call.argument}]", file=call.out)
 
 
+async def _note(call: _Call) -> None:
+    game = call.game
+    if call.argument == "--clear":
+        game.set_authors_note("")
+    elif call.argument:
+        game.set_authors_note(call.argument)
+    shown = f"author's note: {printable(game.authors_note)}" if game.authors_note else "no author's note"
+    print(f"[{shown}]", file=call.out)
+
+
 _COMMANDS: dict[str, Callable[[_Call], Awaitable[None]]] = {
     "continue": _continue,
     "regen": _regen,
@@ -173,6 +185,7 @@ _COMMANDS: dict[str, Callable[[_Call], Awaitable[None]]] = {
     "save": _save,
     "save!": _save,
     "export": _export,
+    "note": _note,
 }
 
 

@@ -11,11 +11,11 @@ end and the KV cache stays valid.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from ..scenario.macros import expand
 from ..scenario.schema import NARRATOR, Character, Pack
-from .reminders import pack_reminders, sole_character
+from .reminders import AUTHORS_NOTE, AUTHORS_NOTE_TAG, Reminder, sole_character
 from .stage import Stage, StageCommand, describe, stage_line
 from .tree import Line
 
@@ -119,26 +119,34 @@ def clip(text: str, scale: float) -> str:
     return cut.rstrip() + "…"
 
 
-def reminder_text(pack: Pack, reminder_ids: Iterable[str], *, scale: float = 1.0) -> str:
-    """The reminders (reminders.py) a line carried (those the pack no longer has are left out)."""
-    known = {reminder.id: reminder for reminder in pack_reminders(pack)}
-    return "".join(f"[{known[rid].tag}: {clip(known[rid].text, scale)}]\n" for rid in reminder_ids if rid in known)
+def reminder_text(known: Sequence[Reminder], reminder_ids: Iterable[str], *, scale: float = 1.0) -> str:
+    """The reminders (reminders.py) a line carried, of those `known` (the pack's and the author's
+    notes of the game: one the pack no longer has is left out)."""
+    by_id = {reminder.id: reminder for reminder in known}
+    return "".join(f"[{by_id[rid].tag}: {clip(by_id[rid].text, scale)}]\n" for rid in reminder_ids if rid in by_id)
 
 
-def line_text(pack: Pack, line: Line, *, stage: bool) -> str:
-    """A whole line as the transcript shows it to the model."""
-    return "".join(text for _label, _id, text in line_parts(pack, line, stage=stage))
+def line_text(pack: Pack, line: Line, *, stage: bool, reminders: Sequence[Reminder] = ()) -> str:
+    """A whole line as the transcript shows it to the model (`reminders`: those the game knows)."""
+    return "".join(text for _label, _id, text in line_parts(pack, line, stage=stage, reminders=reminders))
 
 
-def line_parts(pack: Pack, line: Line, *, stage: bool) -> list[tuple[str, str, str]]:
+def line_parts(
+    pack: Pack, line: Line, *, stage: bool, reminders: Sequence[Reminder] = ()
+) -> list[tuple[str, str, str]]:
     """A line as labelled parts, (label, id, text), whose texts joined are `line_text`'s: each lore
     note (id: the entry's) and reminder (label and id: the reminder's) it brought in, its open part;
     then the line itself (id ""), with its stage line."""
     said = f"{line_head(pack, line.speaker, line.clock)}{line.text}\n"
     parts = [(_NOTE, lid, note_text(pack, [lid])) for lid in line.notes]
-    parts += [(rid, rid, reminder_text(pack, [rid])) for rid in line.reminders]
+    parts += [(reminder_label(rid), rid, reminder_text(reminders, [rid])) for rid in line.reminders]
     parts.append(("line", "", (stage_line(pack, list(line.directions)) if stage else "") + said))
     return [part for part in parts if part[2]]
+
+
+def reminder_label(reminder_id: str) -> str:
+    """How the inspector names a reminder: \"author's note\", or the pack reminder's id."""
+    return AUTHORS_NOTE_TAG if reminder_id.startswith(AUTHORS_NOTE) else reminder_id
 
 
 def line_head(pack: Pack, speaker: str, clock: str) -> str:

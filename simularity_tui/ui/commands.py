@@ -43,6 +43,11 @@ class StoryCommands(Provider):
                 ("Export the transcript", "As Markdown", screen.action_export),
                 ("Saves", "This pack's saves", screen.action_saves),
                 (
+                    "Author's note",
+                    "Text the model reads near the end of the story, from the next line on (F7)",
+                    screen.action_authors_note,
+                ),
+                (
                     "Prompt inspector",
                     "What the model reads next, and the lore each line brought in (F6)",
                     screen.action_toggle_inspector,

@@ -26,6 +26,7 @@ from ..story import Game, Line, SavedGame, Stage, Turn
 from ..story.saves import copy_name, export_path, export_transcript
 from ..untrusted_text import printable
 from .messages import SavesRequested
+from .note_screen import NoteScreen
 from .notify import notify_plain
 from .prompt_panel import PromptPanel
 from .stage_image import compose_stage
@@ -63,6 +64,7 @@ class PlayScreen(Screen[None]):
         Binding("ctrl+s", "branch", "Save a copy", priority=True),
         Binding("f3", "saves", "Saves"),
         Binding("f6", "toggle_inspector", "Prompt inspector"),
+        Binding("f7", "authors_note", "Author's note"),
         Binding("pageup", "scroll_transcript(-1)", "Scroll back through the story", show=False),
         Binding("pagedown", "scroll_transcript(1)", "Scroll forward through the story", show=False),
         *(
@@ -286,6 +288,18 @@ class PlayScreen(Screen[None]):
         """F6: the prompt inspector and the lore debugger, beside the story."""
         panel = self.query_one(PromptPanel)
         panel.toggle_class("shown")
+        self._show_prompt()
+
+    def action_authors_note(self) -> None:
+        """F7: the author's note, in a modal; what is kept applies from the next line."""
+        self.app.push_screen(NoteScreen(self.game.authors_note, self.game.budgets.remind_every), self._keep_note)
+
+    def _keep_note(self, note: str | None) -> None:
+        if note is None or note.strip() == self.game.authors_note:
+            return
+        self.game.set_authors_note(note)
+        message = "The model reads it from the next line." if self.game.authors_note else "Removed."
+        notify_plain(self, message, title="Author's note")
         self._show_prompt()
 
     def action_saves(self) -> None:
