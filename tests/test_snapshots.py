@@ -54,7 +54,8 @@ async def settle(pilot) -> None:  # type: ignore[no-untyped-def]
     await pilot.wait_for_scheduled_animations()
     for field in pilot.app.screen.query("Input, TextArea"):  # a blinking cursor is on or off by the clock: hold it on
         field.cursor_blink = False
-    await pilot.pause()
+    await pilot.pause(0.3)
+    await pilot.wait_for_scheduled_animations()
 
 
 @pytest.mark.parametrize("size", SIZES)
@@ -83,6 +84,19 @@ def test_the_authors_note(snap_compare, fake_session: FakeSession, size: tuple[i
         await settle(pilot)
         pilot.app.screen.game.set_authors_note("Keep it eerie: the lamp's flicker spells a word.")
         await pilot.press("f7")
+        pilot.app.screen.query_one("#note-keep").focus()  # a text area's cursor draws by a timer: none shown
+        await settle(pilot)
+
+    assert snap_compare(app(fake_session, pack_dir=LIGHTHOUSE), terminal_size=size, run_before=open_it)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_memory(snap_compare, fake_session: FakeSession, size: tuple[int, int]) -> None:  # type: ignore[no-untyped-def]
+    async def open_it(pilot) -> None:  # type: ignore[no-untyped-def]
+        await settle(pilot)
+        pilot.app.screen.game.set_memory(summary="Ash came in from the storm.", essentials="The boat is Mira's.")
+        await pilot.press("f8")
+        pilot.app.screen.query_one("#memory-keep").focus()  # a text area's cursor draws by a timer: none shown
         await settle(pilot)
 
     assert snap_compare(app(fake_session, pack_dir=LIGHTHOUSE), terminal_size=size, run_before=open_it)

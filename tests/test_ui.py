@@ -304,3 +304,25 @@ async def test_the_authors_note_is_written_in_its_screen_and_kept_in_the_save(fa
         await pilot.click("#note-clear")
         await wait_for(lambda: app.screen is screen)
         assert screen.game.authors_note == "" and "authors_note =" not in screen.saved.path.read_text()
+
+
+async def test_memory_is_corrected_in_its_screen_and_the_status_line_says_the_cost(fake_session: FakeSession) -> None:
+    from textual.widgets import TextArea
+
+    from simularity_tui.ui.memory_screen import MemoryScreen
+
+    app = lighthouse(fake_session)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await play_screen(app)
+        await turn(pilot, screen, *"Hello", "enter")
+        await pilot.press("f8")
+        await wait_for(lambda: isinstance(app.screen, MemoryScreen))
+        app.screen.query_one("#memory-summary", TextArea).text = "Ash came in from the storm."
+        app.screen.query_one("#memory-essentials", TextArea).text = "The boat is Mira's."
+        await pilot.press("ctrl+s")
+        await wait_for(lambda: app.screen is screen)
+        assert (screen.game.summary, screen.game.essentials) == ("Ash came in from the storm.", "The boat is Mira's.")
+        status = screen.query_one("#status", Static)
+        assert "memory changed: the next line re-reads" in str(status.render())
+        await turn(pilot, screen, *"Go on", "enter")
+        assert "memory changed" not in str(status.render())  # paid with that line

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 
 from ..engine import ModelSession, Prompt, SamplingParams
+from ..engine.context_window import common_prefix
 from ..errors import UserFacingError
 from ..scenario.loader import LoadedPack
 from ..scenario.macros import expand
@@ -34,6 +35,10 @@ from .turn import Turn
 from .writing import line_text, next_minute, note_text, pinned_parts, preamble, reminder_text
 
 
+def _flat(prompt: Prompt) -> list[int]:
+    return [*prompt.pinned, *(token for turn in prompt.turns for token in turn)]
+
+
 def clean_note(text: str) -> str:
     """A note as the model reads it: no control characters (newlines kept), no blank edges."""
     return without_controls(text).strip()
@@ -45,6 +50,7 @@ class _Pinned:
     it again, part by part)."""
 
     summary: str | None
+    essentials: str
     tokens: list[int]
     scale: float  # the pack's texts cut to this share of their length to fit (budgets.py)
     examples: str  # the example lines that fit their budget
@@ -65,6 +71,7 @@ class Game:
         player_name: str | None = None,
         authors_note: str = "",
         note_texts: Mapping[str, str] | None = None,
+        essentials: str = "",
         on_commit: Callable[[Game], None] | None = None,
     ) -> None:
         if episode not in loaded.pack.episodes:
@@ -80,6 +87,7 @@ class Game:
         self.budgets = budgets or Budgets()
         self.unlocked: dict[str, int] = dict(unlocked or {})  # achievement id -> lines when it unlocked
         self.silent: set[str] = set(silent or ())  # characters the player has told not to speak
+        self.essentials = clean_note(essentials)  # the player's plot essentials, in the pinned block
         self.authors_note = clean_note(authors_note)  # the player's note to the model, near the end ("": none)
         self.note_texts = {
             rid: clean_note(text) for rid, text in (note_texts or {}).items()
@@ -147,23 +155,32 @@ class Game:
         return Prompt.of(self._pinned_block().tokens, [*(line.tokens for line in lines), open_turn])
 
     def _pinned_block(self) -> _Pinned:
-        summary = self.summary
-        if self._pinned is None or self._pinned.summary != summary:
+        summary, essentials = self.summary, self.essentials
+        if self._pinned is None or (self._pinned.summary, self._pinned.essentials) != (summary, essentials):
             budget = min(self.pack.prompt.example_tokens, int(self.session.n_ctx * EXAMPLES_SHARE))
             examples = examples_text(self.pack, lambda text: len(self.session.tokenize(text)), budget)
             tokens, scale = fitted_at(
                 self.session,
-                lambda scale: preamble(self.pack, self.episode, summary, scale=scale, examples=examples),
+                lambda scale: preamble(
+                    self.pack, self.episode, summary, scale=scale, examples=examples, essentials=essentials
+                ),
                 PINNED_SHARE,
                 pack_id=self.pack.id,
             )
-            self._pinned = _Pinned(summary, self._bos + framed(self.session, tokens), scale, examples)
+            self._pinned = _Pinned(summary, essentials, self._bos + framed(self.session, tokens), scale, examples)
         return self._pinned
 
     def pinned_parts(self) -> list[tuple[str, str]]:
         """The pinned block as labelled parts (writing.pinned_parts), as the model reads it now."""
         pinned = self._pinned_block()
-        return pinned_parts(self.pack, self.episode, pinned.summary, scale=pinned.scale, examples=pinned.examples)
+        return pinned_parts(
+            self.pack,
+            self.episode,
+            pinned.summary,
+            scale=pinned.scale,
+            examples=pinned.examples,
+            essentials=pinned.essentials,
+        )
 
     @property
     def window_start(self) -> int:
@@ -275,6 +292,21 @@ class Game:
         if self.authors_note:
             self.note_texts[authors_note_id(self.authors_note)] = self.authors_note
         self._changed()
+
+    def set_memory(self, summary: str | None = None, essentials: str | None = None) -> int:
+        """Correct the summary of the story so far, or the player's plot essentials (None: leave it).
+        Both sit in the pinned block, so the next line reads the story again after them: returns
+        how many tokens that re-read takes (0 when nothing changed)."""
+        before = self.prompt([])
+        if summary is not None:
+            if not self.lines:
+                raise UserFacingError("The story has no line yet to keep a summary on.", hint="Play a line first.")
+            self.tree.nodes[self.tree.head].summary = (self.covered, clean_note(summary))
+        if essentials is not None:
+            self.essentials = clean_note(essentials)
+        after = self.prompt([])
+        self._changed()
+        return 0 if after == before else len(after) - common_prefix(self.session.kv_tokens, _flat(after))
 
     def known_reminders(self) -> list[Reminder]:
         """Every reminder a line may have carried: the pack's, and each author's note of this game."""

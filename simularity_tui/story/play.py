@@ -99,7 +99,7 @@ def read_game(
     game = Game(
         session, loaded, saved.episode, sampling=sampling, budgets=budgets, tree=saved.tree,
         unlocked=saved.unlocked, silent=saved.silent, player_name=saved.player_name,
-        authors_note=saved.authors_note, note_texts=saved.note_texts,
+        authors_note=saved.authors_note, note_texts=saved.note_texts, essentials=saved.essentials,
     )  # fmt: skip
     game.retokenize(None if saved.stale_tokens else saved.damaged_tokens)
     return game, saved

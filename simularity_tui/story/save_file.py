@@ -94,6 +94,7 @@ class SaveFile(_Strict):
     player_name: str | None = None
     authors_note: str = ""  # the player's note to the model, carried near the end of the prompt
     authors_notes: dict[str, str] = {}  # every author's note a line carried: id -> text
+    essentials: str = ""  # the player's plot essentials, in the pinned block
     achievements: list[SavedAchievement] = []
     nodes: list[SavedNode] = []
 
@@ -107,6 +108,7 @@ class LoadedSave:
     player_name: str | None
     authors_note: str
     note_texts: dict[str, str]
+    essentials: str
     created: datetime
     stale_tokens: bool  # saved with another model: the lines must be tokenized again
     warnings: list[str] = field(default_factory=list)
@@ -132,6 +134,7 @@ def write_save(path: Path, *, game: Game, created: datetime) -> None:
         **({"player_name": game.player_name} if game.player_name else {}),
         **({"authors_note": game.authors_note} if game.authors_note else {}),
         **({"authors_notes": carried} if (carried := _notes_carried(game)) else {}),
+        **({"essentials": game.essentials} if game.essentials else {}),
         "achievements": [{"id": aid, "at_line": at} for aid, at in game.unlocked.items()],
         "nodes": [
             _node_table(node) for node in sorted(game.tree.nodes.values(), key=lambda n: n.id) if node.line is not None
@@ -204,6 +207,7 @@ def read_save(path: Path, loaded: LoadedPack, *, model: str, n_vocab: int | None
         player_name=save.player_name,
         authors_note=save.authors_note,
         note_texts=dict(save.authors_notes),
+        essentials=save.essentials,
         created=save.created,
         stale_tokens=stale,
         warnings=warnings,

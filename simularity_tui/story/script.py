@@ -15,6 +15,10 @@ Each script line is the player's line, or a command:
     /export PATH        write the transcript as Markdown
     /note TEXT          the author's note: text the model reads near the end of the prompt, from the
                         next line on; /note --clear removes it; /note alone prints it
+    /memory TEXT        correct the summary of the story so far (the model's memory); /memory alone
+                        prints it
+    /essentials TEXT    plot essentials: facts the model always reads, in the pinned block;
+                        /essentials --clear removes them; /essentials alone prints them
     /quit               stop here
 
 Blank lines and lines starting with # are skipped. The game is saved after every change, as in the
@@ -92,7 +96,7 @@ async def _command(saved: SavedGame, entry: str, out: TextIO) -> None:
         raise ScriptError(
             f"unknown command '/{name}'",
             hint="Commands: /continue /regen /undo /redo /variant N /edit TEXT /scene ID /mute ID /unmute ID "
-            "/save NAME /save! NAME /export PATH /note TEXT /note --clear /quit",
+            "/save NAME /save! NAME /export PATH /note TEXT /memory TEXT /essentials TEXT /quit",
         )
     await run(_Call(saved, entry, name, argument.strip(), out))
 
@@ -172,6 +176,17 @@ async def _note(call: _Call) -> None:
     print(f"[{shown}]", file=call.out)
 
 
+async def _memory(call: _Call) -> None:
+    game, text = call.game, call.argument
+    if call.name == "memory":
+        cost = game.set_memory(summary=text) if text else 0
+        shown = f"memory: {printable(game.summary or '')}" if game.summary else "no summary yet"
+    else:
+        cost = game.set_memory(essentials="" if text == "--clear" else text) if text else 0
+        shown = f"essentials: {printable(game.essentials)}" if game.essentials else "no essentials"
+    print(f"[{shown}{f' · the next line reads {cost:,} tokens again' if cost else ''}]", file=call.out)
+
+
 _COMMANDS: dict[str, Callable[[_Call], Awaitable[None]]] = {
     "continue": _continue,
     "regen": _regen,
@@ -186,6 +201,8 @@ _COMMANDS: dict[str, Callable[[_Call], Awaitable[None]]] = {
     "save!": _save,
     "export": _export,
     "note": _note,
+    "memory": _memory,
+    "essentials": _memory,
 }
 
 

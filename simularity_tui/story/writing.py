@@ -26,17 +26,21 @@ _NOTE = "lore note"  # the label of a note among a line's parts (prompt_view.py)
 _SAID_ALREADY = 40  # characters: a text this long found inside another is taken as said there
 
 
-def preamble(pack: Pack, episode_id: str, summary: str | None, *, scale: float = 1.0, examples: str = "") -> str:
+def preamble(
+    pack: Pack, episode_id: str, summary: str | None, *, scale: float = 1.0, examples: str = "", essentials: str = ""
+) -> str:
     """The pinned block: the world, the cast and how they speak, the places, what is always known,
-    the summary. `examples`: the example lines, as examples.py chose them for the budget.
+    the player's essentials, the summary. `examples`: the example lines, as examples.py chose them
+    for the budget.
 
     `scale` below 1 shortens every text of the pack to that share of its length (the prompt budget,
     budgets.py): a pack may carry far more than a context holds."""
-    return "".join(text for _label, text in pinned_parts(pack, episode_id, summary, scale=scale, examples=examples))
+    parts = pinned_parts(pack, episode_id, summary, scale=scale, examples=examples, essentials=essentials)
+    return "".join(text for _label, text in parts)
 
 
 def pinned_parts(
-    pack: Pack, episode_id: str, summary: str | None, *, scale: float = 1.0, examples: str = ""
+    pack: Pack, episode_id: str, summary: str | None, *, scale: float = 1.0, examples: str = "", essentials: str = ""
 ) -> list[tuple[str, str]]:
     """The pinned block as labelled parts, (label, text), whose texts joined are `preamble`'s.
 
@@ -64,6 +68,7 @@ def pinned_parts(
         ("places", f"Places:\n{scenes}" if scenes else ""),
         ("always-on lore", "Background:\n" + "\n".join(f"- {fact}" for fact in lore) if lore else ""),
         ("opening", f"The story begins in {scene.name}." if scene else ""),
+        ("essentials", f"Keep in mind:\n{clip(essentials, scale)}" if essentials else ""),
         ("summary", f"Summary of the story so far: {summary}" if summary else ""),
     ]
     kept = [(label, text) for label, text in labelled if text]

@@ -48,6 +48,11 @@ class StoryCommands(Provider):
                     screen.action_authors_note,
                 ),
                 (
+                    "Memory",
+                    "The summary of the story so far and your plot essentials, corrected (F8)",
+                    screen.action_memory,
+                ),
+                (
                     "Prompt inspector",
                     "What the model reads next, and the lore each line brought in (F6)",
                     screen.action_toggle_inspector,

@@ -25,6 +25,7 @@ from ..settings import GraphicsMode
 from ..story import Game, Line, SavedGame, Stage, Turn
 from ..story.saves import copy_name, export_path, export_transcript
 from ..untrusted_text import printable
+from .memory_screen import MemoryScreen
 from .messages import SavesRequested
 from .note_screen import NoteScreen
 from .notify import notify_plain
@@ -65,6 +66,7 @@ class PlayScreen(Screen[None]):
         Binding("f3", "saves", "Saves"),
         Binding("f6", "toggle_inspector", "Prompt inspector"),
         Binding("f7", "authors_note", "Author's note"),
+        Binding("f8", "memory", "Memory", show=False),
         Binding("pageup", "scroll_transcript(-1)", "Scroll back through the story", show=False),
         Binding("pagedown", "scroll_transcript(1)", "Scroll forward through the story", show=False),
         *(
@@ -302,6 +304,27 @@ class PlayScreen(Screen[None]):
         notify_plain(self, message, title="Author's note")
         self._show_prompt()
 
+    def action_memory(self) -> None:
+        """F8: the summary and the plot essentials, shown and corrected."""
+        if self._idle():
+            game = self.game
+            screen = MemoryScreen(game.summary or "", game.essentials, has_lines=bool(game.lines))
+            self.app.push_screen(screen, self._keep_memory)
+
+    def _keep_memory(self, memory: tuple[str, str] | None) -> None:
+        if memory is None:
+            return
+        summary, essentials = memory
+        try:
+            cost = self.game.set_memory(summary=summary if self.game.lines else None, essentials=essentials)
+        except UserFacingError as error:
+            notify_plain(self, error.render(), title="Memory", severity="error")
+            return
+        if cost:
+            self.query_one(StatusLine).reread = cost
+            notify_plain(self, f"Kept. The next line reads {cost:,} tokens of the story again.", title="Memory")
+        self._show_prompt()
+
     def action_saves(self) -> None:
         if self._idle():
             self.post_message(SavesRequested(self.game.loaded))
@@ -356,6 +379,7 @@ class PlayScreen(Screen[None]):
             view.set_text(self.game.lines[-1].text)
         if turn.result is not None and turn.result.tokens_per_second:
             self.query_one(StatusLine).speed = turn.result.tokens_per_second
+        self.query_one(StatusLine).reread = 0  # paid
         for achievement in turn.unlocked:
             notify_plain(self, self.game.pack.achievements[achievement].title, title="Achievement unlocked")
         await self.saved.after_turn()
