@@ -133,6 +133,34 @@ def test_a_models_own_template_is_rendered_in_the_sandbox(template: str, opening
     assert (frame.opening, frame.closing, frame.name) == (opening, closing, name)  # the BOS is the session's
 
 
+# Mistral v7's shape: the system prompt outside the conversation, replies after [INST]…[/INST]. Written for this test.
+MISTRAL_V7_LIKE = (
+    "{{ bos_token }}{% if messages[0]['role'] == 'system' %}[SYSTEM_PROMPT]{{ messages[0]['content'] }}"
+    "[/SYSTEM_PROMPT]{% set rest = messages[1:] %}{% else %}{% set rest = messages %}{% endif %}"
+    "{% for m in rest %}{% if m['role'] == 'user' %}[INST]{{ m['content'] }}[/INST]"
+    "{% elif m['role'] == 'assistant' %}{{ m['content'] }}{{ eos_token }}{% endif %}{% endfor %}"
+)
+# Llama 3.x's shape: today's date in the system turn, and a loop that breaks. Written for this test.
+DATED = (
+    "{{ bos_token }}{% for m in messages %}{% if loop.index > 9 %}{% break %}{% endif %}"
+    "<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n"
+    "{% if m['role'] == 'system' %}Today Date: {{ strftime_now('%d %b %Y') }}\n\n{% endif %}"
+    "{{ m['content'] }}<|eot_id|>{% endfor %}"
+)
+
+
+def test_a_reply_must_open_a_turn_of_its_own_and_the_date_never_changes() -> None:
+    mistral = embedded_frame(MISTRAL_V7_LIKE, bos="<s>", eos="</s>", source="m.gguf")
+    assert (mistral.opening, mistral.closing) == ("[INST]", "[/INST]")  # not the system prompt's own end
+    dated = embedded_frame(DATED, bos="<|begin_of_text|>", eos="<|eot_id|>", source="m.gguf")
+    assert dated.opening == "<|start_header_id|>system<|end_header_id|>\n\nToday Date: 26 Jul 2024\n\n"
+    assert dated.closing == "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"
+    kept = embedded_frame(DATED, bos="<|begin_of_text|>", eos="<|eot_id|>", source="m.gguf", strip_bos=False)
+    assert kept.opening.startswith("<|begin_of_text|><|start_header_id|>")  # a model that adds no BOS itself
+    # Jinja this sandbox cannot read, but whose family is plain: that family's preset.
+    assert embedded_frame("{% for %}<|im_start|>", bos="", eos="", source="m.gguf") == PRESETS["chatml"]
+
+
 @pytest.mark.parametrize(
     ("template", "refusal"),
     [
@@ -140,10 +168,21 @@ def test_a_models_own_template_is_rendered_in_the_sandbox(template: str, opening
         ("{{ cycler.__init__.__globals__.os.system('touch /tmp/pwned') }}", "sandbox forbids"),
         ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", "ran too long"),
         ("{{ 'x' * 3000000000 }}", "MiB of memory"),
-        ("{% for message in messages %}", r"not valid Jinja \(line 1"),
+        ("{% for message in messages %}", r"is not Jinja this sandbox reads \(line 1"),
         ("A story: {{ messages[0]['content'] }}", "no place for a system text and a reply"),
+        ("<|im_start|>system{{ '\\ud800' }}{% for m in messages %}{{ m['content'] }}{% endfor %}", "not valid Unicode"),
+        ("{{ '\\x1b]0;owned\\x07' }}{% for m in messages %}{{ m['content'] }}{% endfor %}", "control characters"),
     ],
-    ids=["python-internals", "os-through-globals", "endless-loop", "memory", "syntax", "no-reply"],
+    ids=[
+        "python-internals",
+        "os-through-globals",
+        "endless-loop",
+        "memory",
+        "syntax",
+        "no-reply",
+        "surrogate",
+        "escape",
+    ],
 )
 def test_a_hostile_or_useless_template_is_refused_in_words(template: str, refusal: str) -> None:
     started = time.monotonic()

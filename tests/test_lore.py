@@ -167,6 +167,12 @@ def test_the_players_name_in_a_regular_expression_key_is_text_not_a_pattern(quie
     renamed = replace(loaded, pack=named)
     assert fired(after_saying(quiet, renamed, "A.J. (x) waves at Bo.")) == ["wave"]
     assert fired(after_saying(quiet, renamed, "AxJx x waves at Bo.")) == []  # "." and "(x)" as written
+    # A plain key that is only the player's name stays plain, whatever the name looks like.
+    plain = lore_pack(tmp_path / "plain", '[lore.me]\nkeywords = ["{{user}}"]\ncontent = "That is you."\n')
+    slashed = plain.pack.characters["me"].model_copy(update={"name": "/(a+)+$/"})
+    odd = replace(plain, pack=plain.pack.model_copy(update={"characters": {**plain.pack.characters, "me": slashed}}))
+    assert fired(after_saying(quiet, odd, "I am /(a+)+$/ indeed.")) == ["me"]
+    assert lore_index(odd.pack).entries["me"].primary[0].pattern is None
 
 
 def test_case_sensitivity_per_entry_and_per_pack(quiet: FakeSession, tmp_path: Path) -> None:
@@ -498,7 +504,7 @@ def test_a_catastrophic_regular_expression_times_out_and_is_reported(tmp_path: P
 
 def test_a_book_of_many_slow_regular_expressions_costs_a_bounded_time_per_line(tmp_path: Path) -> None:
     """300 keys of 50 ms each would hold a line up for 15 s, and `check` for far longer: the keys of
-    one scan share a budget, and a key that ran out of time twice is not tried again."""
+    one scan (and those of `check`) share a budget: past it, each counts as run out of time at once."""
     lore = "".join(f'[lore.slow{n}]\nkeywords = ["/(a+)+$|z{n}q/"]\ncontent = "Slow {n}."\n\n' for n in range(300))
     loaded = lore_pack(tmp_path, lore + '[lore.good]\nkeywords = ["b"]\ncontent = "B."\n')
     line = story("b " + "a" * 10_000 + "!")

@@ -73,7 +73,9 @@ _MARKERS = (
 )
 
 
-def chosen_frame(choice: str, embedded: str | None, *, bos: str, eos: str, source: str) -> ChatFrame:
+def chosen_frame(
+    choice: str, embedded: str | None, *, bos: str, eos: str, source: str, strip_bos: bool = True
+) -> ChatFrame:
     """The frame for `[model] template = choice`. `embedded`: the model's own template (the GGUF's
     `tokenizer.chat_template`, or what a server says); `bos`/`eos`: its begin/end token texts;
     `source`: the file or server it came from, for messages."""
@@ -87,30 +89,39 @@ def chosen_frame(choice: str, embedded: str | None, *, bos: str, eos: str, sourc
         )
     if not embedded or not embedded.strip():
         return RAW  # a base model: it continues text
-    return embedded_frame(embedded, bos=bos, eos=eos, source=source)
+    return embedded_frame(embedded, bos=bos, eos=eos, source=source, strip_bos=strip_bos)
 
 
 def model_frame(choice: str, gguf: GgufInfo, model: NativeModel) -> ChatFrame:
     """The frame for a GGUF loaded in-process (weights or vocabulary alone)."""
     bos, eos = model.token_text(model.bos), model.token_text(model.eos)
-    return chosen_frame(choice, gguf.chat_template, bos=bos, eos=eos, source=str(gguf.path))
+    source = str(gguf.path)
+    return chosen_frame(choice, gguf.chat_template, bos=bos, eos=eos, source=source, strip_bos=model.add_bos)
 
 
-def embedded_frame(template: str, *, bos: str, eos: str, source: str) -> ChatFrame:
+def embedded_frame(template: str, *, bos: str, eos: str, source: str, strip_bos: bool = True) -> ChatFrame:
     """The frame a model's own Jinja template gives, found by rendering it in the sandbox with
-    marker messages; a family preset when it cannot be rendered that way."""
+    marker messages; a family preset when it cannot be rendered that way. `strip_bos`: the session
+    puts the BOS token first itself, so a template's own `bos_token` is left out of the opening."""
     from .template_sandbox import STORY, SYSTEM, render_shapes
 
-    for rendered in render_shapes(template, bos=bos, eos=eos, source=source):
-        if rendered.count(SYSTEM) == 1 and rendered.count(STORY) == 1 and rendered.find(SYSTEM) < rendered.find(STORY):
-            before, _, rest = rendered.partition(SYSTEM)
+    rendered = render_shapes(template, bos=bos, eos=eos, source=source)
+    # What closes the system turn on its own: a reply's start must add to it (Mistral v7 keeps its
+    # system prompt outside the conversation, so a system text and a reply there have no turn between).
+    alone = rendered.system_alone.partition(SYSTEM)[2] if rendered.system_alone else None
+    for text in rendered.shapes:
+        if text.count(SYSTEM) == 1 and text.count(STORY) == 1 and text.find(SYSTEM) < text.find(STORY):
+            before, _, rest = text.partition(SYSTEM)
             closing = rest.partition(STORY)[0]
-            opening = before.removeprefix(bos) if bos else before  # the session adds the BOS token itself
+            if alone is not None and closing.strip() == alone.strip():
+                continue
+            opening = before.removeprefix(bos) if bos and strip_bos else before  # the session adds its BOS
             return ChatFrame(f"auto ({_family(template) or 'its own'})", opening, closing)
     family = _family(template)
     if family is None:
+        why = rendered.unreadable or "gives no place for a system text and a reply"
         raise ChatTemplateError(
-            f"{source}: the model's chat template gives no place for a system text and a reply.",
+            f"{source}: the model's chat template {why}.",
             hint=f"Set [model] template to one of {', '.join(CHOICES[1:])} (the model card says which).",
         )
     return PRESETS[family]

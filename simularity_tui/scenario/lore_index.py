@@ -54,8 +54,10 @@ class LoreIndex:
         def key(source: str) -> Key:
             # In a /regex/ key the player's name is text to find, not a pattern: "Ash (ghost)" or "A.J." must
             # match themselves only, and a name can never make a key that backtracks without end.
-            name = regex.escape(user) if regex_parts(source) else user
-            return make_key(expand(source, user=name), case_sensitive=case, whole_words=whole)
+            # Whether a key is a regular expression is decided as the author wrote it, before any name.
+            pattern = regex_parts(source) is not None
+            name = regex.escape(user) if pattern else user
+            return make_key(expand(source, user=name), case_sensitive=case, whole_words=whole, pattern=pattern)
 
         primary = tuple(key(source) for source in entry.keywords)
         depth = scan.depth if entry.scan_depth is None else entry.scan_depth

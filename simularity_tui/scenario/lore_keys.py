@@ -10,8 +10,8 @@ characters on either side of it are not ASCII letters, digits or `_`. So "king" 
 longer word. A regular expression is matched as written: the entry's case and whole-word settings
 do not apply to it (add `i` to ignore case), and it runs under a time limit, since a pattern with
 nested quantifiers can take exponential time on a long line. All the regular expressions of one
-scan share a budget too (`regex_budget`), and a key that ran out of time twice is not tried again:
-a book of thousands of slow patterns costs a bounded time per line, not minutes.
+scan share a budget too (`regex_budget`): a book of thousands of slow patterns costs a bounded time
+per line, not minutes.
 """
 
 from __future__ import annotations
@@ -29,8 +29,6 @@ import regex
 
 REGEX_TIMEOUT = 0.05  # seconds one regular-expression key may take on one text
 SCAN_REGEX_SECONDS = 0.25  # seconds all the regular-expression keys of one line's scan may take together
-_STRIKES = 2  # times a key may run out of its own time before it is given up (for this process)
-_strikes: dict[str, int] = {}  # a key as written -> the times it ran out of time
 _budget = threading.local()  # .deadline: when the regular expressions of the running scan must stop
 REGEX_FLAGS = {"i": regex.IGNORECASE, "m": regex.MULTILINE, "s": regex.DOTALL, "u": 0}  # u: text is Unicode anyway
 _REGEX_KEY = re.compile(r"/(?P<pattern>.+)/(?P<flags>[A-Za-z]*)", re.DOTALL)
@@ -165,19 +163,12 @@ class Key:
 
     def _search(self, pattern: regex.Pattern[str], text: str) -> int:
         """A regular expression's first match, within its own time and what is left of the scan's
-        (`regex_budget`); `TimeoutError` past either, or at once for a key given up already."""
-        if _strikes.get(self.source, 0) >= _STRIKES:
-            raise TimeoutError
+        (`regex_budget`); `TimeoutError` past either."""
         deadline: float | None = getattr(_budget, "deadline", None)
         timeout = REGEX_TIMEOUT if deadline is None else min(REGEX_TIMEOUT, deadline - time.monotonic())
         if timeout <= 0:
             raise TimeoutError
-        try:
-            found = pattern.search(text, timeout=timeout)
-        except TimeoutError:
-            if timeout >= REGEX_TIMEOUT:  # its own time, not the scan's remainder: a strike against it
-                _strikes[self.source] = _strikes.get(self.source, 0) + 1
-            raise
+        found = pattern.search(text, timeout=timeout)
         return found.start() if found else -1
 
 
@@ -193,10 +184,11 @@ def regex_budget(seconds: float) -> Iterator[None]:
         _budget.deadline = outer
 
 
-def make_key(source: str, *, case_sensitive: bool, whole_words: bool) -> Key:
+def make_key(source: str, *, case_sensitive: bool, whole_words: bool, pattern: bool = True) -> Key:
     """`source` ready to look for. A regular expression that does not compile (the loader refuses
-    such a pack, so only a key built elsewhere) is looked for as plain text."""
-    parts = regex_parts(source)
+    such a pack, so only a key built elsewhere) is looked for as plain text. `pattern=False`: plain
+    text even when it looks like `/…/` (a key whose macro brought in a name such as "/(a+)+$/")."""
+    parts = regex_parts(source) if pattern else None
     if parts is not None and key_problem(source) is None:
         # A regular expression is matched on the text as written: its own flags say the case.
         return Key(source, "", True, False, _compiled(*parts))
