@@ -39,9 +39,13 @@ def _flat(prompt: Prompt) -> list[int]:
     return [*prompt.pinned, *(token for turn in prompt.turns for token in turn)]
 
 
+MAX_NOTE_CHARS = 4000  # an author's note, the essentials, a summary: a few paragraphs at most
+
+
 def clean_note(text: str) -> str:
-    """A note as the model reads it: no control characters (newlines kept), no blank edges."""
-    return without_controls(text).strip()
+    """A note as the model reads it: no control characters (newlines kept), no blank edges, at most
+    MAX_NOTE_CHARS (the prompt shortens it further to its budget; the screens say when they cut)."""
+    return without_controls(text).strip()[:MAX_NOTE_CHARS].strip()
 
 
 @dataclass(frozen=True)
@@ -101,7 +105,8 @@ class Game:
         self.last_lore_scan: LoreScan | None = None  # the lore of the next line, as last worked out
         # The scales the next line's notes and reminders were cut to, to fit their budgets (1.0: whole):
         # the prompt inspector shows them as the model reads them.
-        self.notes_scale = self.reminders_scale = 1.0
+        self.notes_scale = 1.0
+        self.reminder_scales: dict[str, float] = {}
         self.lore_log: list[LoreScan] = []  # the lore of each line written in this session (the lore debugger)
         self.tree = tree if tree is not None else self._opening()
 
@@ -202,6 +207,7 @@ class Game:
         ahead.on_commit = None
         ahead.lore_log = list(self.lore_log)  # lore_notes() changes its log in place
         ahead.tree = self.tree.copy()
+        ahead.note_texts, ahead.silent, ahead.unlocked = dict(self.note_texts), set(self.silent), dict(self.unlocked)
         if text := one_line(say or ""):
             ahead.tree.add(self._line(self.pack.player_id, text, "player", clock=self.clock))
         return ahead
@@ -372,9 +378,13 @@ class Game:
         return replace(line, tokens=self._tokens(line))
 
     def _tokens(self, line: Line) -> tuple[int, ...]:
+        """A line's tokens from its text, as a turn puts them together: its notes and reminders each
+        fitted to their budgets (so a shortened note reads as it did), then its stage line and text."""
         as_model_line = line.speaker != self.pack.player_id
-        text = line_text(self.pack, line, stage=as_model_line, reminders=self.known_reminders())
-        return tuple(self.session.tokenize(text))
+        notes, _scale = self._notes_tokens(line.notes)
+        reminders, _scales = self._reminder_tokens(line.reminders)
+        said = line_text(self.pack, replace(line, notes=(), reminders=()), stage=as_model_line)
+        return tuple(notes + reminders + self.session.tokenize(said))
 
     def retokenize(self, node_ids: Iterable[int] | None = None) -> None:
         """Tokenize lines again from their text: every line (a save from another model), or those of
@@ -420,23 +430,34 @@ class Game:
         self.last_lore_scan = scan
         self.lore_log[:] = [*(logged for logged in self.lore_log if logged.line < scan.line), scan]
         notes = tuple(firing.entry for firing in scan.fired)
-        share = budget / self.session.n_ctx  # a first note alone over the budget is shortened to it
-        self.notes_scale, tokens = 1.0, list[int]()
-        if notes:
-            tokens, self.notes_scale = self._fitted(lambda scale: note_text(self.pack, notes, scale=scale), share)
+        tokens, self.notes_scale = self._notes_tokens(notes)
         return notes, tokens
+
+    def _notes_tokens(self, notes: tuple[str, ...]) -> tuple[list[int], float]:
+        """The tokens of a line's lore notes, shortened to fit the lore budget (a first note alone
+        over it is shortened to it), and the scale they were shortened to."""
+        if not notes:
+            return [], 1.0
+        share = lore_budget(self.pack.lore_scan.budget, self.session.n_ctx) / self.session.n_ctx
+        return self._fitted(lambda scale: note_text(self.pack, notes, scale=scale), share)
+
+    def _reminder_tokens(self, ids: tuple[str, ...]) -> tuple[list[int], dict[str, float]]:
+        """The tokens of a line's reminders, each shortened to fit its own share of the context (a
+        long author's note never shortens the pack's instructions), and each one's scale."""
+        known = self.known_reminders()
+        tokens: list[int] = []
+        scales: dict[str, float] = {}
+        for rid in ids:
+            fitted, scales[rid] = self._fitted(lambda scale: reminder_text(known, [rid], scale=scale), REMINDER_SHARE)
+            tokens += fitted
+        return tokens, scales
 
     def reminders(self) -> tuple[tuple[str, ...], list[int]]:
         """The reminders the next line carries (reminders.py: the post-history instructions, when
         their last copy is a few lines back or gone from the window), and their tokens."""
         every = self.budgets.remind_every
         ids = tuple(r.id for r in due(self._current_reminders(), self.lines, self.window_start, every))
-        self.reminders_scale, tokens = 1.0, list[int]()
-        if ids:
-            known = self.known_reminders()
-            tokens, self.reminders_scale = self._fitted(
-                lambda scale: reminder_text(known, ids, scale=scale), REMINDER_SHARE
-            )
+        tokens, self.reminder_scales = self._reminder_tokens(ids)
         return ids, tokens
 
     def add_written_line(self, line: Line, *, first_turn: int) -> int:

@@ -155,7 +155,7 @@ def _fired(firing: Firing) -> str:
 
 def _reminders(game: Game, reminders: Sequence[str], tokens: Sequence[int]) -> list[PromptPart]:
     known = game.known_reminders()
-    texts = [reminder_text(known, [rid], scale=game.reminders_scale) for rid in reminders]
+    texts = [reminder_text(known, [rid], scale=game.reminder_scales.get(rid, 1.0)) for rid in reminders]
     counts = token_counts(game.session.tokenize, len(tokens), texts) if texts else []
     detail = f"after the story: carried again every {game.budgets.remind_every} lines"
     return [

@@ -56,8 +56,10 @@ def authors_note_id(text: str) -> str:
 
 
 def note_reminders(texts: Mapping[str, str]) -> list[Reminder]:
-    """Author's notes as reminders, from their ids and texts (a save keeps every version a line carried)."""
-    return [Reminder(rid, AUTHORS_NOTE_TAG, text) for rid, text in texts.items()]
+    """Author's notes as reminders, from their ids and texts (a save keeps every version a line
+    carried). Only ids that are the digest of their text: a save cannot pass a text off as
+    another reminder (the pack's instructions) or as another note."""
+    return [Reminder(rid, AUTHORS_NOTE_TAG, text) for rid, text in texts.items() if rid == authors_note_id(text)]
 
 
 def sole_character(pack: Pack) -> str | None:
@@ -72,8 +74,20 @@ def due(
 ) -> tuple[Reminder, ...]:
     """The reminders the next line must carry: those never carried, carried `every` or more lines
     back, or carried only by lines the model no longer reads (before `window_start`, an index into
-    `lines`)."""
-    return tuple(r for r in reminders if _last_copy(r.id, lines) < max(window_start, len(lines) - every + 1))
+    `lines`); and an author's note when another note was carried after its last copy (the player
+    went back to an earlier one: the model must not read the other as the newest)."""
+    latest = max(window_start, len(lines) - every + 1)
+    return tuple(r for r in reminders if _last_copy(r.id, lines) < latest or _outdone(r.id, lines))
+
+
+def _outdone(reminder_id: str, lines: Sequence[Line]) -> bool:
+    """Whether `reminder_id` is an author's note and a line after its last copy carried another."""
+    if not reminder_id.startswith(AUTHORS_NOTE):
+        return False
+    last = _last_copy(reminder_id, lines)
+    return any(
+        rid.startswith(AUTHORS_NOTE) and rid != reminder_id for line in lines[last + 1 :] for rid in line.reminders
+    )
 
 
 def _last_copy(reminder_id: str, lines: Sequence[Line]) -> int:

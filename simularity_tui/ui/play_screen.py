@@ -23,6 +23,7 @@ from ..scenario.loader import LoadedPack
 from ..scenario.schema import NARRATOR
 from ..settings import GraphicsMode
 from ..story import Game, Line, SavedGame, Stage, Turn
+from ..story.game import MAX_NOTE_CHARS
 from ..story.saves import copy_name, export_path, export_transcript
 from ..untrusted_text import printable
 from .memory_screen import MemoryScreen
@@ -301,6 +302,8 @@ class PlayScreen(Screen[None]):
             return
         self.game.set_authors_note(note)
         message = "The model reads it from the next line." if self.game.authors_note else "Removed."
+        if len(note.strip()) > MAX_NOTE_CHARS:
+            message += f" It was shortened to its first {MAX_NOTE_CHARS:,} characters."
         notify_plain(self, message, title="Author's note")
         self._show_prompt()
 
