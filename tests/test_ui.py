@@ -323,6 +323,24 @@ async def test_memory_is_corrected_in_its_screen_and_the_status_line_says_the_co
         await wait_for(lambda: app.screen is screen)
         assert (screen.game.summary, screen.game.essentials) == ("Ash came in from the storm.", "The boat is Mira's.")
         status = screen.query_one("#status", Static)
-        assert "memory changed: the next line re-reads" in str(status.render())
+        assert "the next line re-reads" in str(status.render())
         await turn(pilot, screen, *"Go on", "enter")
-        assert "memory changed" not in str(status.render())  # paid with that line
+        assert "re-reads" not in str(status.render())  # paid with that line
+
+
+async def test_the_persona_is_changed_in_its_screen(fake_session: FakeSession) -> None:
+    from simularity_tui.ui.persona_screen import PersonaScreen
+
+    app = lighthouse(fake_session)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await play_screen(app)
+        await pilot.press("f9")
+        await wait_for(lambda: isinstance(app.screen, PersonaScreen))
+        field = app.screen.query_one("#persona-name", Input)
+        field.value = "Wren [the lost]"
+        await pilot.press("ctrl+s")
+        await wait_for(lambda: app.screen is screen)
+        assert screen.game.pack.player.name == "Wren [the lost]"
+        assert 'player_name = "Wren [the lost]"' in screen.saved.path.read_text()
+        await turn(pilot, screen, *"Hello", "enter")
+        assert any(view.speaker_name == "Wren [the lost]" for view in screen.query(LineView))

@@ -20,7 +20,7 @@ from ..scenario.loader import LoadedPack
 from ..scenario.macros import expand
 from ..scenario.schema import NARRATOR, Pack
 from ..scenario.watch import watch_pack
-from ..text_rules import one_line, without_controls
+from ..text_rules import name_problem, one_line, without_controls
 from .achievements import newly_unlocked
 from .budgets import EXAMPLES_SHARE, PINNED_SHARE, REMINDER_SHARE, Budgets, fitted_at, lore_budget
 from .examples import examples_text
@@ -73,6 +73,7 @@ class Game:
         unlocked: dict[str, int] | None = None,
         silent: set[str] | None = None,
         player_name: str | None = None,
+        player_description: str | None = None,
         authors_note: str = "",
         note_texts: Mapping[str, str] | None = None,
         essentials: str = "",
@@ -85,6 +86,8 @@ class Game:
             )
         self.session = session
         self.player_name = player_name  # the name the player chose, in place of the pack's
+        self.player_description = clean_note(player_description) if player_description else None  # likewise
+        self._as_written = loaded  # the pack as its files say, before the player's persona
         self.loaded = self._named(loaded)
         self.episode = episode
         self.sampling = sampling or SamplingParams()
@@ -310,8 +313,12 @@ class Game:
             self.tree.nodes[self.tree.head].summary = (self.covered, clean_note(summary))
         if essentials is not None:
             self.essentials = clean_note(essentials)
-        after = self.prompt([])
         self._changed()
+        return self._reread_after(before)
+
+    def _reread_after(self, before: Prompt) -> int:
+        """Tokens the next line reads again, the prompt having been `before` (0: unchanged)."""
+        after = self.prompt([])
         return 0 if after == before else len(after) - common_prefix(self.session.kv_tokens, _flat(after))
 
     def known_reminders(self) -> list[Reminder]:
@@ -325,16 +332,35 @@ class Game:
 
     def apply_pack(self, loaded: LoadedPack) -> None:
         """Play on with a changed pack (hot reload); the engine re-reads from the first change."""
+        self._as_written = loaded
         self.loaded = self._named(loaded)
         self._pinned = None
 
+    def set_persona(self, name: str | None, description: str | None) -> int:
+        """Who the player is, from now on (None: the pack's own): their character's name (which
+        `{{user}}` says) and description. Both are in the pinned block, so the next line reads the
+        story again after them: returns how many tokens that takes. Lines written keep the name
+        they were written with."""
+        problem = name_problem(name) if name else None
+        if problem:
+            raise UserFacingError(f"That name cannot be used: {problem}.", hint="Choose a name on one line, in words.")
+        before = self.prompt([])
+        self.player_name = name or None
+        self.player_description = clean_note(description) if description else None
+        self.loaded = self._named(self._as_written)
+        self._pinned = None
+        self._changed()
+        return self._reread_after(before)
+
     def _named(self, loaded: LoadedPack) -> LoadedPack:
-        """The pack, its player character renamed as the player chose."""
+        """The pack, its player character named and described as the player chose."""
         pack = loaded.pack
         players = [cid for cid, character in pack.characters.items() if character.player]
-        if not self.player_name or not players:
+        if not (self.player_name or self.player_description) or not players:
             return loaded
-        player = pack.characters[players[0]].model_copy(update={"name": self.player_name})
+        chosen = {"name": self.player_name, "description": self.player_description}
+        update = {key: value for key, value in chosen.items() if value}
+        player = pack.characters[players[0]].model_copy(update=update)
         renamed = pack.model_copy(update={"characters": {**pack.characters, players[0]: player}})
         return replace(loaded, pack=renamed)
 

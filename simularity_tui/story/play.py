@@ -65,6 +65,7 @@ async def open_game(
     sampling: SamplingParams | None = None,
     budgets: Budgets | None = None,
     player_name: str | None = None,
+    player_description: str | None = None,
 ) -> SavedGame:
     """Resume the save at `path` if there is one (and `resume`), else start `episode` afresh."""
     if resume and path.exists():
@@ -75,7 +76,10 @@ async def open_game(
             opened.warnings.append(restored.warning)
     else:
         first = next(iter(loaded.pack.episodes))
-        game = Game(session, loaded, episode or first, sampling=sampling, budgets=budgets, player_name=player_name)
+        game = Game(
+            session, loaded, episode or first, sampling=sampling, budgets=budgets,
+            player_name=player_name, player_description=player_description,
+        )  # fmt: skip
         opened = SavedGame(game, path, datetime.now(UTC).replace(microsecond=0))
     game.on_commit = opened.write
     opened.write(game)
@@ -99,6 +103,7 @@ def read_game(
     game = Game(
         session, loaded, saved.episode, sampling=sampling, budgets=budgets, tree=saved.tree,
         unlocked=saved.unlocked, silent=saved.silent, player_name=saved.player_name,
+        player_description=saved.player_description,
         authors_note=saved.authors_note, note_texts=saved.note_texts, essentials=saved.essentials,
     )  # fmt: skip
     game.retokenize(None if saved.stale_tokens else saved.damaged_tokens)

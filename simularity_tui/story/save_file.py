@@ -92,6 +92,7 @@ class SaveFile(_Strict):
     root_chosen: Annotated[int, Field(ge=0)] = 0  # which variant of the first line is in play
     silent: list[str] = []
     player_name: str | None = None
+    player_description: str | None = None  # who the player is, in place of the pack's description
     authors_note: str = ""  # the player's note to the model, carried near the end of the prompt
     authors_notes: dict[str, str] = {}  # every author's note a line carried: id -> text
     essentials: str = ""  # the player's plot essentials, in the pinned block
@@ -106,6 +107,7 @@ class LoadedSave:
     unlocked: dict[str, int]
     silent: set[str]
     player_name: str | None
+    player_description: str | None
     authors_note: str
     note_texts: dict[str, str]
     essentials: str
@@ -132,6 +134,7 @@ def write_save(path: Path, *, game: Game, created: datetime) -> None:
         "root_chosen": game.tree.nodes[0].chosen,
         "silent": sorted(game.silent),
         **({"player_name": game.player_name} if game.player_name else {}),
+        **({"player_description": game.player_description} if game.player_description else {}),
         **({"authors_note": game.authors_note} if game.authors_note else {}),
         **({"authors_notes": carried} if (carried := _notes_carried(game)) else {}),
         **({"essentials": game.essentials} if game.essentials else {}),
@@ -205,6 +208,7 @@ def read_save(path: Path, loaded: LoadedPack, *, model: str, n_vocab: int | None
         unlocked=unlocked,
         silent=set(save.silent),
         player_name=save.player_name,
+        player_description=save.player_description,
         authors_note=save.authors_note,
         note_texts=dict(save.authors_notes),
         essentials=save.essentials,

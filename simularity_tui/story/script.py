@@ -19,6 +19,8 @@ Each script line is the player's line, or a command:
                         prints it
     /essentials TEXT    plot essentials: facts the model always reads, in the pinned block;
                         /essentials --clear removes them; /essentials alone prints them
+    /persona NAME: TEXT who the player is from now on: a name, and a description after ": " (the
+                        pack's own where left out); /persona alone prints it
     /quit               stop here
 
 Blank lines and lines starting with # are skipped. The game is saved after every change, as in the
@@ -96,7 +98,7 @@ async def _command(saved: SavedGame, entry: str, out: TextIO) -> None:
         raise ScriptError(
             f"unknown command '/{name}'",
             hint="Commands: /continue /regen /undo /redo /variant N /edit TEXT /scene ID /mute ID /unmute ID "
-            "/save NAME /save! NAME /export PATH /note TEXT /memory TEXT /essentials TEXT /quit",
+            "/save NAME /save! NAME /export PATH /note TEXT /memory TEXT /essentials TEXT /persona NAME: TEXT /quit",
         )
     await run(_Call(saved, entry, name, argument.strip(), out))
 
@@ -187,6 +189,16 @@ async def _memory(call: _Call) -> None:
     print(f"[{shown}{f' · the next line reads {cost:,} tokens again' if cost else ''}]", file=call.out)
 
 
+async def _persona(call: _Call) -> None:
+    game, cost = call.game, 0
+    if call.argument:
+        name, _, description = call.argument.partition(": ")
+        cost = game.set_persona(name.strip() or None, description.strip() or None)
+    player = game.pack.player
+    shown = f"persona: {printable(player.name)}: {printable(player.description)}".rstrip(": ")
+    print(f"[{shown}{f' · the next line reads {cost:,} tokens again' if cost else ''}]", file=call.out)
+
+
 _COMMANDS: dict[str, Callable[[_Call], Awaitable[None]]] = {
     "continue": _continue,
     "regen": _regen,
@@ -203,6 +215,7 @@ _COMMANDS: dict[str, Callable[[_Call], Awaitable[None]]] = {
     "note": _note,
     "memory": _memory,
     "essentials": _memory,
+    "persona": _persona,
 }
 
 

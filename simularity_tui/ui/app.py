@@ -38,6 +38,9 @@ from .saves_screen import SavesScreen
 from .settings_screen import SettingsScreen
 from .themes import DEFAULT_THEME, PACK_THEME, bundled_themes_dir, load_themes, pack_theme, user_themes_dir
 
+# Who the player is in a new game: a name and a description (None: the pack's own).
+Persona = tuple[str | None, str | None]
+
 
 @dataclass(frozen=True)
 class LaunchOptions:
@@ -132,11 +135,11 @@ class SimularityApp(App[None]):
 
     @work(exclusive=True, group="start")
     async def play(
-        self, loaded: LoadedPack, *, save: str | None, episode: str | None = None, player_name: str | None = None
+        self, loaded: LoadedPack, *, save: str | None, episode: str | None = None, persona: Persona | None = None
     ) -> None:
         """Start a game (an app worker: the screen that asked goes away while it runs)."""
         try:
-            await self.start_game(loaded, save=save, episode=episode, player_name=player_name)
+            await self.start_game(loaded, save=save, episode=episode, persona=persona)
         except UserFacingError as error:
             self.fail(error)
 
@@ -151,10 +154,10 @@ class SimularityApp(App[None]):
     # -- playing ----------------------------------------------------------------------------------
 
     async def start_game(
-        self, loaded: LoadedPack, *, save: str | None, episode: str | None = None, player_name: str | None = None
+        self, loaded: LoadedPack, *, save: str | None, episode: str | None = None, persona: Persona | None = None
     ) -> None:
         """Resume the save `save` of the pack, or start `episode` in it (`save` None: a new save named
-        after the time); then play."""
+        after the time), with the player's `persona` (name, description; None: the pack's); then play."""
         if episode is not None and episode not in loaded.pack.episodes:
             raise UserFacingError(
                 f"{loaded.root / 'scenario.toml'}: no episode '{episode}'",
@@ -172,14 +175,16 @@ class SimularityApp(App[None]):
             episode=episode,
             sampling=self.settings.sampling_params(loaded.pack.sampling),
             budgets=self.settings.budgets(),
-            player_name=player_name,
+            player_name=persona[0] if persona else None,
+            player_description=persona[1] if persona else None,
         )
         self.apply_theme()
         await self.switch_screen(PlayScreen(self.saved, graphics=self.settings.ui.graphics))
 
     @on(PlayRequested)
     def _play_requested(self, request: PlayRequested) -> None:
-        self.play(request.loaded, save=request.save, episode=request.episode, player_name=request.player_name)
+        persona = (request.player_name, request.player_description)
+        self.play(request.loaded, save=request.save, episode=request.episode, persona=persona)
 
     @on(PlayScreen.PackReloaded)
     def _pack_reloaded(self) -> None:

@@ -53,6 +53,11 @@ class StoryCommands(Provider):
                     screen.action_memory,
                 ),
                 (
+                    "Persona",
+                    "Your name and who you are, from the next line on (F9)",
+                    screen.action_persona,
+                ),
+                (
                     "Prompt inspector",
                     "What the model reads next, and the lore each line brought in (F6)",
                     screen.action_toggle_inspector,

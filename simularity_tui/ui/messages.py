@@ -18,6 +18,7 @@ class PlayRequested(Message):
     save: str | None
     episode: str | None = None
     player_name: str | None = None
+    player_description: str | None = None
 
 
 @dataclass

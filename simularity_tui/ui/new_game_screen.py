@@ -37,6 +37,8 @@ class NewGameScreen(Screen[None]):
             )
             yield Label("Your name:")
             yield Input(value=printable(pack.player.name), max_length=40, id="player-name")
+            yield Label("Who you are:")
+            yield Input(value=printable(pack.player.description), max_length=400, id="player-description")
             yield Button("Start", variant="primary", id="start")
         yield Footer()
 
@@ -59,4 +61,11 @@ class NewGameScreen(Screen[None]):
         episodes = self.query_one("#episodes", OptionList)
         option = episodes.get_option_at_index(episodes.highlighted or 0)
         name = " ".join(printable(self.query_one("#player-name", Input).value).split())
-        self.post_message(PlayRequested(self.loaded, save=None, episode=str(option.id), player_name=name or None))
+        about = " ".join(printable(self.query_one("#player-description", Input).value).split())
+        described = about if about != " ".join(self.loaded.pack.player.description.split()) else ""
+        self.post_message(
+            PlayRequested(
+                self.loaded, save=None, episode=str(option.id), player_name=name or None,
+                player_description=described or None,
+            )
+        )  # fmt: skip

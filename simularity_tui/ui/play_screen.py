@@ -30,6 +30,7 @@ from .memory_screen import MemoryScreen
 from .messages import SavesRequested
 from .note_screen import NoteScreen
 from .notify import notify_plain
+from .persona_screen import PersonaScreen
 from .prompt_panel import PromptPanel
 from .stage_image import compose_stage
 from .stage_view import StageView
@@ -68,6 +69,7 @@ class PlayScreen(Screen[None]):
         Binding("f6", "toggle_inspector", "Prompt inspector"),
         Binding("f7", "authors_note", "Author's note"),
         Binding("f8", "memory", "Memory", show=False),
+        Binding("f9", "persona", "Persona", show=False),
         Binding("pageup", "scroll_transcript(-1)", "Scroll back through the story", show=False),
         Binding("pagedown", "scroll_transcript(1)", "Scroll forward through the story", show=False),
         *(
@@ -326,6 +328,27 @@ class PlayScreen(Screen[None]):
         if cost:
             self.query_one(StatusLine).reread = cost
             notify_plain(self, f"Kept. The next line reads {cost:,} tokens of the story again.", title="Memory")
+        self._show_prompt()
+
+    def action_persona(self) -> None:
+        """F9: who the player is, changed during play."""
+        if self._idle():
+            player = self.game.pack.player
+            self.app.push_screen(PersonaScreen(player.name, player.description), self._keep_persona)
+
+    def _keep_persona(self, persona: tuple[str, str] | None) -> None:
+        player = self.game.pack.player
+        if persona is None or persona == (player.name, player.description):
+            return
+        name, description = persona
+        try:
+            cost = self.game.set_persona(name or None, description.strip() or None)
+        except UserFacingError as error:
+            notify_plain(self, error.render(), title="Persona", severity="error")
+            return
+        if cost:
+            self.query_one(StatusLine).reread = cost
+        notify_plain(self, f"You are {self.game.pack.player.name} from the next line on.", title="Persona")
         self._show_prompt()
 
     def action_saves(self) -> None:

@@ -28,7 +28,7 @@ class StatusLine(Static):
     speed = var(0.0)  # tokens per second of the last line written
     kv_tokens = var(0)  # how full the context is…
     n_ctx = var(0)  # …of how many tokens
-    reread = var(0)  # tokens the next line reads again (the memory was changed); 0 when none
+    reread = var(0)  # tokens the next line reads again (the memory or the persona changed); 0 when none
     activity = var("")  # what a turn is doing; empty when none runs
     save = var("")  # the save's name
     line = var("")
@@ -40,7 +40,7 @@ class StatusLine(Static):
             self.variant,
             f"{self.speed:.1f} tok/s" if self.speed else "",
             f"context {self.kv_tokens:,}/{self.n_ctx:,}",
-            f"memory changed: the next line re-reads {self.reread:,} tokens" if self.reread else "",
+            f"the next line re-reads {self.reread:,} tokens" if self.reread else "",
             self.activity or f"saved: {self.save}",
         ]
         return " · ".join(part for part in parts if part)
