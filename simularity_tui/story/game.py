@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
+from typing import Literal, get_args
 
 from ..engine import ModelSession, Prompt, SamplingParams
 from ..engine.context_window import common_prefix
@@ -27,12 +28,24 @@ from .examples import examples_text
 from .framing import framed
 from .lore import LoreScan, lore_seed, scan_lore
 from .prompt_view import PromptView, build_prompt_view
-from .reminders import AUTHORS_NOTE_TAG, Reminder, authors_note_id, due, note_reminders, pack_reminders
+from .reminders import (
+    AUTHORS_NOTE_TAG,
+    DIRECTION,
+    DIRECTION_TAG,
+    Reminder,
+    authors_note_id,
+    due,
+    note_reminders,
+    pack_reminders,
+)
 from .stage import Stage, StageCommand
 from .summary import SummaryRequest, summary_request
 from .tree import Line, LineKind, StoryTree
 from .turn import Turn
 from .writing import line_text, next_minute, note_text, pinned_parts, preamble, reminder_text
+
+Act = Literal["say", "do", "story", "ooc"]  # the ways a player acts (Game.act)
+ACTS: tuple[Act, ...] = get_args(Act)
 
 
 def _flat(prompt: Prompt) -> list[int]:
@@ -95,6 +108,7 @@ class Game:
         self.unlocked: dict[str, int] = dict(unlocked or {})  # achievement id -> lines when it unlocked
         self.silent: set[str] = set(silent or ())  # characters the player has told not to speak
         self.essentials = clean_note(essentials)  # the player's plot essentials, in the pinned block
+        self.direction = ""  # the player's out-of-story direction for the next line ("": none)
         self.authors_note = clean_note(authors_note)  # the player's note to the model, near the end ("": none)
         self.note_texts = {
             rid: clean_note(text) for rid, text in (note_texts or {}).items()
@@ -223,10 +237,26 @@ class Game:
 
     def say(self, text: str) -> Turn:
         """The player's line, then a line in reply."""
+        return self.act("say", text)
+
+    def act(self, how: Act, text: str) -> Turn:
+        """The player acts, then a line in reply: `say` a line as their character; `do` something,
+        which the narrator tells ("Ash opens the door."); write the `story` itself (a line of
+        narration); or give an `ooc` direction, outside the story, that the next line alone reads
+        near the end of its prompt (a reminder, as the author's note is: nothing is spliced)."""
         text = one_line(text)
         turn = self.continue_story()
-        if text:
+        if not text:
+            return turn
+        if how == "ooc":
+            self.direction = text
+            self.note_texts[authors_note_id(text, DIRECTION)] = text
+        elif how == "say":
             self._commit(self._line(self.pack.player_id, text, "player", clock=self.clock))
+        else:
+            name = self.pack.player.name
+            told = text if how == "story" or text.lower().startswith(name.lower()) else f"{name} {text}"
+            self._commit(self._line(NARRATOR, told[:1].upper() + told[1:], "narration", clock=self.clock))
         return turn
 
     def continue_story(self, seed: int | None = None) -> Turn:
@@ -326,9 +356,15 @@ class Game:
         return [*pack_reminders(self.pack), *note_reminders(self.note_texts)]
 
     def _current_reminders(self) -> list[Reminder]:
-        """The reminders the story carries from now on: the pack's, and the author's note."""
+        """The reminders the story carries from now on: the pack's, the author's note, and the
+        player's direction for the next line."""
         note = [Reminder(authors_note_id(self.authors_note), AUTHORS_NOTE_TAG, self.authors_note)]
-        return [*pack_reminders(self.pack), *(note if self.authors_note else [])]
+        direction = [Reminder(authors_note_id(self.direction, DIRECTION), DIRECTION_TAG, self.direction)]
+        return [
+            *pack_reminders(self.pack),
+            *(note if self.authors_note else []),
+            *(direction if self.direction else []),
+        ]
 
     def apply_pack(self, loaded: LoadedPack) -> None:
         """Play on with a changed pack (hot reload); the engine re-reads from the first change."""
@@ -490,6 +526,8 @@ class Game:
         """Commit a line the model wrote; `first_turn` is the oldest turn of its prompt the engine
         still held (the lines before it were evicted: a summary is due for them)."""
         self._window_start = self.covered + first_turn  # as an index into all the lines
+        if self.direction and authors_note_id(self.direction, DIRECTION) in line.reminders:
+            self.direction = ""  # read once, by the line it was for
         return self._commit(line)
 
     def restore_head(self, node_id: int) -> None:

@@ -33,6 +33,9 @@ REMIND_EVERY = 4
 POST_HISTORY = "post-history"
 AUTHORS_NOTE = "note-"  # an author's note's id: this, then a digest of its text
 AUTHORS_NOTE_TAG = "author's note"
+DIRECTION = "ooc-"  # a player's out-of-story direction for one line: this, then a digest of its text
+DIRECTION_TAG = "direction"
+_TAGS = {AUTHORS_NOTE: AUTHORS_NOTE_TAG, DIRECTION: DIRECTION_TAG}
 
 
 @dataclass(frozen=True)
@@ -50,16 +53,22 @@ def pack_reminders(pack: Pack) -> list[Reminder]:
     return [Reminder(POST_HISTORY, "instructions", expand(text, user=pack.player.name, char=sole_character(pack)))]
 
 
-def authors_note_id(text: str) -> str:
-    """The id a line records for carrying the author's note `text`."""
-    return AUTHORS_NOTE + hashlib.blake2b(text.encode(), digest_size=4).hexdigest()
+def authors_note_id(text: str, kind: str = AUTHORS_NOTE) -> str:
+    """The id a line records for carrying the author's note `text` (or, `kind` DIRECTION, the
+    player's direction `text`)."""
+    return kind + hashlib.blake2b(text.encode(), digest_size=4).hexdigest()
 
 
 def note_reminders(texts: Mapping[str, str]) -> list[Reminder]:
-    """Author's notes as reminders, from their ids and texts (a save keeps every version a line
-    carried). Only ids that are the digest of their text: a save cannot pass a text off as
-    another reminder (the pack's instructions) or as another note."""
-    return [Reminder(rid, AUTHORS_NOTE_TAG, text) for rid, text in texts.items() if rid == authors_note_id(text)]
+    """The player's notes and directions as reminders, from their ids and texts (a save keeps every
+    one a line carried). Only ids that are the digest of their text: a save cannot pass a text off
+    as another reminder (the pack's instructions) or as another note."""
+    return [
+        Reminder(rid, tag, text)
+        for rid, text in texts.items()
+        for kind, tag in _TAGS.items()
+        if rid == authors_note_id(text, kind)
+    ]
 
 
 def sole_character(pack: Pack) -> str | None:

@@ -94,7 +94,7 @@ class SaveFile(_Strict):
     player_name: str | None = None
     player_description: str | None = None  # who the player is, in place of the pack's description
     authors_note: str = ""  # the player's note to the model, carried near the end of the prompt
-    authors_notes: dict[str, str] = {}  # every author's note a line carried: id -> text
+    authors_notes: dict[str, str] = {}  # every author's note (and direction) a line carried: id -> text
     essentials: str = ""  # the player's plot essentials, in the pinned block
     achievements: list[SavedAchievement] = []
     nodes: list[SavedNode] = []

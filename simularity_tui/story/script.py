@@ -2,6 +2,10 @@
 
 Each script line is the player's line, or a command:
 
+    /do TEXT            an action of the player's, which the narrator tells ("Ash opens the door.")
+    /story TEXT         a line of narration the player writes
+    /ooc TEXT           a direction outside the story that the next line alone reads
+
     /continue           the story goes on without the player
     /regen              a new variant of the last line (a fresh seed)
     /undo, /redo        step back, or forward again along the chosen variants
@@ -39,7 +43,7 @@ from typing import TextIO
 from ..errors import UserFacingError
 from ..scenario.schema import NARRATOR
 from ..untrusted_text import printable
-from .game import Game
+from .game import ACTS, Game
 from .play import SavedGame
 from .saves import SaveExists, export_transcript
 from .stage import describe
@@ -98,13 +102,27 @@ async def _command(saved: SavedGame, entry: str, out: TextIO) -> None:
         raise ScriptError(
             f"unknown command '/{name}'",
             hint="Commands: /continue /regen /undo /redo /variant N /edit TEXT /scene ID /mute ID /unmute ID "
-            "/save NAME /save! NAME /export PATH /note TEXT /memory TEXT /essentials TEXT /persona NAME: TEXT /quit",
+            "/save NAME /save! NAME /export PATH /note TEXT /memory TEXT /essentials TEXT /persona NAME: TEXT "
+            "/do TEXT /story TEXT /ooc TEXT /quit",
         )
     await run(_Call(saved, entry, name, argument.strip(), out))
 
 
 async def _continue(call: _Call) -> None:
     await _stream(call.game, call.game.continue_story(), call.out)
+
+
+async def _act(call: _Call) -> None:
+    game = call.game
+    if not call.argument:
+        raise ScriptError(f"'{call.entry}' needs a text", hint=f"/{call.name} TEXT")
+    before = len(game.lines)
+    turn = game.act(next(act for act in ACTS if act == call.name), call.argument)
+    for line in game.lines[before:]:
+        _print_line(game, line, call.out)
+    if call.name == "ooc":
+        print(f"[direction: {printable(game.direction)}]", file=call.out)
+    await _stream(game, turn, call.out)
 
 
 async def _regen(call: _Call) -> None:
@@ -213,6 +231,9 @@ _COMMANDS: dict[str, Callable[[_Call], Awaitable[None]]] = {
     "save!": _save,
     "export": _export,
     "note": _note,
+    "do": _act,
+    "story": _act,
+    "ooc": _act,
     "memory": _memory,
     "essentials": _memory,
     "persona": _persona,

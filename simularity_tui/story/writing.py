@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 
 from ..scenario.macros import expand
 from ..scenario.schema import NARRATOR, Character, Pack
-from .reminders import AUTHORS_NOTE, AUTHORS_NOTE_TAG, Reminder, sole_character
+from .reminders import AUTHORS_NOTE, AUTHORS_NOTE_TAG, DIRECTION, DIRECTION_TAG, Reminder, sole_character
 from .stage import Stage, StageCommand, describe, stage_line
 from .tree import Line
 
@@ -150,8 +150,10 @@ def line_parts(
 
 
 def reminder_label(reminder_id: str) -> str:
-    """How the inspector names a reminder: \"author's note\", or the pack reminder's id."""
-    return AUTHORS_NOTE_TAG if reminder_id.startswith(AUTHORS_NOTE) else reminder_id
+    """How the inspector names a reminder: "author's note", "direction", or the pack reminder's id."""
+    if reminder_id.startswith(AUTHORS_NOTE):
+        return AUTHORS_NOTE_TAG
+    return DIRECTION_TAG if reminder_id.startswith(DIRECTION) else reminder_id
 
 
 def line_head(pack: Pack, speaker: str, clock: str) -> str:

@@ -53,6 +53,11 @@ class StoryCommands(Provider):
                     screen.action_memory,
                 ),
                 (
+                    "Say, do, story or ooc",
+                    "How your next entry acts: a line, an action, narration, a direction (Ctrl+T)",
+                    screen.action_cycle_act,
+                ),
+                (
                     "Persona",
                     "Your name and who you are, from the next line on (F9)",
                     screen.action_persona,

@@ -23,7 +23,7 @@ from ..scenario.loader import LoadedPack
 from ..scenario.schema import NARRATOR
 from ..settings import GraphicsMode
 from ..story import Game, Line, SavedGame, Stage, Turn
-from ..story.game import MAX_NOTE_CHARS
+from ..story.game import ACTS, MAX_NOTE_CHARS, Act
 from ..story.saves import copy_name, export_path, export_transcript
 from ..untrusted_text import printable
 from .memory_screen import MemoryScreen
@@ -70,6 +70,7 @@ class PlayScreen(Screen[None]):
         Binding("f7", "authors_note", "Author's note"),
         Binding("f8", "memory", "Memory", show=False),
         Binding("f9", "persona", "Persona", show=False),
+        Binding("ctrl+t", "cycle_act", "Say / do / story / ooc", show=False, priority=True),
         Binding("pageup", "scroll_transcript(-1)", "Scroll back through the story", show=False),
         Binding("pagedown", "scroll_transcript(1)", "Scroll forward through the story", show=False),
         *(
@@ -82,6 +83,7 @@ class PlayScreen(Screen[None]):
         """A save of the pack's files is in play now: the app follows its theme."""
 
     busy = var(False, init=False)  # a turn is starting or running: one at a time
+    act: var[Act] = var("say", init=False)  # how the player's next entry acts (Ctrl+T, or a /do… prefix)
 
     def __init__(self, saved: SavedGame, *, graphics: GraphicsMode = "auto") -> None:
         super().__init__()
@@ -102,9 +104,7 @@ class PlayScreen(Screen[None]):
             with Vertical(id="play-column"):
                 yield StageView(self.graphics, id="stage")
                 yield Transcript(id="transcript")
-                yield LineInput(
-                    placeholder=f"Say something as {player}, or press Enter to let the story go on", id="say"
-                )
+                yield LineInput(placeholder=_placeholder("say", player), id="say")
                 yield StatusLine(id="status")
             yield PromptPanel(id="inspector")
         yield Footer()
@@ -215,7 +215,18 @@ class PlayScreen(Screen[None]):
             self.game.edit(event.value, node)
             self._show_story()
             return
-        self.write(lambda: self.game.say(event.value))
+        act, text = self.act, event.value
+        word, _, rest = text.partition(" ")
+        if word.startswith("/") and word[1:] in ACTS:  # "/do opens the door": this entry only
+            act, text = next(a for a in ACTS if a == word[1:]), rest
+        self.write(lambda: self.game.act(act, text))
+
+    def action_cycle_act(self) -> None:
+        """Ctrl+T: say, do, story, ooc, and round again."""
+        self.act = ACTS[(ACTS.index(self.act) + 1) % len(ACTS)]
+
+    def watch_act(self, act: Act) -> None:
+        self.query_one(LineInput).placeholder = _placeholder(act, printable(self.game.pack.player.name))
 
     def _idle(self) -> bool:
         """Whether a story action may run now; any of them ends an edit in progress."""
@@ -349,6 +360,7 @@ class PlayScreen(Screen[None]):
         if cost:
             self.query_one(StatusLine).reread = cost
         notify_plain(self, f"You are {self.game.pack.player.name} from the next line on.", title="Persona")
+        self.watch_act(self.act)  # the line input names the player
         self._show_prompt()
 
     def action_saves(self) -> None:
@@ -429,6 +441,16 @@ class PlayScreen(Screen[None]):
             status.activity = _activity(turn)
             status.kv_tokens = len(self.game.session.kv_tokens)
             await asyncio.sleep(0.2)
+
+
+def _placeholder(act: Act, player: str) -> str:
+    """What the line input asks for, in each way of acting (the keys to change it included)."""
+    return {
+        "say": f"Say something as {player}, or Enter to go on · Ctrl+T: do, story, ooc",
+        "do": f"Do something as {player}: the narrator tells it · Ctrl+T: story",
+        "story": "Write the story: a line of narration · Ctrl+T: ooc",
+        "ooc": "A direction for the next line, outside the story · Ctrl+T: say",
+    }[act]
 
 
 def _activity(turn: Turn) -> str:
