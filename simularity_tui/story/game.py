@@ -24,6 +24,7 @@ from ..scenario.watch import watch_pack
 from ..text_rules import name_problem, one_line, without_controls
 from .achievements import newly_unlocked
 from .budgets import EXAMPLES_SHARE, PINNED_SHARE, REMINDER_SHARE, Budgets, fitted_at, lore_budget
+from .completion import Completion, led_line
 from .examples import examples_text
 from .framing import framed
 from .lore import LoreScan, lore_seed, scan_lore
@@ -258,6 +259,25 @@ class Game:
             told = text if how == "story" or text.lower().startswith(name.lower()) else f"{name} {text}"
             self._commit(self._line(NARRATOR, told[:1].upper() + told[1:], "narration", clock=self.clock))
         return turn
+
+    def extend(self) -> Completion:
+        """The last line, gone on with where it stopped (completion.py: with token healing)."""
+        head = self.tree.head
+        line = self.tree.nodes[head].line if head else None
+        if line is None or line.kind not in ("model", "scripted", "narration"):
+            raise UserFacingError(
+                "Only a line of the story's can be extended.", hint="Your own lines are yours: edit them (Ctrl+E)."
+            )
+        return Completion(self, self.sampling.seed, line=line, node_id=head)
+
+    def lead(self, lead: str) -> Completion:
+        """A line the player begins for a character, `NAME: TEXT`, finished by the model."""
+        return Completion(self, self.sampling.seed, line=led_line(self, one_line(lead)), node_id=None)
+
+    def replace_line(self, node_id: int, line: Line) -> None:
+        """A line made longer in place (an extended line): the engine reads it again from its change."""
+        self.tree.edit(node_id, line)
+        self._changed()
 
     def continue_story(self, seed: int | None = None) -> Turn:
         """Let the model write the next line."""

@@ -5,6 +5,8 @@ Each script line is the player's line, or a command:
     /do TEXT            an action of the player's, which the narrator tells ("Ash opens the door.")
     /story TEXT         a line of narration the player writes
     /ooc TEXT           a direction outside the story that the next line alone reads
+    /extend             the last line goes on where it stopped (token healing: mid-word, a whole word)
+    /lead NAME: TEXT    a line begun for a character who may speak, finished by the model
 
     /continue           the story goes on without the player
     /regen              a new variant of the last line (a fresh seed)
@@ -43,6 +45,7 @@ from typing import TextIO
 from ..errors import UserFacingError
 from ..scenario.schema import NARRATOR
 from ..untrusted_text import printable
+from .completion import Completion
 from .game import ACTS, Game
 from .play import SavedGame
 from .saves import SaveExists, export_transcript
@@ -103,13 +106,35 @@ async def _command(saved: SavedGame, entry: str, out: TextIO) -> None:
             f"unknown command '/{name}'",
             hint="Commands: /continue /regen /undo /redo /variant N /edit TEXT /scene ID /mute ID /unmute ID "
             "/save NAME /save! NAME /export PATH /note TEXT /memory TEXT /essentials TEXT /persona NAME: TEXT "
-            "/do TEXT /story TEXT /ooc TEXT /quit",
+            "/do TEXT /story TEXT /ooc TEXT /extend /lead NAME: TEXT /quit",
         )
     await run(_Call(saved, entry, name, argument.strip(), out))
 
 
 async def _continue(call: _Call) -> None:
     await _stream(call.game, call.game.continue_story(), call.out)
+
+
+async def _extend(call: _Call) -> None:
+    _last_line(call.game, call.entry)
+    await _complete(call.game.extend(), "[extended] …", call.out)
+
+
+async def _lead(call: _Call) -> None:
+    game = call.game
+    completion = game.lead(call.argument)
+    name = game.pack.speaker_name(completion.speaker or NARRATOR)
+    await _complete(completion, f"{printable(name)}: {_continued(completion.begun)}", call.out)
+
+
+async def _complete(completion: Completion, opening: str, out: TextIO) -> None:
+    """A line finished by the model: `opening` (printable already), then what it writes, streamed."""
+    out.write(opening)
+    async for piece in completion:
+        out.write(_continued(piece))
+        out.flush()
+    out.write("\n")
+    out.flush()
 
 
 async def _act(call: _Call) -> None:
@@ -234,6 +259,8 @@ _COMMANDS: dict[str, Callable[[_Call], Awaitable[None]]] = {
     "do": _act,
     "story": _act,
     "ooc": _act,
+    "extend": _extend,
+    "lead": _lead,
     "memory": _memory,
     "essentials": _memory,
     "persona": _persona,

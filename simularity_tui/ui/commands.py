@@ -58,6 +58,11 @@ class StoryCommands(Provider):
                     screen.action_cycle_act,
                 ),
                 (
+                    "Go on with the last line",
+                    "The model continues it where it stopped (Ctrl+G); /lead NAME: TEXT begins one for it",
+                    screen.action_extend,
+                ),
+                (
                     "Persona",
                     "Your name and who you are, from the next line on (F9)",
                     screen.action_persona,

@@ -23,6 +23,7 @@ from ..scenario.loader import LoadedPack
 from ..scenario.schema import NARRATOR
 from ..settings import GraphicsMode
 from ..story import Game, Line, SavedGame, Stage, Turn
+from ..story.completion import Completion
 from ..story.game import ACTS, MAX_NOTE_CHARS, Act
 from ..story.saves import copy_name, export_path, export_transcript
 from ..untrusted_text import printable
@@ -71,6 +72,7 @@ class PlayScreen(Screen[None]):
         Binding("f8", "memory", "Memory", show=False),
         Binding("f9", "persona", "Persona", show=False),
         Binding("ctrl+t", "cycle_act", "Say / do / story / ooc", show=False, priority=True),
+        Binding("ctrl+g", "extend", "Go on with the last line", show=False, priority=True),
         Binding("pageup", "scroll_transcript(-1)", "Scroll back through the story", show=False),
         Binding("pagedown", "scroll_transcript(1)", "Scroll forward through the story", show=False),
         *(
@@ -217,9 +219,26 @@ class PlayScreen(Screen[None]):
             return
         act, text = self.act, event.value
         word, _, rest = text.partition(" ")
+        if word == "/lead":  # "/lead Mira: The lamp is": the model finishes the line
+            self._try_write(lambda: self.game.lead(rest))
+            return
         if word.startswith("/") and word[1:] in ACTS:  # "/do opens the door": this entry only
             act, text = next(a for a in ACTS if a == word[1:]), rest
         self.write(lambda: self.game.act(act, text))
+
+    def action_extend(self) -> None:
+        """Ctrl+G: the last line goes on where it stopped."""
+        if self._idle():
+            self._try_write(self.game.extend)
+
+    def _try_write(self, start: Callable[[], Turn]) -> None:
+        """Start a line that may be refused before it starts (who may not speak, what cannot be extended)."""
+        try:
+            turn = start()
+        except UserFacingError as error:
+            notify_plain(self, error.render(), title="Not now", severity="warning")
+            return
+        self.write(lambda: turn)
 
     def action_cycle_act(self) -> None:
         """Ctrl+T: say, do, story, ooc, and round again."""
@@ -391,8 +410,14 @@ class PlayScreen(Screen[None]):
             turn = self.turn = start()
             if len(self.game.lines) < lines_before:  # regenerate stepped back over the old variant
                 self._show_story()
-            view = LineView(None, "")
-            transcript.add([*(self._view_for(line) for line in self.game.lines[lines_before:]), view])
+            if isinstance(turn, Completion) and turn.extending:  # the last line goes on where it is
+                view = transcript.query(LineView).last()
+            else:
+                view = LineView(None, "")
+                transcript.add([*(self._view_for(line) for line in self.game.lines[lines_before:]), view])
+                if isinstance(turn, Completion):  # a led line: the player's beginning shows first
+                    self._name_view(view, turn.speaker or NARRATOR)
+                    view.append(turn.begun)
             self._show_facts()
             self.follow_progress(turn)
             async for piece in turn:

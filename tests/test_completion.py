@@ -1,0 +1,94 @@
+"""Extend and lead: the model finishes a line from where it stands, with token healing, so a line
+stopped or begun mid-word goes on as a whole word ("…is Par" gives a word that begins "Par"), through
+the game on the real model; refusals in words; the TUI's key and prefix; script commands."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from simularity_tui.engine import SamplingParams
+from simularity_tui.errors import UserFacingError
+from simularity_tui.scenario import LoadedPack, bundled_packs_dir, load_pack
+from simularity_tui.story import Budgets, Game
+from tests.fake_model import FakeSession
+
+if TYPE_CHECKING:
+    from simularity_tui.engine import LlamaSession
+
+LIGHTHOUSE = bundled_packs_dir() / "lighthouse"
+GREEDY = SamplingParams(temperature=0.0)
+
+
+@pytest.fixture(scope="module")
+def lighthouse() -> LoadedPack:
+    return load_pack(LIGHTHOUSE)
+
+
+async def test_a_line_led_mid_word_goes_on_as_a_whole_word_then_extends(
+    session: LlamaSession, lighthouse: LoadedPack
+) -> None:
+    await session.reset()
+    game = Game(session, lighthouse, "storm", sampling=GREEDY, budgets=Budgets(directions=24, line=16))
+    before = len(game.lines)
+    led = await game.lead("Mira: The capital of France is Par").finish()
+    line = game.lines[-1]
+    assert len(game.lines) == before + 1 and line.speaker == "mira" and led.node_id == game.tree.head
+    assert line.text.startswith("The capital of France is Par")
+    assert line.text[len("The capital of France is Par")].isalpha()  # the word went on: healed, not "Par is"
+    assert led.result is not None and led.result.healed_tokens >= 1
+    read = session.detokenize(line.tokens)
+    assert read.endswith(f"Mira ({line.clock}): {line.text}\n") and "[stage: none]\n" in read
+    # Extend: the line goes on in place, from where its budget stopped it.
+    held = session.kv_tokens
+    extended = await game.extend().finish()
+    longer = game.lines[-1]
+    assert len(game.lines) == before + 1 and extended.node_id == led.node_id
+    assert longer.text.startswith(line.text) and len(longer.text) > len(line.text)
+    prompt = game.prompt([])
+    everything = [*prompt.pinned, *(t for turn in prompt.turns for t in turn)]
+    shared = next((i for i, (a, b) in enumerate(zip(held, everything)) if a != b), min(len(held), len(everything)))
+    assert shared >= len(everything) - len(longer.tokens)  # only the extended line's end was read again
+
+
+def test_what_cannot_be_led_or_extended_is_said_in_words(lighthouse: LoadedPack) -> None:
+    game = Game(FakeSession(), lighthouse, "storm")
+    with pytest.raises(UserFacingError, match="not NAME: TEXT"):
+        game.lead("Mira says hello")
+    with pytest.raises(UserFacingError, match="'Ash' may not speak now") as raised:
+        game.lead("Ash: I will speak for myself")
+    assert "Mira" in raised.value.hint
+    game.tree.add(game._line(game.pack.player_id, "Hello?", "player", clock=game.clock))  # noqa: SLF001
+    with pytest.raises(UserFacingError, match="Only a line of the story's can be extended"):
+        game.extend()
+
+
+async def test_ctrl_g_extends_and_slash_lead_leads_in_the_tui(fake_session: FakeSession) -> None:
+    from tests.test_ui import SIZE, LineView, play_screen, turn
+    from tests.test_ui import lighthouse as app_for
+
+    fake_session.replies.extend([" and the sea.", " lamp is lit."])
+    app = app_for(fake_session)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await play_screen(app)
+        last = screen.game.lines[-1].text
+        await turn(pilot, screen, "ctrl+g")
+        assert screen.game.lines[-1].text == last + " and the sea." == screen.query(LineView)[-1].text
+        await turn(pilot, screen, *"/lead Mira: The", "enter")
+        assert screen.game.lines[-1].text == "The lamp is lit." == screen.query(LineView)[-1].text
+
+
+def test_scripts_extend_and_lead_on_the_real_model(tmp_path: Path, model_path: Path) -> None:
+    script = "/lead Mira: The storm is\n/extend\n"
+    path = tmp_path / "script.txt"
+    path.write_text(script)
+    command = [sys.executable, "-m", "simularity_tui", "run", str(LIGHTHOUSE), "--script", str(path), "--threads", "2"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout.splitlines()
+    led = next(line for line in out if line.startswith("Mira: The storm is"))
+    assert len(led) > len("Mira: The storm is") and any(line.startswith("[extended] …") for line in out)
