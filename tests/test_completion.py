@@ -83,7 +83,7 @@ async def test_ctrl_g_extends_and_slash_lead_leads_in_the_tui(fake_session: Fake
 
 
 def test_scripts_extend_and_lead_on_the_real_model(tmp_path: Path, model_path: Path) -> None:
-    script = "/lead Mira: The storm is\n/extend\n"
+    script = "/lead Mira: The storm is\n/extend\n/impersonate\n"
     path = tmp_path / "script.txt"
     path.write_text(script)
     command = [sys.executable, "-m", "simularity_tui", "run", str(LIGHTHOUSE), "--script", str(path), "--threads", "2"]
@@ -92,3 +92,33 @@ def test_scripts_extend_and_lead_on_the_real_model(tmp_path: Path, model_path: P
     out = done.stdout.splitlines()
     led = next(line for line in out if line.startswith("Mira: The storm is"))
     assert len(led) > len("Mira: The storm is") and any(line.startswith("[extended] …") for line in out)
+    said = next(line for line in out if line.startswith("[impersonated] Ash: "))
+    assert f"Ash: {said.removeprefix('[impersonated] Ash: ')}" in out  # then said as the player's line
+
+
+async def test_impersonate_writes_the_players_line_and_keeps_nothing(
+    session: LlamaSession, lighthouse: LoadedPack
+) -> None:
+    await session.reset()
+    game = Game(session, lighthouse, "storm", budgets=Budgets(directions=24, line=24))
+    before = [line.text for line in game.lines]
+    written = await game.impersonate().finish()
+    assert written.text and "\n" not in written.text and written.speaker == game.pack.player_id
+    assert [line.text for line in game.lines] == before  # a suggestion: nothing is in the story
+
+
+async def test_ctrl_o_puts_the_players_line_in_the_input_to_edit(fake_session: FakeSession) -> None:
+    from textual.widgets import Input
+
+    from tests.test_ui import SIZE, play_screen, wait_for
+    from tests.test_ui import lighthouse as app_for
+
+    fake_session.replies.append("May I warm my hands?")
+    app = app_for(fake_session)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await play_screen(app)
+        lines = len(screen.game.lines)
+        await pilot.press("ctrl+o")
+        await wait_for(lambda: not screen.busy and screen.query_one("#say", Input).value != "")
+        assert screen.query_one("#say", Input).value == "May I warm my hands?"
+        assert len(screen.game.lines) == lines  # not sent until the player sends it

@@ -1,7 +1,8 @@
 """A line the model finishes from where it stands, rather than one it writes whole (turn.py):
 
 - **extend**: the last line goes on where it stopped (out of tokens, or stopped by the player);
-- **lead**: the player begins a character's line ("Mira: The lamp is") and the model finishes it.
+- **lead**: the player begins a character's line ("Mira: The lamp is") and the model finishes it;
+- **impersonate**: the model writes the player's own next line, for the player to edit and send.
 
 Both run with token healing on: a line that stops mid-word ("…is Par") goes on as a whole word
 ("Paris"), as the engine rolls its last tokens back and lets the model write them again. No
@@ -22,7 +23,7 @@ from ..errors import UserFacingError
 from .stage import stage_line
 from .tree import Line
 from .turn import Turn
-from .writing import line_head
+from .writing import LineReader, line_grammar, line_head
 
 if TYPE_CHECKING:
     from .game import Game
@@ -103,3 +104,34 @@ def led_line(game: Game, lead: str) -> Line:
         who = ", ".join(game.pack.speaker_name(s) for s in game.speakers())
         raise UserFacingError(f"'{name.strip()}' may not speak now", hint=f"Who may: {who}")
     return Line(speaker=speaker, text=text.strip(), clock=game.clock, kind="model", tokens=())
+
+
+class Impersonation(Turn):
+    """The player's next line, written by the model (SillyTavern's Impersonate): under the line
+    grammar, in the player's name, and kept nowhere. The player edits it and sends it, or not;
+    `text` holds it as it streams."""
+
+    def __init__(self, game: Game, seed: int | None) -> None:
+        super().__init__(game, seed)
+        self.speaker = game.pack.player_id
+        self.phase = "line"
+
+    async def _steps(self) -> AsyncGenerator[str, None]:
+        game = self._game
+        reader = LineReader(game.pack, [game.pack.player_id], game.clock)
+        sampling = replace(game.sampling, seed=self._seed)
+        grammar = line_grammar(game.pack, [game.pack.player_id], game.clock)
+        params = GenerationParams(sampling=sampling, max_tokens=game.budgets.line, grammar=grammar, heal=False)
+        self._generation = generation = game.session.generate(game.prompt([]), params)
+        async for piece in generation:
+            if reader.ended:
+                generation.cancel()
+                continue
+            text = reader.feed(piece)
+            if text:
+                self.first_text_at = self.first_text_at or time.perf_counter()
+                self.text += text
+                yield text
+        self.result = await generation.result()
+        self.evaluated_tokens, self.shifted_tokens = self.result.evaluated_tokens, self.result.shifted_tokens
+        self.text = self.text.strip()

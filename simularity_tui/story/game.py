@@ -24,7 +24,7 @@ from ..scenario.watch import watch_pack
 from ..text_rules import name_problem, one_line, without_controls
 from .achievements import newly_unlocked
 from .budgets import EXAMPLES_SHARE, PINNED_SHARE, REMINDER_SHARE, Budgets, fitted_at, lore_budget
-from .completion import Completion, led_line
+from .completion import Completion, Impersonation, led_line
 from .examples import examples_text
 from .framing import framed
 from .lore import LoreScan, lore_seed, scan_lore
@@ -273,6 +273,10 @@ class Game:
     def lead(self, lead: str) -> Completion:
         """A line the player begins for a character, `NAME: TEXT`, finished by the model."""
         return Completion(self, self.sampling.seed, line=led_line(self, one_line(lead)), node_id=None)
+
+    def impersonate(self) -> Impersonation:
+        """The player's next line, written by the model and kept nowhere (completion.py)."""
+        return Impersonation(self, self.sampling.seed)
 
     def replace_line(self, node_id: int, line: Line) -> None:
         """A line made longer in place (an extended line): the engine reads it again from its change."""

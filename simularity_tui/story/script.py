@@ -7,6 +7,7 @@ Each script line is the player's line, or a command:
     /ooc TEXT           a direction outside the story that the next line alone reads
     /extend             the last line goes on where it stopped (token healing: mid-word, a whole word)
     /lead NAME: TEXT    a line begun for a character who may speak, finished by the model
+    /impersonate        the model writes the player's next line, which is then said
 
     /continue           the story goes on without the player
     /regen              a new variant of the last line (a fresh seed)
@@ -106,7 +107,7 @@ async def _command(saved: SavedGame, entry: str, out: TextIO) -> None:
             f"unknown command '/{name}'",
             hint="Commands: /continue /regen /undo /redo /variant N /edit TEXT /scene ID /mute ID /unmute ID "
             "/save NAME /save! NAME /export PATH /note TEXT /memory TEXT /essentials TEXT /persona NAME: TEXT "
-            "/do TEXT /story TEXT /ooc TEXT /extend /lead NAME: TEXT /quit",
+            "/do TEXT /story TEXT /ooc TEXT /extend /lead NAME: TEXT /impersonate /quit",
         )
     await run(_Call(saved, entry, name, argument.strip(), out))
 
@@ -135,6 +136,18 @@ async def _complete(completion: Completion, opening: str, out: TextIO) -> None:
         out.flush()
     out.write("\n")
     out.flush()
+
+
+async def _impersonate(call: _Call) -> None:
+    game = call.game
+    written = await game.impersonate().finish()
+    print(f"[impersonated] {printable(game.pack.player.name)}: {_continued(written.text)}", file=call.out)
+    if written.text:
+        before = len(game.lines)
+        turn = game.say(written.text)
+        for line in game.lines[before:]:
+            _print_line(game, line, call.out)
+        await _stream(game, turn, call.out)
 
 
 async def _act(call: _Call) -> None:
@@ -261,6 +274,7 @@ _COMMANDS: dict[str, Callable[[_Call], Awaitable[None]]] = {
     "ooc": _act,
     "extend": _extend,
     "lead": _lead,
+    "impersonate": _impersonate,
     "memory": _memory,
     "essentials": _memory,
     "persona": _persona,

@@ -63,6 +63,11 @@ class StoryCommands(Provider):
                     screen.action_extend,
                 ),
                 (
+                    "Write my next line for me",
+                    "The model writes your line into the input, to edit and send (Ctrl+O)",
+                    screen.action_impersonate,
+                ),
+                (
                     "Persona",
                     "Your name and who you are, from the next line on (F9)",
                     screen.action_persona,

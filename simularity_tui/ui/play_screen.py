@@ -73,6 +73,7 @@ class PlayScreen(Screen[None]):
         Binding("f9", "persona", "Persona", show=False),
         Binding("ctrl+t", "cycle_act", "Say / do / story / ooc", show=False, priority=True),
         Binding("ctrl+g", "extend", "Go on with the last line", show=False, priority=True),
+        Binding("ctrl+o", "impersonate", "Write my next line for me", show=False, priority=True),
         Binding("pageup", "scroll_transcript(-1)", "Scroll back through the story", show=False),
         Binding("pagedown", "scroll_transcript(1)", "Scroll forward through the story", show=False),
         *(
@@ -230,6 +231,29 @@ class PlayScreen(Screen[None]):
         """Ctrl+G: the last line goes on where it stopped."""
         if self._idle():
             self._try_write(self.game.extend)
+
+    def action_impersonate(self) -> None:
+        """Ctrl+O: the model writes the player's next line into the line input, to edit and send."""
+        if self._idle():
+            self.busy = True
+            self._impersonate()
+
+    @work(exclusive=True, group="turn")
+    async def _impersonate(self) -> None:
+        field = self.query_one(LineInput)
+        field.value = ""
+        self.turn = turn = self.game.impersonate()
+        try:
+            async for piece in turn:
+                field.value += piece
+        except UserFacingError as error:
+            notify_plain(self, error.render(), title="No line was written", severity="error")
+        finally:
+            self.turn = None
+            self.busy = False
+        field.value = turn.text
+        field.cursor_position = len(field.value)
+        field.focus()
 
     def _try_write(self, start: Callable[[], Turn]) -> None:
         """Start a line that may be refused before it starts (who may not speak, what cannot be extended)."""
