@@ -114,6 +114,17 @@ def test_persona(snap_compare, fake_session: FakeSession, size: tuple[int, int])
 
 
 @pytest.mark.parametrize("size", SIZES)
+def test_lore(snap_compare, fake_session: FakeSession, size: tuple[int, int]) -> None:  # type: ignore[no-untyped-def]
+    async def open_it(pilot) -> None:  # type: ignore[no-untyped-def]
+        await settle(pilot)
+        await pilot.press("f10")
+        pilot.app.screen.query_one("#lore-table").focus()  # no cursor: it draws by a timer
+        await settle(pilot)
+
+    assert snap_compare(app(fake_session, pack_dir=LIGHTHOUSE), terminal_size=size, run_before=open_it)
+
+
+@pytest.mark.parametrize("size", SIZES)
 def test_play_with_the_prompt_inspector(snap_compare, fake_session: FakeSession, size: tuple[int, int]) -> None:  # type: ignore[no-untyped-def]
     async def open_it(pilot) -> None:  # type: ignore[no-untyped-def]
         await settle(pilot)

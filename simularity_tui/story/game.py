@@ -19,7 +19,7 @@ from ..engine.context_window import common_prefix
 from ..errors import UserFacingError
 from ..scenario.loader import LoadedPack
 from ..scenario.macros import expand
-from ..scenario.schema import NARRATOR, Pack
+from ..scenario.schema import NARRATOR, LoreEntry, Pack
 from ..scenario.watch import watch_pack
 from ..text_rules import name_problem, one_line, without_controls
 from .achievements import newly_unlocked
@@ -28,6 +28,7 @@ from .completion import Completion, Impersonation, led_line
 from .examples import examples_text
 from .framing import framed
 from .lore import LoreScan, lore_seed, scan_lore
+from .player_lore import laid_over
 from .prompt_view import PromptView, build_prompt_view
 from .reminders import (
     AUTHORS_NOTE_TAG,
@@ -91,6 +92,7 @@ class Game:
         authors_note: str = "",
         note_texts: Mapping[str, str] | None = None,
         essentials: str = "",
+        player_lore: Mapping[str, LoreEntry] | None = None,
         on_commit: Callable[[Game], None] | None = None,
     ) -> None:
         if episode not in loaded.pack.episodes:
@@ -101,7 +103,8 @@ class Game:
         self.session = session
         self.player_name = player_name  # the name the player chose, in place of the pack's
         self.player_description = clean_note(player_description) if player_description else None  # likewise
-        self._as_written = loaded  # the pack as its files say, before the player's persona
+        self.player_lore: dict[str, LoreEntry] = dict(player_lore or {})  # the player's own entries (player_lore.py)
+        self._as_written = loaded  # the pack as its files say, before the player's persona and lore
         self.loaded = self._named(loaded)
         self.episode = episode
         self.sampling = sampling or SamplingParams()
@@ -412,8 +415,26 @@ class Game:
         self._changed()
         return self._reread_after(before)
 
+    def set_lore(self, lid: str, entry: LoreEntry | None) -> None:
+        """Add or replace the lore entry `lid` (the player's version of a pack's entry is kept in the
+        save, not written to the pack); None takes the player's version away (the pack's, if it has
+        one, is in play again)."""
+        if entry is None:
+            self.player_lore.pop(lid, None)
+        else:
+            self.player_lore[lid] = entry
+        self.loaded = self._named(self._as_written)
+        self._pinned = None  # always-on lore sits in the pinned block
+        self._changed()
+
+    def written_lore(self) -> dict[str, LoreEntry]:
+        """The pack's lore as its files say (before the player's)."""
+        return self._as_written.pack.lore
+
     def _named(self, loaded: LoadedPack) -> LoadedPack:
-        """The pack, its player character named and described as the player chose."""
+        """The pack as the player plays it: their character named and described as they chose, and
+        their own lore laid over the pack's."""
+        loaded = replace(loaded, pack=laid_over(loaded.pack, self.player_lore))
         pack = loaded.pack
         players = [cid for cid, character in pack.characters.items() if character.player]
         if not (self.player_name or self.player_description) or not players:

@@ -105,6 +105,7 @@ def read_game(
         unlocked=saved.unlocked, silent=saved.silent, player_name=saved.player_name,
         player_description=saved.player_description,
         authors_note=saved.authors_note, note_texts=saved.note_texts, essentials=saved.essentials,
+        player_lore=saved.player_lore,
     )  # fmt: skip
     game.retokenize(None if saved.stale_tokens else saved.damaged_tokens)
     return game, saved

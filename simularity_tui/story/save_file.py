@@ -29,8 +29,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ..atomic import write_atomic
 from ..errors import UserFacingError
 from ..scenario.loader import LoadedPack
-from ..scenario.schema import NARRATOR, Pack
+from ..scenario.schema import NARRATOR, LoreEntry, Pack
 from ..toml_source import KeyPath, Problem, TomlProblems, in_file, locate, parse_toml, validation_problems
+from .player_lore import saved_lore
 from .stage import StageCommand
 from .tree import Line, LineKind, Node, StoryTree
 
@@ -96,6 +97,7 @@ class SaveFile(_Strict):
     authors_note: str = ""  # the player's note to the model, carried near the end of the prompt
     authors_notes: dict[str, str] = {}  # every author's note (and direction) a line carried: id -> text
     essentials: str = ""  # the player's plot essentials, in the pinned block
+    lore: dict[str, dict[str, Any]] = {}  # the player's own lore entries (story/player_lore.py)
     achievements: list[SavedAchievement] = []
     nodes: list[SavedNode] = []
 
@@ -111,6 +113,7 @@ class LoadedSave:
     authors_note: str
     note_texts: dict[str, str]
     essentials: str
+    player_lore: dict[str, LoreEntry]
     created: datetime
     stale_tokens: bool  # saved with another model: the lines must be tokenized again
     warnings: list[str] = field(default_factory=list)
@@ -138,12 +141,17 @@ def write_save(path: Path, *, game: Game, created: datetime) -> None:
         **({"authors_note": game.authors_note} if game.authors_note else {}),
         **({"authors_notes": carried} if (carried := _notes_carried(game)) else {}),
         **({"essentials": game.essentials} if game.essentials else {}),
+        **({"lore": _player_lore_table(game)} if game.player_lore else {}),
         "achievements": [{"id": aid, "at_line": at} for aid, at in game.unlocked.items()],
         "nodes": [
             _node_table(node) for node in sorted(game.tree.nodes.values(), key=lambda n: n.id) if node.line is not None
         ],
     }
     write_atomic(path, "# A Simularity save. Each line's tokens are what the model read.\n" + tomli_w.dumps(document))
+
+
+def _player_lore_table(game: Game) -> dict[str, dict[str, Any]]:
+    return {lid: entry.model_dump(exclude_defaults=True) for lid, entry in game.player_lore.items()}
 
 
 def _notes_carried(game: Game) -> dict[str, str]:
@@ -198,7 +206,9 @@ def read_save(path: Path, loaded: LoadedPack, *, model: str, n_vocab: int | None
     reading = _Reading(path, source)
     tree, missing, damaged = _tree(save, pack, reading, n_vocab=n_vocab, stale=stale)
     warnings += reading.warnings()
-    missing |= {lid for node in save.nodes for lid in node.notes if lid not in pack.lore}
+    player_lore, lore_warnings = saved_lore(save.lore)
+    warnings += lore_warnings
+    missing |= {lid for node in save.nodes for lid in node.notes if lid not in pack.lore and lid not in player_lore}
     if missing:
         warnings.append(f"no longer in the pack: {', '.join(sorted(missing))} (their lines stay)")
     unlocked = {a.id: a.at_line for a in save.achievements}
@@ -212,6 +222,7 @@ def read_save(path: Path, loaded: LoadedPack, *, model: str, n_vocab: int | None
         authors_note=save.authors_note,
         note_texts=dict(save.authors_notes),
         essentials=save.essentials,
+        player_lore=player_lore,
         created=save.created,
         stale_tokens=stale,
         warnings=warnings,

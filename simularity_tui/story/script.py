@@ -8,6 +8,9 @@ Each script line is the player's line, or a command:
     /extend             the last line goes on where it stopped (token healing: mid-word, a whole word)
     /lead NAME: TEXT    a line begun for a character who may speak, finished by the model
     /impersonate        the model writes the player's next line, which is then said
+    /lore add ID KEY, KEY: TEXT   a lore entry of the player's, kept in the save (as pack lore reads)
+    /lore edit ID: TEXT           its text (or a pack entry's, kept as the player's version)
+    /lore disable ID, /lore enable ID, /lore delete ID; /lore alone lists the player's entries
 
     /continue           the story goes on without the player
     /regen              a new variant of the last line (a fresh seed)
@@ -49,6 +52,7 @@ from ..untrusted_text import printable
 from .completion import Completion
 from .game import ACTS, Game
 from .play import SavedGame
+from .player_lore import lore_command
 from .saves import SaveExists, export_transcript
 from .stage import describe
 from .tree import Line
@@ -107,7 +111,7 @@ async def _command(saved: SavedGame, entry: str, out: TextIO) -> None:
             f"unknown command '/{name}'",
             hint="Commands: /continue /regen /undo /redo /variant N /edit TEXT /scene ID /mute ID /unmute ID "
             "/save NAME /save! NAME /export PATH /note TEXT /memory TEXT /essentials TEXT /persona NAME: TEXT "
-            "/do TEXT /story TEXT /ooc TEXT /extend /lead NAME: TEXT /impersonate /quit",
+            "/do TEXT /story TEXT /ooc TEXT /extend /lead NAME: TEXT /impersonate /lore … /quit",
         )
     await run(_Call(saved, entry, name, argument.strip(), out))
 
@@ -148,6 +152,11 @@ async def _impersonate(call: _Call) -> None:
         for line in game.lines[before:]:
             _print_line(game, line, call.out)
         await _stream(game, turn, call.out)
+
+
+async def _lore(call: _Call) -> None:
+    for said in lore_command(call.game, call.argument):
+        print(f"[{printable(said)}]", file=call.out)
 
 
 async def _act(call: _Call) -> None:
@@ -275,6 +284,7 @@ _COMMANDS: dict[str, Callable[[_Call], Awaitable[None]]] = {
     "extend": _extend,
     "lead": _lead,
     "impersonate": _impersonate,
+    "lore": _lore,
     "memory": _memory,
     "essentials": _memory,
     "persona": _persona,

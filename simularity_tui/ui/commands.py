@@ -68,6 +68,11 @@ class StoryCommands(Provider):
                     screen.action_impersonate,
                 ),
                 (
+                    "Lore",
+                    "Every entry in play; add, edit, disable or delete your own (F10)",
+                    screen.action_lore,
+                ),
+                (
                     "Persona",
                     "Your name and who you are, from the next line on (F9)",
                     screen.action_persona,

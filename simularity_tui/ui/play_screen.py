@@ -27,6 +27,7 @@ from ..story.completion import Completion
 from ..story.game import ACTS, MAX_NOTE_CHARS, Act
 from ..story.saves import copy_name, export_path, export_transcript
 from ..untrusted_text import printable
+from .lore_screen import LoreScreen
 from .memory_screen import MemoryScreen
 from .messages import SavesRequested
 from .note_screen import NoteScreen
@@ -71,6 +72,7 @@ class PlayScreen(Screen[None]):
         Binding("f7", "authors_note", "Author's note"),
         Binding("f8", "memory", "Memory", show=False),
         Binding("f9", "persona", "Persona", show=False),
+        Binding("f10", "lore", "Lore", show=False),
         Binding("ctrl+t", "cycle_act", "Say / do / story / ooc", show=False, priority=True),
         Binding("ctrl+g", "extend", "Go on with the last line", show=False, priority=True),
         Binding("ctrl+o", "impersonate", "Write my next line for me", show=False, priority=True),
@@ -405,6 +407,15 @@ class PlayScreen(Screen[None]):
         notify_plain(self, f"You are {self.game.pack.player.name} from the next line on.", title="Persona")
         self.watch_act(self.act)  # the line input names the player
         self._show_prompt()
+
+    def action_lore(self) -> None:
+        """F10: the lore in play, and the player's own entries added, edited, disabled, deleted."""
+        if self._idle():
+            self.app.push_screen(LoreScreen(self.game), self._lore_changed)
+
+    def _lore_changed(self, changed: bool | None) -> None:
+        if changed:
+            self._show_prompt()
 
     def action_saves(self) -> None:
         if self._idle():
