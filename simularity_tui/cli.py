@@ -113,6 +113,10 @@ BENCHES = (
         (("--rounds", 3, "starts per case"),),
     ),
     Bench(
+        "tree", "opening the story-tree browser on 200 lines and 40 variants", "tree:run_tree_bench",
+        (("--rounds", 5, "openings per side"),),
+    ),
+    Bench(
         "host", "N players over SSH on loopback: time to first token, memory", "host:run_host_bench",
         (("--players", 4, "players at once, 1 to 8"), ("--turns", 3, "turns each player plays"),
          ("--reply-tokens", 40, "tokens per line")), n_ctx=1024,

@@ -125,6 +125,21 @@ def test_lore(snap_compare, fake_session: FakeSession, size: tuple[int, int]) ->
 
 
 @pytest.mark.parametrize("size", SIZES)
+def test_story_tree(snap_compare, fake_session: FakeSession, size: tuple[int, int]) -> None:  # type: ignore[no-untyped-def]
+    fake_session.replies.extend(["Come in, then.", "Shut the door first."])
+
+    async def open_it(pilot) -> None:  # type: ignore[no-untyped-def]
+        await settle(pilot)
+        game = pilot.app.screen.game
+        await game.say("Hello?").finish()
+        await game.regenerate().finish()
+        await pilot.press("ctrl+b")
+        await settle(pilot)
+
+    assert snap_compare(app(fake_session, pack_dir=LIGHTHOUSE), terminal_size=size, run_before=open_it)
+
+
+@pytest.mark.parametrize("size", SIZES)
 def test_play_with_the_prompt_inspector(snap_compare, fake_session: FakeSession, size: tuple[int, int]) -> None:  # type: ignore[no-untyped-def]
     async def open_it(pilot) -> None:  # type: ignore[no-untyped-def]
         await settle(pilot)

@@ -281,6 +281,18 @@ class Game:
         """The player's next line, written by the model and kept nowhere (completion.py)."""
         return Impersonation(self, self.sampling.seed)
 
+    def jump(self, node_id: int) -> None:
+        """Go to any line of the story tree: the story is then the path to it (the engine reads
+        again only from where the paths part)."""
+        self.tree.jump(node_id)
+        self._changed()
+
+    def delete_branch(self, node_id: int) -> int:
+        """Delete a line and everything after it; returns how many lines went."""
+        gone = self.tree.delete(node_id)
+        self._changed()
+        return len(gone)
+
     def replace_line(self, node_id: int, line: Line) -> None:
         """A line made longer in place (an extended line): the engine reads it again from its change."""
         self.tree.edit(node_id, line)

@@ -45,6 +45,16 @@ class SavedGame:
         write_save(copy, game=self.game, created=self.created)
         return copy
 
+    def save_branch(self, name: str, node_id: int) -> Path:
+        """A new save `name` whose story ends at the line `node_id` (the game goes on as it is)."""
+        copy = save_path(self.game.pack.id, name)
+        if save_exists(copy):
+            raise SaveExists(f"There is already a save '{name}'.", hint="Choose another name.")
+        branch = self.game.looking_ahead()
+        branch.tree.jump(node_id)
+        write_save(copy, game=branch, created=self.created)
+        return copy
+
     async def after_turn(self) -> None:
         """Refresh the KV state file now and then (it is cheap to keep, costly to write each turn)."""
         if len(self.game.lines) - self._kv_lines >= KV_SAVE_EVERY:

@@ -100,6 +100,36 @@ class StoryTree:
         self.head = node.children[node.chosen]
         return True
 
+    def jump(self, node_id: int) -> None:
+        """Make `node_id` the head, every line on its way chosen (a jump anywhere in the tree)."""
+        node = self.nodes[node_id]
+        while node.parent is not None:
+            parent = self.nodes[node.parent]
+            parent.chosen = parent.children.index(node.id)
+            node = parent
+        self.head = node_id
+
+    def delete(self, node_id: int) -> list[int]:
+        """Delete the line `node_id` and everything after it (a branch); the head moves to its
+        parent when it was in the branch. Returns the ids deleted."""
+        node = self.nodes[node_id]
+        if node.parent is None:
+            raise ValueError("the root holds no line")
+        doomed, stack = [], [node_id]
+        while stack:
+            current = stack.pop()
+            doomed.append(current)
+            stack.extend(self.nodes[current].children)
+        on_path = {n.id for n in self.path()}
+        parent = self.nodes[node.parent]
+        parent.children.remove(node_id)
+        parent.chosen = min(parent.chosen, max(0, len(parent.children) - 1))
+        for gone in doomed:
+            del self.nodes[gone]
+        if self.head in doomed or node_id in on_path:
+            self.head = parent.id
+        return doomed
+
     def switch_variant(self, node_id: int, step: int) -> int:
         """Show another variant of a line; it becomes the head. Returns the new node's id."""
         parent = self.nodes[self.nodes[node_id].parent or 0]

@@ -68,6 +68,11 @@ class StoryCommands(Provider):
                     screen.action_impersonate,
                 ),
                 (
+                    "The story tree",
+                    "Every line, variant and branch: go anywhere, compare, branch a save, delete (Ctrl+B)",
+                    screen.action_story_tree,
+                ),
+                (
                     "Lore",
                     "Every entry in play; add, edit, disable or delete your own (F10)",
                     screen.action_lore,

@@ -38,6 +38,7 @@ from .stage_image import compose_stage
 from .stage_view import StageView
 from .status_line import StatusLine
 from .transcript import LineView, Transcript
+from .tree_screen import TreeScreen
 
 
 class LineInput(Input):
@@ -73,6 +74,7 @@ class PlayScreen(Screen[None]):
         Binding("f8", "memory", "Memory", show=False),
         Binding("f9", "persona", "Persona", show=False),
         Binding("f10", "lore", "Lore", show=False),
+        Binding("ctrl+b", "story_tree", "The story tree", show=False, priority=True),
         Binding("ctrl+t", "cycle_act", "Say / do / story / ooc", show=False, priority=True),
         Binding("ctrl+g", "extend", "Go on with the last line", show=False, priority=True),
         Binding("ctrl+o", "impersonate", "Write my next line for me", show=False, priority=True),
@@ -407,6 +409,16 @@ class PlayScreen(Screen[None]):
         notify_plain(self, f"You are {self.game.pack.player.name} from the next line on.", title="Persona")
         self.watch_act(self.act)  # the line input names the player
         self._show_prompt()
+
+    def action_story_tree(self) -> None:
+        """Ctrl+B: every line, variant and branch; go anywhere, compare, branch a save, delete."""
+        if self._idle():
+            self.app.push_screen(TreeScreen(self.saved), self._jump)
+
+    def _jump(self, node_id: int | None) -> None:
+        if node_id is not None and node_id in self.game.tree.nodes:
+            self.game.jump(node_id)
+        self._show_story()  # a branch deleted in the tree screen shows too
 
     def action_lore(self) -> None:
         """F10: the lore in play, and the player's own entries added, edited, disabled, deleted."""
