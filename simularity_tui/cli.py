@@ -98,7 +98,9 @@ BENCHES = (
     Bench(
         "long-session", "a long conversation: engine vs naive frontend vs lower bound",
         "long_session:run_long_session_bench",
-        (("--turns", 150, "turns to play"), ("--reply-tokens", 40, "tokens per reply")), n_ctx=1024, in_process=True,
+        (("--turns", 150, "turns to play"), ("--reply-tokens", 40, "tokens per reply"),
+         ("--authors-note", 0, "1: an author's note every 4 turns"),
+         ("--lore", 0, "lore entries keyed on the player's words (up to 20)")), n_ctx=1024, in_process=True,
     ),
     Bench(
         "story", "a whole story game with summaries, turn after turn", "story:run_story_bench",

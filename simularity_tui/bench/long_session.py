@@ -30,7 +30,7 @@ from ..engine.context_window import LOW_WATER
 from ..engine.kv_cache import REFRESH_TOKENS
 from ..settings import Settings
 from .baseline import baseline_sampling, load_baseline, prepared_model_path
-from .script import SEED_BASE, SUMMARIES, ScriptedGame, pinned_text, player_text, reply_params
+from .script import SEED_BASE, SUMMARIES, ScriptedGame, Steering, pinned_text, player_text, reply_params
 
 
 def run_long_session_bench(args: argparse.Namespace, settings: Settings, model_override: Path | None) -> int:
@@ -62,6 +62,8 @@ def run_long_session_bench(args: argparse.Namespace, settings: Settings, model_o
         "refresh_tokens": REFRESH_TOKENS,
         "context_shift": engine.info.context_shift,
         "chat_template": engine.chat_frame.name,
+        "authors_note": bool(args.authors_note),
+        "lore_entries": args.lore,
     }
     checks = _checks(figures, args.turns)
     figures["checks"] = checks
@@ -74,7 +76,8 @@ def run_long_session_bench(args: argparse.Namespace, settings: Settings, model_o
 async def _play_all(
     args: argparse.Namespace, engine: LlamaSession, lower: LlamaSession, naive: Llama, console: Console
 ) -> dict:
-    engine_game, lower_game = ScriptedGame(engine), ScriptedGame(lower)
+    steering = Steering(authors_note=bool(args.authors_note), lore=args.lore)
+    engine_game, lower_game = ScriptedGame(engine, steering=steering), ScriptedGame(lower, steering=steering)
     naive_turns: list[str] = []
     strategies: dict[str, dict[str, list[float]]] = {
         name: {"prefill_tokens": [], "ttft_s": []} for name in ("engine", "naive", "lower_bound")
@@ -84,7 +87,7 @@ async def _play_all(
         result = await engine_game.play(turn, args.reply_tokens)
         shifts += result.shifted_tokens > 0
         _record(strategies["engine"], result.evaluated_tokens, result.first_token_s)
-        _record(strategies["naive"], *_naive_turn(naive, naive_turns, turn, args, engine.chat_frame))
+        _record(strategies["naive"], *_naive_turn(naive, naive_turns, turn, args, engine.chat_frame, steering))
         floor = await lower_game.play(turn, args.reply_tokens, heal=False)
         _record(strategies["lower_bound"], floor.evaluated_tokens, floor.first_token_s)
         if turn % 10 == 9 or turn == args.turns - 1:
@@ -104,12 +107,12 @@ async def _play_all(
 
 
 def _naive_turn(
-    llm: Llama, turns: list[str], turn: int, args: argparse.Namespace, frame: ChatFrame
+    llm: Llama, turns: list[str], turn: int, args: argparse.Namespace, frame: ChatFrame, steering: Steering
 ) -> tuple[int, float]:
     """One turn the way a typical frontend plays it; returns (tokens evaluated, time to first token).
     The pinned text goes in the same chat frame as the engine's (its control tokens read as such)."""
     pinned = frame.opening + pinned_text(SUMMARIES[0]) + frame.closing
-    new = player_text(turn)
+    new = player_text(turn, steering)
     budget = args.n_ctx - args.reply_tokens - len(_tokens(llm, pinned + new))
     kept: list[str] = []
     for text in reversed(turns):
