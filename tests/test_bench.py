@@ -34,8 +34,12 @@ def test_bench_decode_reports_a_ratio(tmp_path: Path, model_path: Path) -> None:
 
 def test_bench_long_session_measures_three_strategies_per_turn(tmp_path: Path, model_path: Path) -> None:
     out = tmp_path / "long.json"
-    run = bench("long-session", "--turns", "14", "--n-ctx", "512", "--reply-tokens", "12", "--json", str(out))
+    run = bench(
+        "long-session", "--turns", "14", "--n-ctx", "512", "--reply-tokens", "12", "--authors-note", "1",
+        "--lore", "20", "--json", str(out),
+    )  # fmt: skip
     figures = json.loads(out.read_text())
+    assert figures["settings"]["authors_note"] is True and figures["settings"]["lore_entries"] == 20
     for strategy in ("engine", "naive", "lower_bound"):
         assert len(figures[strategy]["prefill_tokens"]) == len(figures[strategy]["ttft_s"]) == 14
         assert all(t > 0 for t in figures[strategy]["ttft_s"])
@@ -77,3 +81,10 @@ def test_bench_startup_times_the_first_frame_and_the_model_with_and_without_a_ca
     assert figures["uncached_ready_s"] > figures["cached_ready_s"]
     assert figures["first_frame_ratio"] == figures["cached_first_frame_s"] / figures["baseline_first_frame_s"]
     assert re.fullmatch(r"first frame / bare Textual app: \d+\.\d\d \(medians\)", run.stdout.strip().splitlines()[-1])
+
+
+def test_bench_tree_opens_the_browser_on_a_big_story() -> None:
+    run = bench("tree", "--rounds", "1")
+    assert "story tree: 200 lines in play, 240 in all (40 variants)" in run.stdout
+    assert re.search(r"opening the browser: \d+ ms median of 1 \(target < 300 ms\)", run.stdout)
+    assert re.search(r"an empty tree screen, the same way: \d+ ms; ratio \d+\.\d\d", run.stdout)
