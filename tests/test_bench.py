@@ -34,12 +34,9 @@ def test_bench_decode_reports_a_ratio(tmp_path: Path, model_path: Path) -> None:
 
 def test_bench_long_session_measures_three_strategies_per_turn(tmp_path: Path, model_path: Path) -> None:
     out = tmp_path / "long.json"
-    run = bench(
-        "long-session", "--turns", "14", "--n-ctx", "512", "--reply-tokens", "12", "--authors-note", "1",
-        "--lore", "20", "--json", str(out),
-    )  # fmt: skip
+    run = bench("long-session", "--turns", "14", "--n-ctx", "512", "--reply-tokens", "12", "--json", str(out))
     figures = json.loads(out.read_text())
-    assert figures["settings"]["authors_note"] is True and figures["settings"]["lore_entries"] == 20
+    assert figures["settings"]["authors_note"] is False and figures["settings"]["lore_entries"] == 0
     for strategy in ("engine", "naive", "lower_bound"):
         assert len(figures[strategy]["prefill_tokens"]) == len(figures[strategy]["ttft_s"]) == 14
         assert all(t > 0 for t in figures[strategy]["ttft_s"])
@@ -88,3 +85,15 @@ def test_bench_tree_opens_the_browser_on_a_big_story() -> None:
     assert "story tree: 200 lines in play, 240 in all (40 variants)" in run.stdout
     assert re.search(r"opening the browser: \d+ ms median of 1 \(target < 300 ms\)", run.stdout)
     assert re.search(r"an empty tree screen, the same way: \d+ ms; ratio \d+\.\d\d", run.stdout)
+
+
+def test_steering_appends_the_note_every_four_turns_and_lore_on_the_players_words() -> None:
+    from simularity_tui.bench.script import AUTHORS_NOTE, LORE_STAYS, Steering, player_text
+
+    steering = Steering(authors_note=True, lore=20)
+    texts = [player_text(turn, steering) for turn in range(48)]
+    assert [turn for turn, text in enumerate(texts) if AUTHORS_NOTE in text] == list(range(0, 48, 4))
+    line = "Ash: What is that pattern the lamp keeps making?\nMira:"
+    assert texts[1].startswith("[note: Pattern: ") and texts[1].endswith(line)
+    assert "[note: Pattern: " not in "".join(texts[2 : 1 + LORE_STAYS])  # a note stays: not again at once
+    assert player_text(1) == line  # no steering: as before

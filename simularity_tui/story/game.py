@@ -229,6 +229,7 @@ class Game:
         ahead.lore_log = list(self.lore_log)  # lore_notes() changes its log in place
         ahead.tree = self.tree.copy()
         ahead.note_texts, ahead.silent, ahead.unlocked = dict(self.note_texts), set(self.silent), dict(self.unlocked)
+        ahead.player_lore = dict(self.player_lore)
         if text := one_line(say or ""):
             ahead.tree.add(self._line(self.pack.player_id, text, "player", clock=self.clock))
         return ahead
