@@ -122,3 +122,9 @@ async def test_ctrl_o_puts_the_players_line_in_the_input_to_edit(fake_session: F
         await wait_for(lambda: not screen.busy and screen.query_one("#say", Input).value != "")
         assert screen.query_one("#say", Input).value == "May I warm my hands?"
         assert len(screen.game.lines) == lines  # not sent until the player sends it
+
+
+async def test_an_impersonated_line_brings_no_control_characters(lighthouse: LoadedPack) -> None:
+    session = FakeSession(replies=["Hello \x1b]0;owned\x07there, \x1b[31mkeeper."])
+    written = await Game(session, lighthouse, "storm").impersonate().finish()
+    assert written.text == "Hello ]0;ownedthere, [31mkeeper."

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from ..engine import GenerationParams, Prompt
 from ..errors import UserFacingError
+from ..text_rules import without_controls
 from .stage import stage_line
 from .tree import Line
 from .turn import Turn
@@ -127,7 +128,7 @@ class Impersonation(Turn):
             if reader.ended:
                 generation.cancel()
                 continue
-            text = reader.feed(piece)
+            text = without_controls(reader.feed(piece))  # model text, bound for an input (one line: the reader ends it)
             if text:
                 self.first_text_at = self.first_text_at or time.perf_counter()
                 self.text += text

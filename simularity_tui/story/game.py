@@ -608,5 +608,6 @@ class Game:
 
     def keep_summary(self, request: SummaryRequest, summary: str) -> None:
         """Put `summary` in the pinned block: the lines it covers leave the prompt from now on."""
-        self.tree.nodes[self.tree.head].summary = (request.covers, summary)
+        # Model text: kept, shown (the Memory screen) and read again without control characters.
+        self.tree.nodes[self.tree.head].summary = (request.covers, clean_note(summary))
         self._changed()
