@@ -99,3 +99,13 @@ def test_a_script_acts_every_way_on_the_real_model(tmp_path: Path, model_path: P
     assert any(
         authors_note_id("Mira should mention the boat.", DIRECTION) in n.get("reminders", []) for n in saved["nodes"]
     )
+    narrated = [(n["speaker"], n["kind"], n["text"]) for n in saved["nodes"] if n["speaker"] == NARRATOR]
+    assert (NARRATOR, "narration", "The wind drops.") in narrated
+    # Resumed: the acted lines are the story, and acting goes on from them.
+    path.write_text("/do closes the shutters\n")
+    again = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert "Narrator: Ash closes the shutters" in again.stdout.splitlines()
+    resumed = tomllib.loads(save_path("lighthouse", "acting").read_text())
+    assert [n for n in resumed["nodes"] if n["id"] in {m["id"] for m in saved["nodes"]}] == saved["nodes"]
+    assert (NARRATOR, "Ash closes the shutters") in [(n["speaker"], n["text"]) for n in resumed["nodes"]]

@@ -11,17 +11,23 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from simularity_tui.cli_prompt import prompt_output, view_document
+from simularity_tui.engine import SamplingParams
 from simularity_tui.scenario import LoadedPack, bundled_packs_dir, load_pack
 from simularity_tui.story import Budgets, Game, open_game
 from simularity_tui.story.reminders import authors_note_id
 from simularity_tui.story.saves import save_path
 from tests.fake_model import FakeSession
 
+if TYPE_CHECKING:
+    from simularity_tui.engine import LlamaSession
+
 LIGHTHOUSE = bundled_packs_dir() / "lighthouse"
+GREEDY = SamplingParams(temperature=0.0)
 NOTE = "Keep it eerie: the lamp's flicker spells a word nobody wants to read."
 
 
@@ -60,6 +66,37 @@ async def test_the_note_stays_within_n_lines_of_the_end_and_the_prompt_only_grow
     texts = [part.text for part in view.parts]
     last = max(index for index, text in enumerate(texts) if f"[author's note: {NOTE}]" in text)
     assert len(texts) - last <= 2 * 3 + 3
+
+
+async def test_after_30_turns_on_the_real_model_the_window_holds_the_note_near_its_end(
+    small_session: LlamaSession, lighthouse: LoadedPack
+) -> None:
+    """The engine's own window, on a 512-token context that shifts many times in 30 turns: the KV
+    grows only at its end between shifts, and ends a few lines after the note's last copy."""
+    await small_session.reset()
+    game = Game(small_session, lighthouse, "storm", sampling=GREEDY, budgets=Budgets(directions=16, line=16))
+    game.set_authors_note(NOTE)
+    note_tokens = small_session.tokenize(f"[author's note: {NOTE}]\n")
+    held: tuple[int, ...] = ()
+    shifts = grown = 0
+    for turn in range(30):
+        played = await game.say(f"Line {turn} of the player.").finish()
+        shifts += played.shifted_tokens > 0
+        if played.summary_written:  # written on the same context: the next line reads the window again
+            held = ()
+            continue
+        if held and not played.shifted_tokens:
+            assert small_session.kv_tokens[: len(held)] == held  # grown at its end only
+            grown += 1
+        held = tuple(small_session.kv_tokens)
+        assert lines_since_note(game, authors_note_id(NOTE)) <= game.budgets.remind_every + 1
+    assert shifts >= 2 and grown >= 5
+    if played.summary_written:  # the window as the next line reads it
+        await game.say("One more line.").finish()
+    kv = list(small_session.kv_tokens)
+    last_copy = max(i for i in range(len(kv)) if kv[i : i + len(note_tokens)] == note_tokens)
+    after = small_session.detokenize(kv[last_copy:])
+    assert after.count("\n") <= 3 * (game.budgets.remind_every + 1)  # a few lines: notes, stage, line each
 
 
 async def test_a_changed_note_comes_in_with_the_next_line_and_old_lines_keep_theirs(lighthouse: LoadedPack) -> None:

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.fake_model import FakeSession
+
 
 def bench(*args: str) -> subprocess.CompletedProcess[str]:
     """Run `simularity bench …` as a player would; it must succeed."""
@@ -87,13 +89,27 @@ def test_bench_tree_opens_the_browser_on_a_big_story() -> None:
     assert re.search(r"an empty tree screen, the same way: \d+ ms; ratio \d+\.\d\d", run.stdout)
 
 
-def test_steering_appends_the_note_every_four_turns_and_lore_on_the_players_words() -> None:
-    from simularity_tui.bench.script import AUTHORS_NOTE, LORE_STAYS, Steering, player_text
+def test_steering_brings_the_note_and_the_players_lore_in_as_the_game_does() -> None:
+    from simularity_tui.bench.script import PLAYER_LINES, player_text
+    from simularity_tui.bench.steering import AUTHORS_NOTE, Steering, first_line_in_view
 
-    steering = Steering(authors_note=True, lore=20)
-    texts = [player_text(turn, steering) for turn in range(48)]
-    assert [turn for turn, text in enumerate(texts) if AUTHORS_NOTE in text] == list(range(0, 48, 4))
+    session = FakeSession(n_ctx=2048)
+    steering = Steering(lambda text: len(session.tokenize(text)), 2048, authors_note=True, lore=20)
+    assert len(steering.pack.lore) == 20 and all(lid.startswith("bench-") for lid in steering.pack.lore)
+    texts = []
+    for turn in range(24):
+        texts.append(steering.before(PLAYER_LINES[turn % len(PLAYER_LINES)], 0))
+        steering.after("Mira says nothing.")
+    # The note: due once its last copy is four lines back, two lines a turn.
+    assert [turn for turn, text in enumerate(texts) if AUTHORS_NOTE in text] == list(range(0, 24, 2))
+    # Lore: an entry comes in when its key is said, and not again while the window holds its note.
+    assert "[note: Pattern: " in texts[1] and "[note: Pattern: " not in "".join(texts[2:])
+    # Once the window has shed the lines that held it, the note comes in again.
+    again = steering.before(PLAYER_LINES[1], len(steering.lines))
+    assert "[note: Pattern: " in again and AUTHORS_NOTE in again
     line = "Ash: What is that pattern the lamp keeps making?\nMira:"
-    assert texts[1].startswith("[note: Pattern: ") and texts[1].endswith(line)
-    assert "[note: Pattern: " not in "".join(texts[2 : 1 + LORE_STAYS])  # a note stays: not again at once
-    assert player_text(1) == line  # no steering: as before
+    assert player_text(1, texts[1]).endswith(line) and player_text(1) == line
+    # The window, from the turns' tokens: nothing shed, one turn and a bit shed.
+    turns = [[1] * 10, [2] * 10, [3] * 10]
+    assert first_line_in_view(turns, 5, 5 + 30) == first_line_in_view(turns, 5, 5 + 29) == 0
+    assert first_line_in_view(turns, 5, 5 + 20) == 2 and first_line_in_view(turns, 5, 5 + 15) == 4

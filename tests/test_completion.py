@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,6 +16,7 @@ from simularity_tui.engine import SamplingParams
 from simularity_tui.errors import UserFacingError
 from simularity_tui.scenario import LoadedPack, bundled_packs_dir, load_pack
 from simularity_tui.story import Budgets, Game
+from simularity_tui.story.saves import save_path
 from tests.fake_model import FakeSession
 
 if TYPE_CHECKING:
@@ -82,18 +84,38 @@ async def test_ctrl_g_extends_and_slash_lead_leads_in_the_tui(fake_session: Fake
         assert screen.game.lines[-1].text == "The lamp is lit." == screen.query(LineView)[-1].text
 
 
-def test_scripts_extend_and_lead_on_the_real_model(tmp_path: Path, model_path: Path) -> None:
-    script = "/lead Mira: The storm is\n/extend\n/impersonate\n"
-    path = tmp_path / "script.txt"
-    path.write_text(script)
-    command = [sys.executable, "-m", "simularity_tui", "run", str(LIGHTHOUSE), "--script", str(path), "--threads", "2"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    out = done.stdout.splitlines()
+def test_scripts_extend_lead_and_impersonate_and_the_save_keeps_them(tmp_path: Path, model_path: Path) -> None:
+    def run(script: str, *args: str) -> list[str]:
+        path = tmp_path / "script.txt"
+        path.write_text(script)
+        command = [sys.executable, "-m", "simularity_tui", "run", str(LIGHTHOUSE), "--script", str(path)]
+        command += ["--threads", "2", "--save", "steered", *args]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.splitlines()
+
+    def saved_lines() -> list[tuple[str, str]]:
+        saved = tomllib.loads(save_path("lighthouse", "steered").read_text())
+        by_id = {node["id"]: node for node in saved["nodes"]}
+        path, node_id = [], saved["head"]
+        while node_id in by_id:
+            path.append((by_id[node_id]["speaker"], by_id[node_id]["text"]))
+            node_id = by_id[node_id]["parent"]
+        return path[::-1]
+
+    out = run("/lead Mira: The storm is\n/extend\n/impersonate\n")
     led = next(line for line in out if line.startswith("Mira: The storm is"))
     assert len(led) > len("Mira: The storm is") and any(line.startswith("[extended] …") for line in out)
-    said = next(line for line in out if line.startswith("[impersonated] Ash: "))
-    assert f"Ash: {said.removeprefix('[impersonated] Ash: ')}" in out  # then said as the player's line
+    said = next(line for line in out if line.startswith("[impersonated] Ash: ")).removeprefix("[impersonated] Ash: ")
+    assert f"Ash: {said}" in out  # then said as the player's line
+    first = saved_lines()
+    (extended,) = [text for speaker, text in first if speaker == "mira" and text.startswith("The storm is")]
+    assert len(extended) > len(led.removeprefix("Mira: ")) - 1 and ("ash", said) in first
+    # Resumed: the led line, the extension and the impersonated line are the story; it goes on from them.
+    out = run("/lead Mira: And the boat\n/extend\n", "--resume")
+    assert any(line.startswith("Mira: And the boat") for line in out)
+    after = saved_lines()
+    assert after[: len(first)] == first and after[-1][0] == "mira" and after[-1][1].startswith("And the boat")
 
 
 async def test_impersonate_writes_the_players_line_and_keeps_nothing(

@@ -129,3 +129,11 @@ def test_a_script_adds_lore_that_fires_on_the_real_model(tmp_path: Path, model_p
     )
     saved = tomllib.loads(save_path("lighthouse", "lore").read_text())
     assert any("the-kettle" in node.get("notes", []) for node in saved["nodes"])  # it fired, in play
+    # Resumed: the entry is still the player's, and disabling it is kept (what that does: above).
+    path.write_text("/lore\n/lore disable the-kettle\nIs the kettle on?\n")
+    again = subprocess.run([*command, "--save", "lore", "--resume"], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert "[lore the-kettle: kettle: The kettle is cracked.]" in again.stdout
+    resumed = tomllib.loads(save_path("lighthouse", "lore").read_text())
+    assert resumed["lore"]["the-kettle"]["enabled"] is False
+    assert len(resumed["nodes"]) > len(saved["nodes"])  # and the story went on

@@ -30,7 +30,8 @@ from ..engine.context_window import LOW_WATER
 from ..engine.kv_cache import REFRESH_TOKENS
 from ..settings import Settings
 from .baseline import baseline_sampling, load_baseline, prepared_model_path
-from .script import SEED_BASE, SUMMARIES, ScriptedGame, Steering, pinned_text, player_text, reply_params
+from .script import PLAYER_LINES, SEED_BASE, SUMMARIES, ScriptedGame, pinned_text, player_text, reply_params
+from .steering import Steering, first_line_in_view
 
 
 def run_long_session_bench(args: argparse.Namespace, settings: Settings, model_override: Path | None) -> int:
@@ -76,19 +77,24 @@ def run_long_session_bench(args: argparse.Namespace, settings: Settings, model_o
 async def _play_all(
     args: argparse.Namespace, engine: LlamaSession, lower: LlamaSession, naive: Llama, console: Console
 ) -> dict:
-    steering = Steering(authors_note=bool(args.authors_note), lore=args.lore)
-    engine_game, lower_game = ScriptedGame(engine, steering=steering), ScriptedGame(lower, steering=steering)
+    steering = Steering(
+        lambda text: len(engine.tokenize(text)), engine.n_ctx, authors_note=bool(args.authors_note), lore=args.lore
+    )
+    engine_game, lower_game = ScriptedGame(engine), ScriptedGame(lower)
     naive_turns: list[str] = []
     strategies: dict[str, dict[str, list[float]]] = {
         name: {"prefill_tokens": [], "ttft_s": []} for name in ("engine", "naive", "lower_bound")
     }
     shifts = 0
     for turn in range(args.turns):
-        result = await engine_game.play(turn, args.reply_tokens)
+        in_view = first_line_in_view(engine_game.turns, len(engine_game.pinned), len(engine.kv_tokens))
+        notes = steering.before(PLAYER_LINES[turn % len(PLAYER_LINES)], in_view)
+        result = await engine_game.play(turn, args.reply_tokens, notes=notes)
+        steering.after(engine.detokenize(result.tokens))
         shifts += result.shifted_tokens > 0
         _record(strategies["engine"], result.evaluated_tokens, result.first_token_s)
-        _record(strategies["naive"], *_naive_turn(naive, naive_turns, turn, args, engine.chat_frame, steering))
-        floor = await lower_game.play(turn, args.reply_tokens, heal=False)
+        _record(strategies["naive"], *_naive_turn(naive, naive_turns, turn, args, engine.chat_frame, notes))
+        floor = await lower_game.play(turn, args.reply_tokens, heal=False, notes=notes)
         _record(strategies["lower_bound"], floor.evaluated_tokens, floor.first_token_s)
         if turn % 10 == 9 or turn == args.turns - 1:
             console.print(
@@ -102,17 +108,19 @@ async def _play_all(
     return {
         **strategies,
         "engine_shifts": shifts,
+        "lore_notes": steering.notes_brought,
+        "authors_notes": steering.notes_repeated,
         "summary_change": {"prefill_tokens": changed.evaluated_tokens, "ttft_s": changed.first_token_s},
     }
 
 
 def _naive_turn(
-    llm: Llama, turns: list[str], turn: int, args: argparse.Namespace, frame: ChatFrame, steering: Steering
+    llm: Llama, turns: list[str], turn: int, args: argparse.Namespace, frame: ChatFrame, notes: str
 ) -> tuple[int, float]:
     """One turn the way a typical frontend plays it; returns (tokens evaluated, time to first token).
     The pinned text goes in the same chat frame as the engine's (its control tokens read as such)."""
     pinned = frame.opening + pinned_text(SUMMARIES[0]) + frame.closing
-    new = player_text(turn, steering)
+    new = player_text(turn, notes)
     budget = args.n_ctx - args.reply_tokens - len(_tokens(llm, pinned + new))
     kept: list[str] = []
     for text in reversed(turns):
@@ -195,7 +203,8 @@ def _print_table(figures: dict, checks: dict) -> None:
     Console().print(table)
     change = figures["summary_change"]
     print(
-        f"engine shifts: {figures['engine_shifts']}; summary change: {change['prefill_tokens']} tokens "
+        f"engine shifts: {figures['engine_shifts']}; steering: {figures['lore_notes']} lore notes, "
+        f"{figures['authors_notes']} author's note copies; summary change: {change['prefill_tokens']} tokens "
         f"re-read, {change['ttft_s'] * 1000:.0f} ms to first token"
     )
     print(f"engine ttft last 50 / turns 5-25: {checks['engine_ttft_last50_over_turns5to25']:.2f} (target <= 1.5)")

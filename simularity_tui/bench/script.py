@@ -3,7 +3,7 @@ player lines, fixed reply length and seeds (seed = SEED_BASE + turn)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from ..engine import GenerationParams, GenerationResult, Prompt, SamplingParams
@@ -46,50 +46,12 @@ PLAYER_LINES = (
 )
 
 
-# Steering, as a game adds it (story/reminders.py, story/lore.py): texts appended to a turn, never
-# spliced. The author's note comes in every REMIND_EVERY turns; a lore note when its key is in the
-# player's line and it has not come in within the last LORE_STAYS turns.
-AUTHORS_NOTE = "[author's note: Keep it tense and quiet; Mira hides the truth about the boat.]\n"
-REMIND_EVERY = 4
-LORE_STAYS = 8
-_LORE_KEYS = tuple(
-    dict.fromkeys(word.strip("?.!,").lower() for line in PLAYER_LINES for word in line.split() if len(word) > 4)
-)
-
-
-@dataclass(frozen=True)
-class Steering:
-    """What a player adds to the scripted story: an author's note, and `lore` lore entries whose
-    keys are words of the player's lines (at most as many as there are such words)."""
-
-    authors_note: bool = False
-    lore: int = 0
-
-    def notes(self, turn: int) -> str:
-        """The notes turn `turn` brings in, before its line."""
-        keys = _LORE_KEYS[: self.lore]
-        said = {word.strip("?.!,").lower() for word in PLAYER_LINES[turn % len(PLAYER_LINES)].split()}
-        recent = {
-            word.strip("?.!,").lower()
-            for back in range(1, LORE_STAYS + 1)
-            if turn - back >= 0
-            for word in PLAYER_LINES[(turn - back) % len(PLAYER_LINES)].split()
-        }
-        lore = "".join(
-            f"[note: {key.capitalize()}: what the coast folk say of it, in a sentence or two of lore.]\n"
-            for key in keys
-            if key in said and key not in recent
-        )
-        note = AUTHORS_NOTE if self.authors_note and turn % REMIND_EVERY == 0 else ""
-        return lore + note
-
-
 def pinned_text(summary: str) -> str:
     return f"{SCENARIO}\nSummary of the story so far: {summary}\n\nStory:\n"
 
 
-def player_text(turn: int, steering: Steering | None = None) -> str:
-    notes = steering.notes(turn) if steering else ""
+def player_text(turn: int, notes: str = "") -> str:
+    """Turn `turn`'s player line, after the notes it brings in (bench/steering.py), and the reply's opening."""
     return f"{notes}Ash: {PLAYER_LINES[turn % len(PLAYER_LINES)]}\nMira:"
 
 
@@ -101,9 +63,8 @@ def reply_params(turn: int, reply_tokens: int, *, heal: bool) -> GenerationParam
 class ScriptedGame:
     """The conversation as the engine sees it: a pinned block and whole turns of exact tokens."""
 
-    def __init__(self, session: LlamaSession, summary: str = SUMMARIES[0], steering: Steering | None = None) -> None:
+    def __init__(self, session: LlamaSession, summary: str = SUMMARIES[0]) -> None:
         self.session = session
-        self.steering = steering
         self.bos = [session.bos_token] if session.bos_token is not None else []
         self.turns: list[list[int]] = []
         self.set_summary(summary)
@@ -112,11 +73,11 @@ class ScriptedGame:
         """The pinned block with `summary`, in the model's chat frame (`--template`), as a game has it."""
         self.pinned = self.bos + framed(self.session, self.session.tokenize(pinned_text(summary)))
 
-    def prompt(self, turn: int) -> Prompt:
-        return Prompt.of(self.pinned, [*self.turns, self.session.tokenize(player_text(turn, self.steering))])
+    def prompt(self, turn: int, notes: str = "") -> Prompt:
+        return Prompt.of(self.pinned, [*self.turns, self.session.tokenize(player_text(turn, notes))])
 
-    async def play(self, turn: int, reply_tokens: int, *, heal: bool = True) -> GenerationResult:
-        prompt = self.prompt(turn)
+    async def play(self, turn: int, reply_tokens: int, *, heal: bool = True, notes: str = "") -> GenerationResult:
+        prompt = self.prompt(turn, notes)
         generation = self.session.generate(prompt, reply_params(turn, reply_tokens, heal=heal))
         async for _piece in generation:
             pass
