@@ -337,10 +337,11 @@ async def test_the_persona_is_changed_in_its_screen(fake_session: FakeSession) -
         await pilot.press("f9")
         await wait_for(lambda: isinstance(app.screen, PersonaScreen))
         field = app.screen.query_one("#persona-name", Input)
-        field.value = "Wren [the lost]"
+        field.value = "Wren [b]the lost[/b]"
         await pilot.press("ctrl+s")
         await wait_for(lambda: app.screen is screen)
-        assert screen.game.pack.player.name == "Wren [the lost]"
-        assert 'player_name = "Wren [the lost]"' in screen.saved.path.read_text()
+        assert screen.game.pack.player.name == "Wren [b]the lost[/b]"
+        assert 'player_name = "Wren [b]the lost[/b]"' in screen.saved.path.read_text()
         await turn(pilot, screen, *"Hello", "enter")
-        assert any(view.speaker_name == "Wren [the lost]" for view in screen.query(LineView))
+        (said,) = [view for view in screen.query(LineView) if view.speaker_name == "Wren [b]the lost[/b]"]
+        assert str(said.render()).startswith("Wren [b]the lost[/b]: Hello")  # brackets shown, never markup
