@@ -14,9 +14,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import get_args
-
-from pydantic import ValidationError
+from typing import TYPE_CHECKING
 
 from . import __version__, paths
 from .cli_doctor import add_doctor_command, doctor_command
@@ -24,15 +22,21 @@ from .cli_import import COMMANDS as IMPORT_COMMANDS
 from .cli_import import add_import_commands, import_command
 from .cli_models import add_models_command, models_command
 from .cli_prompt import add_prompt_command, prompt_command
-from .engine.chat_template import CHOICES
 from .errors import UserFacingError
-from .exit_guard import ExitGuard
 from .native_stderr import route_native_stderr
-from .settings import API_KEY_VARIABLE, GraphicsMode, Settings, load_settings
-from .story.saves import AUTOSAVE
 from .untrusted_text import printable
 
+if TYPE_CHECKING:
+    from .settings import Settings
+
 log = logging.getLogger("simularity")
+
+# The parser's own copies of three names, so that `simularity --help` and `simularity check` import
+# no settings (pydantic), engine or story: engine.chat_template.CHOICES, settings.GraphicsMode and
+# story.saves.AUTOSAVE (tests/test_imports.py holds them equal).
+TEMPLATE_CHOICES = ("auto", "raw", "chatml", "llama3", "mistral", "gemma", "alpaca")
+GRAPHICS_MODES = ("auto", "kitty", "sixel", "halfcell", "unicode", "none")
+AUTOSAVE = "autosave"
 
 
 def _model_options() -> argparse.ArgumentParser:
@@ -59,8 +63,8 @@ def _model_options() -> argparse.ArgumentParser:
         help="layers to offload to the GPU (-1: all; auto: as many as fit, as `simularity doctor` suggests)",
     )  # fmt: skip
     group.add_argument(
-        "--template", choices=CHOICES, metavar="NAME",
-        help=f"the chat frame: auto (the model's own), raw (a plain transcript), or {', '.join(CHOICES[2:])}",
+        "--template", choices=TEMPLATE_CHOICES, metavar="NAME",
+        help=f"the chat frame: auto (the model's own), raw (a plain transcript), or {', '.join(TEMPLATE_CHOICES[2:])}",
     )  # fmt: skip
     group.add_argument(
         "--no-context-shift",
@@ -99,12 +103,13 @@ BENCHES = (
         "long-session", "a long conversation: engine vs naive frontend vs lower bound",
         "long_session:run_long_session_bench",
         (("--turns", 150, "turns to play"), ("--reply-tokens", 40, "tokens per reply"),
-         ("--authors-note", 0, "1: an author's note every 4 turns"),
+         ("--authors-note", 0, "1: an author's note, due 4 lines after its last copy"),
          ("--lore", 0, "lore entries keyed on the player's words (up to 20)")), n_ctx=1024, in_process=True,
     ),
     Bench(
         "story", "a whole story game with summaries, turn after turn", "story:run_story_bench",
-        (("--turns", 300, "turns to play"), ("--reply-tokens", 40, "tokens per line")), n_ctx=1024,
+        (("--turns", 300, "turns to play"), ("--reply-tokens", 40, "tokens per line"),
+         ("--think-ms", 3000, "the player reading and typing between turns: summaries are written then")), n_ctx=1024,
     ),
     Bench(
         "resume", "resuming from a KV state file vs re-evaluating", "resume:run_resume_bench",
@@ -139,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--save", default=AUTOSAVE, metavar="NAME", help="the save to play (resumed if it exists)")
     parser.add_argument("--new", action="store_true", help="start a new game, in a new save")
     parser.add_argument(
-        "--graphics", choices=get_args(GraphicsMode),
+        "--graphics", choices=GRAPHICS_MODES,
         help="how to draw the stage (default: auto, or [ui] graphics in settings.toml)",
     )  # fmt: skip
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -203,6 +208,10 @@ def _backend_url(text: str) -> str:
 
 
 def settings_with_overrides(args: argparse.Namespace) -> Settings:
+    from pydantic import ValidationError
+
+    from .settings import API_KEY_VARIABLE, load_settings
+
     settings = load_settings(getattr(args, "settings", None))
     if getattr(args, "model", None) is not None and getattr(args, "backend", None) is not None:
         raise UserFacingError("--model and --backend both given", hint="Choose one: a GGUF file, or a server's URL.")
@@ -404,6 +413,7 @@ def _play(args: argparse.Namespace) -> int:
     from .ui.terminal_graphics import prepare_terminal_graphics
 
     prepare_terminal_graphics(settings.ui.graphics)
+    from .exit_guard import ExitGuard
     from .ui.app import LaunchOptions, SimularityApp
 
     options = LaunchOptions(

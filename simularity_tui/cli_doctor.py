@@ -12,10 +12,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .settings import Settings
 from .untrusted_text import printable
+
+if TYPE_CHECKING:  # the command line imports this module for its parser: `simularity --help` stays light
+    from .settings import Settings
 
 MIB = 1 << 20
 GIB = 1 << 30

@@ -13,22 +13,22 @@ tokenizes for itself. `prompt_output` does the work on any session (the tests pa
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 from collections.abc import Coroutine
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .engine import ModelSession, RestoredState
 from .errors import UserFacingError
-from .scenario.loader import LoadedPack
-from .settings import Settings
-from .story import Game
-from .story.prompt_view import PromptPart, PromptView
 from .untrusted_text import printable
+
+if TYPE_CHECKING:  # the command line imports this module for its parser: `simularity --help` stays light
+    from .engine import ModelSession, RestoredState
+    from .scenario.loader import LoadedPack
+    from .settings import Settings
+    from .story import Game
+    from .story.prompt_view import PromptPart, PromptView
 
 JSON_FORMAT = 1  # the --json document's version: raised when a field changes meaning or goes
 _TITLES = {"pinned": "Pinned block", "story": "The story", "open": "The next line"}
@@ -106,6 +106,8 @@ def prompt_output(
     settings: Settings | None = None,
 ) -> tuple[str, list[str]]:
     """The view as text or JSON, and the warnings reading the save gave."""
+    from .settings import Settings
+
     game, warnings = _game(session, loaded, episode=episode, save=save, settings=settings or Settings())
     view = game.prompt_view(say)
     if as_json:
@@ -118,6 +120,7 @@ def _game(
     session: ModelSession, loaded: LoadedPack, *, episode: str | None, save: str | None, settings: Settings
 ) -> tuple[Game, list[str]]:
     """A new game of `episode`, or the game of the save `save` with its KV as resuming would find it."""
+    from .story import Game
     from .story.play import read_game
     from .story.saves import kv_path, save_path
 
@@ -138,6 +141,9 @@ def _game(
 def _finished(job: Coroutine[Any, Any, RestoredState]) -> RestoredState:
     """Run `job` to its end from plain code: here, or on a thread of its own when an event loop
     runs here already (a test's, or a caller's), which cannot run another."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
     try:
         asyncio.get_running_loop()
     except RuntimeError:

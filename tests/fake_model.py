@@ -16,7 +16,7 @@ The API (stable: the story, save and UI tests all use it):
   first) and clock (default the grammar's first hour, minute 00). The stage step before it (its
   `directions_grammar`) writes ` none]\\n`; or, when that next entry is a `Reply` whose `stage` is
   True, the first command the grammar offers; or the command `stage` names.
-- A summary request (no grammar, stopping at "\\n\\n") takes the next of `summaries`, else a default.
+- A summary request (under the summary grammar) takes the next of `summaries`, else a default.
 - Any other prompt takes the next entry of `replies` as its whole reply.
 - An exception in `replies` is raised by the generation that takes it (a server gone, say).
 - With the script spent, lines come from DEFAULT_LINES in turn (and summaries are numbered).
@@ -51,6 +51,9 @@ from simularity_tui.engine.config import fresh_seed
 from simularity_tui.engine.context_window import common_prefix, plan_window
 from simularity_tui.engine.results import StopReason
 from simularity_tui.engine.task_generation import TaskGeneration
+from simularity_tui.story.summary import SUMMARY_GRAMMAR
+
+SPLICE_MIN, REFRESH = 16, 16  # engine/kv_cache.py's MIN_SHIFT_KEEP and REFRESH_TOKENS, without llama.cpp
 
 PAD, EOS, BOS = 0, 1, 2  # the embedded Gemma's ids
 VOCAB_SIZE = 262_144  # the embedded Gemma's: a save's token ids are checked against it
@@ -302,6 +305,11 @@ class FakeSession:
         if evicted and held[:n_keep] == tuple(window[:n_keep]) and held[n_keep : n_keep + len(evicted)] == evicted:
             held, shifted = held[:n_keep] + held[n_keep + len(evicted) :], len(evicted)
         common = min(common_prefix(held, window), len(window) - 1)  # the last is always read again
+        kept = common_prefix(held[self._n_keep :], window[n_keep:])
+        if common < min(self._n_keep, n_keep) and kept >= SPLICE_MIN:  # a new pinned tail, put in place
+            read = n_keep - common + len(window) - n_keep - kept + min(REFRESH, kept)
+            self._held, self._n_keep = tuple(window), n_keep
+            return read, shifted
         self._held, self._n_keep = tuple(window), n_keep
         return len(window) - common, shifted
 
@@ -321,11 +329,11 @@ class FakeSession:
             return self._directions(grammar)
         if _rule(grammar, "speaker") is not None and _rule(grammar, "hour") is not None:
             return self._line(grammar, self._take())
-        if grammar:
-            raise ScriptError("FakeSession writes under the game's two grammars only")
-        if "\n\n" in params.stop:
+        if grammar == SUMMARY_GRAMMAR:
             summary = self.summaries.popleft() if self.summaries else None
-            return (summary or f"Summary {next(self._summaries_written)}: the story so far, in short.") + "\n\n"
+            return (summary or f"Summary {next(self._summaries_written)}: the story so far, in short.") + "\n"
+        if grammar:
+            raise ScriptError("FakeSession writes under the game's three grammars only")
         return self._take().text
 
     def _take(self) -> Reply:

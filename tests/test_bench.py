@@ -56,15 +56,30 @@ def test_bench_resume_compares_restore_with_reevaluation(tmp_path: Path, model_p
     assert figures["window_tokens"] >= 0.9 * 512
     assert figures["ratio"] == figures["reevaluate_ttft_s"] / figures["restore_ttft_s"]
     assert re.fullmatch(r"ratio: \d+\.\d", run.stdout.strip().splitlines()[-1])
+    # The path a resumed game takes, from what the run measured: restoring, on a CPU.
+    path = figures["resume_path"]
+    assert path["choice"] == "restore" and path["reevaluate_estimate_s"] > path["restore_estimate_s"] > 0
+    assert path["state_file_bytes"] == figures["state_file_bytes"] and path["tokens"] == figures["window_tokens"]
+    # Where prefill ran past the break-even speed (a GPU), it would re-evaluate.
+    faster = path["if_prefill_faster"]
+    assert faster["prefill_tokens_per_s"] > path["break_even_prefill_tokens_per_s"] > path["prefill_tokens_per_s"]
+    assert faster["choice"] == "re-evaluate" and faster["reevaluate_estimate_s"] < faster["restore_estimate_s"]
+    assert "resume path on this machine: restore (estimates: restore " in run.stdout
+    assert re.search(r"re-evaluating would win above [\d,]+ tokens/s; at [\d,]+: re-evaluate", run.stdout)
 
 
 def test_bench_story_plays_a_whole_game(tmp_path: Path, model_path: Path) -> None:
     out = tmp_path / "story.json"
-    run = bench("story", "--turns", "12", "--n-ctx", "768", "--reply-tokens", "16", "--json", str(out))
+    run = bench(
+        "story", "--turns", "12", "--n-ctx", "768", "--reply-tokens", "16", "--think-ms", "1500", "--json", str(out)
+    )
     figures = json.loads(out.read_text())
     assert len(figures["ttft_s"]) == len(figures["prefill_tokens"]) == 12 and figures["lines"] >= 12 * 2
-    assert figures["summaries"] >= 1  # 12 turns overflow 768 tokens: memory was written
-    assert "ttft last 50 / turns 5-25:" in run.stdout
+    assert figures["summaries"] >= 1  # 12 turns overflow 768 tokens: memory was written, between turns
+    assert figures["ttft_p50_s"] <= figures["ttft_p95_s"] <= figures["ttft_p99_s"] <= figures["ttft_max_s"]
+    assert figures["ttft_max_s"] == max(figures["ttft_s"]) and 0 <= figures["summary_wait_turns"] < 12
+    assert figures["first_text_over_first_token"] >= 1  # text comes with or after the first token
+    assert "ttft last 50 / turns 5-25:" in run.stdout and "p95/p50" in run.stdout
 
 
 def test_bench_startup_times_the_first_frame_and_the_model_with_and_without_a_cache(

@@ -132,16 +132,49 @@ async def test_the_fallback_reevaluates_the_kept_window(unshifting_session: Llam
     assert kl(log_probs(session), re_evaluated) < 1e-3
 
 
-async def test_replacing_the_summary_rereads_from_the_change(small_session: LlamaSession) -> None:
+@pytest.mark.parametrize("offset", [0, 3, 7])
+async def test_a_new_summary_is_put_in_place_without_reading_the_turns_again(
+    small_session: LlamaSession, offset: int
+) -> None:
+    """The pinned block's tail (the summary) changes: only the new tail and a short refresh are
+    read; the next token then matches a fresh evaluation of the same tokens (KL <= 0.02)."""
+    from simularity_tui.engine.kv_cache import REFRESH_TOKENS  # llama.cpp: not at collection
+
     session = small_session
     await session.reset()
-    pinned, turns = conversation(session, 4)
-    await run(session, Prompt.of(pinned + session.tokenize("Summary: Ash arrived.\n"), turns), NEXT_TOKEN)
-    changed = pinned + session.tokenize("Summary: Ash arrived and met Pip.\n")
-    result = await run(session, Prompt.of(changed, turns), NEXT_TOKEN)
-    first_change = len(pinned) + 4  # "Summary: Ash arrived" is shared
-    assert session.detokenize(changed[:first_change]).endswith("Summary: Ash arrived")
-    assert result.evaluated_tokens == len(session.kv_tokens) - first_change
+    pinned, turns = conversation(session, 6, offset)
+    before = pinned + session.tokenize("Summary: Ash arrived.\n")
+    await run(session, Prompt.of(before, turns), NEXT_TOKEN)
+    for summary in ("Summary: Ash arrived soaked, and Mira let him in but forbade the lamp room.\n", "Summary: -\n"):
+        changed = pinned + session.tokenize(summary)
+        result = await run(session, Prompt.of(changed, turns), NEXT_TOKEN)
+        tail = len(changed) - len(pinned) - 2  # "Summary:" is shared
+        assert result.evaluated_tokens <= tail + REFRESH_TOKENS + 1 and result.evaluated_tokens >= REFRESH_TOKENS
+        held = list(session.kv_tokens)
+        assert held == changed + [t for turn in turns for t in turn] and kv_is_consistent(session)
+        spliced = log_probs(session)
+        await session.reset()
+        await run(session, held, NEXT_TOKEN)  # the same tokens, evaluated from nothing
+        divergence = kl(log_probs(session), spliced)
+        print(f"KL(fresh || spliced) = {divergence:.5f} for a summary of {tail} new tokens")
+        assert divergence <= 0.02
+        await run(session, Prompt.of(changed, turns), NEXT_TOKEN)  # as it stood: the next change splices
+
+
+async def test_a_summary_evicting_turns_too_slides_the_kept_ones(small_session: LlamaSession) -> None:
+    """A longer summary whose window drops the oldest turns: they leave with the old tail."""
+    session = small_session
+    await session.reset()
+    pinned, turns = conversation(session, 6)
+    await run(session, Prompt.of(pinned + session.tokenize("Summary: -\n"), turns), NEXT_TOKEN)
+    changed = pinned + session.tokenize("Summary: Ash arrived; Mira let him in.\n")
+    result = await run(session, Prompt.of(changed, turns[2:]), NEXT_TOKEN)
+    assert list(session.kv_tokens) == changed + [t for turn in turns[2:] for t in turn] and kv_is_consistent(session)
+    assert result.evaluated_tokens < sum(len(turn) for turn in turns[2:])
+    # No summary at all (memory cleared): the old tail only goes, and the turns slide left.
+    result = await run(session, Prompt.of(pinned, turns[2:]), NEXT_TOKEN)
+    assert list(session.kv_tokens) == pinned + [t for turn in turns[2:] for t in turn] and kv_is_consistent(session)
+    assert result.evaluated_tokens <= 16 + 1
 
 
 async def test_a_reply_that_fills_the_context_evicts_and_goes_on(small_session: LlamaSession) -> None:

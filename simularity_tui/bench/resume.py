@@ -3,6 +3,10 @@
 The scripted conversation is played until the context is nearly full; the KV state is saved. Then,
 in alternating rounds from an empty KV: the next turn's time to first token when the whole window
 is re-evaluated, and when the state file is restored first (the restore counted in).
+
+Last, the path a resumed game takes (engine/resume_path.py) is weighed from an empty KV with what
+the session measured on this machine, and again as it would be where prefill ran twice the speed
+at which re-evaluating starts to win (a GPU, say).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from pathlib import Path
 from rich.console import Console
 
 from ..engine import GenerationParams, LlamaSession, Prompt
+from ..engine.resume_path import ResumeChoice, choose_resume
 from ..settings import Settings
 from .baseline import measure_on_session
 from .script import ScriptedGame, reply_params
@@ -41,6 +46,12 @@ def run_resume_bench(args: argparse.Namespace, settings: Settings, model_overrid
     print(
         f"restore:     {figures['restore_ttft_s'] * 1000:.0f} ms to first token, "
         f"of which {figures['restore_load_s'] * 1000:.0f} ms reading the file (median)"
+    )
+    path_taken, faster = figures["resume_path"], figures["resume_path"]["if_prefill_faster"]
+    print(f"resume path on this machine: {path_taken['choice']} ({_estimates(path_taken)})")
+    print(
+        f"  re-evaluating would win above {path_taken['break_even_prefill_tokens_per_s']:,.0f} tokens/s; "
+        f"at {faster['prefill_tokens_per_s']:,.0f}: {faster['choice']} ({_estimates(faster)})"
     )
     print(f"ratio: {figures['ratio']:.1f}")
     if args.json:
@@ -71,6 +82,15 @@ async def _measure(session: LlamaSession, args: argparse.Namespace, console: Con
             assert restored.warning is None, restored.warning
             load.append(time.perf_counter() - started)
             restore.append(load[-1] + await _first_token(session, next_prompt, first_token_only))
+        await session.reset()  # as a game resumes: nothing in the KV yet
+        choice = await session.resume_choice(state)
+    assert choice is not None
+    faster = choose_resume(
+        choice.state_bytes,
+        choice.tokens,
+        restore_bytes_per_s=choice.restore_bytes_per_s,
+        prefill_tokens_per_s=2 * choice.break_even_tokens_per_s,
+    )
     return {
         "turns_played": turn,
         "window_tokens": window_tokens,
@@ -80,7 +100,30 @@ async def _measure(session: LlamaSession, args: argparse.Namespace, console: Con
         "restore_load_s": statistics.median(load),
         "ratio": statistics.median(reevaluate) / statistics.median(restore),
         "rounds": {"reevaluate_s": reevaluate, "restore_s": restore, "load_s": load},
+        "resume_path": {
+            **_choice_figures(choice),
+            "break_even_prefill_tokens_per_s": choice.break_even_tokens_per_s,
+            "if_prefill_faster": _choice_figures(faster),
+        },
     }
+
+
+def _choice_figures(choice: ResumeChoice) -> dict:
+    return {
+        "choice": choice.path,
+        "restore_estimate_s": choice.restore_s,
+        "reevaluate_estimate_s": choice.reevaluate_s,
+        "state_file_bytes": choice.state_bytes,
+        "tokens": choice.tokens,
+        "restore_bytes_per_s": choice.restore_bytes_per_s,
+        "prefill_tokens_per_s": choice.prefill_tokens_per_s,
+    }
+
+
+def _estimates(figures: dict) -> str:
+    reevaluate = figures["reevaluate_estimate_s"]
+    said = "unknown" if reevaluate is None else f"{reevaluate * 1000:,.0f} ms"
+    return f"estimates: restore {figures['restore_estimate_s'] * 1000:,.0f} ms, re-evaluate {said}"
 
 
 async def _first_token(session: LlamaSession, prompt: Prompt, params: GenerationParams) -> float:

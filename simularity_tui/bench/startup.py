@@ -58,8 +58,9 @@ def run_startup_bench(args: argparse.Namespace, settings: Settings, model_overri
     game = [sys.executable, "-m", "simularity_tui", "--pack", str(pack), "--new", "--graphics", "none"]
     if model_override is not None:
         game += ["--model", str(model_override)]
-    if args.threads is not None:
-        game += ["--threads", str(args.threads)]
+    threads = getattr(args, "threads", None)  # model options left out are absent (argparse.SUPPRESS)
+    if threads is not None:
+        game += ["--threads", str(threads)]
     bare: list[tuple[float, float]] = []
     cached: list[tuple[float, float]] = []
     uncached: list[tuple[float, float]] = []

@@ -7,6 +7,10 @@ the KV to a new window evaluates only what it lacks:
 - when whole turns were evicted right after that prefix (the window moved on), the evicted chunk
   is removed with `llama_memory_seq_rm` and everything after it slid left with `llama_memory_seq_add`
   (llama.cpp re-rotates the keys lazily): nothing is re-evaluated;
+- when the pinned block's tail changed (a new summary, edited memory: the summary is its last part)
+  and the KV holds the window's turns after the old block, the new tail is evaluated in place of
+  the old one and the turns slid by the difference (`NativeContext.replace_span`): only the new
+  tail is read, not the turns after it;
 - whatever differs after that is evaluated.
 
 The shift needs `llama_memory_can_shift` (false for M-RoPE models, for SWA models without a full
@@ -54,10 +58,16 @@ class KvCache:
         """
         target = window.tokens[:evaluate_until]
         common = min(common_prefix(self.tokens, target), len(target) - 1)
-        if common < len(self.tokens) and not self._shift_out_evicted(common, target):
-            self._truncate(common)
+        spliced: int | None = 0
+        if common < len(self.tokens):
+            if common < self.n_keep:  # the pinned block changed: a new summary, edited memory
+                spliced = self._replace_pinned_tail(common, target, window.n_keep)
+                if spliced is None:
+                    self._truncate(common)
+            elif not self._shift_out_evicted(common, target):
+                self._truncate(common)
         self.n_keep, self.turn_starts = window.n_keep, list(window.turn_starts)
-        return self._evaluate(target[len(self.tokens) :], progress)
+        return (spliced or 0) + self._evaluate(target[len(self.tokens) :], progress)
 
     def append(self, token: int) -> None:
         """Evaluate one generated token at the end."""
@@ -104,6 +114,39 @@ class KvCache:
         # Keep the match but its last REFRESH_TOKENS, which the caller evaluates again with the rest.
         self._truncate(max(common, common + best_match - REFRESH_TOKENS))
         return True
+
+    def _replace_pinned_tail(self, common: int, target: Sequence[int], n_keep: int) -> int | None:
+        """If the KV holds `target`'s turns after its old pinned block (the first of them perhaps
+        evicted since), put the new pinned tail `target[common:n_keep]` in place of the old one and
+        slide the turns, without reading them again; return the tokens evaluated, or None.
+
+        The kept turns' keys were computed under the old tail: the last REFRESH_TOKENS of them are
+        evaluated again, as after a shift (the module notes; the KL against a fresh evaluation is
+        measured in tests/test_context_shift.py)."""
+        if not self.can_shift or n_keep < common:
+            return None
+        best_start, best_match = 0, 0
+        for start in [self.n_keep, *(start for start in self.turn_starts if start > self.n_keep)]:
+            match = common_prefix(self.tokens[start:], target[n_keep:])
+            if match > best_match:
+                best_start, best_match = start, match
+        if best_match < MIN_SHIFT_KEEP:
+            return None
+        # Keep the match but its last REFRESH_TOKENS, which the caller evaluates again with the rest;
+        # what follows it goes first, so that the new tail finds free cells.
+        self._truncate(best_start + max(0, best_match - REFRESH_TOKENS))
+        if len(self.tokens) <= best_start:  # memory that could not drop the end: it is empty now
+            return None
+        tail = list(target[common:n_keep])
+        try:
+            if not self.context.replace_span(common, best_start, tail):
+                return None
+        except DecodeError:  # no room after all (the KV holds positions before `common` only)
+            del self.tokens[common:]
+            return None
+        self.shifted_out += best_start - self.n_keep  # turns evicted since, never read again
+        self.tokens[common:best_start] = tail
+        return len(tail)
 
     def _shift(self, start: int, end: int) -> bool:
         """Remove positions [start, end) and slide the rest left, without re-evaluating them."""

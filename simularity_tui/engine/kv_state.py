@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import struct
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
@@ -134,15 +135,48 @@ def read_state(path: Path, *, model: str) -> tuple[StateHeader, bytes]:
         raise StateFileError(f"{path.name} does not exist") from None
     except OSError as error:
         raise StateFileError(f"{path.name} cannot be read ({error.strerror})") from None
-    if not data.startswith(MAGIC) or len(data) < len(MAGIC) + 4:
-        raise StateFileError(f"{path.name} is not a Simularity KV state file")
-    (header_size,) = struct.unpack_from("<I", data, len(MAGIC))
+    header_size = _header_size(path, data[: len(MAGIC) + 4], len(data))
     start = len(MAGIC) + 4
-    damaged = StateFileError(f"{path.name} has a damaged header")
-    if header_size > MAX_HEADER or start + header_size > len(data):
-        raise damaged
+    document, header = _checked_header(path, data[start : start + header_size], model)
+    payload = data[start + header_size :]
+    if len(payload) != header.payload_size or checksum(document, payload) != header.sha256:
+        raise StateFileError(f"{path.name} is damaged (its checksum does not match)")
+    return header, payload
+
+
+def read_header(path: Path, *, model: str) -> StateHeader:
+    """The header of `path` alone, checked as `read_state` checks it but for the checksum (which
+    needs the whole payload read): what a resume weighs before it reads the rest."""
     try:
-        document = json.loads(data[start : start + header_size])
+        with path.open("rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            header_size = _header_size(path, handle.read(len(MAGIC) + 4), size)
+            encoded = handle.read(header_size)
+    except FileNotFoundError:
+        raise StateFileError(f"{path.name} does not exist") from None
+    except OSError as error:
+        raise StateFileError(f"{path.name} cannot be read ({error.strerror})") from None
+    _document, header = _checked_header(path, encoded, model)
+    if len(MAGIC) + 4 + header_size + header.payload_size != size:
+        raise StateFileError(f"{path.name} is damaged (it is not as long as its header says)")
+    return header
+
+
+def _header_size(path: Path, prefix: bytes, file_size: int) -> int:
+    """The header's length from the file's first bytes (`prefix`: the magic and the length)."""
+    if not prefix.startswith(MAGIC) or len(prefix) < len(MAGIC) + 4:
+        raise StateFileError(f"{path.name} is not a Simularity KV state file")
+    (header_size,) = struct.unpack_from("<I", prefix, len(MAGIC))
+    if header_size > MAX_HEADER or len(MAGIC) + 4 + header_size > file_size:
+        raise StateFileError(f"{path.name} has a damaged header")
+    return int(header_size)
+
+
+def _checked_header(path: Path, encoded: bytes, model: str) -> tuple[dict[str, Any], StateHeader]:
+    """The header's JSON document and fields, for this format, runtime and `model`."""
+    damaged = StateFileError(f"{path.name} has a damaged header")
+    try:
+        document = json.loads(encoded)
     except (ValueError, RecursionError):  # RecursionError: arrays nested thousands deep
         raise damaged from None
     if not isinstance(document, dict):
@@ -157,10 +191,7 @@ def read_state(path: Path, *, model: str) -> tuple[StateHeader, bytes]:
         raise StateFileError(f"{path.name} was written by {header.runtime}; this is {runtime_version()}")
     if header.model != model:
         raise StateFileError(f"{path.name} was written for another model")
-    payload = data[start + header_size :]
-    if len(payload) != header.payload_size or checksum(document, payload) != header.sha256:
-        raise StateFileError(f"{path.name} is damaged (its checksum does not match)")
-    return header, payload
+    return document, header
 
 
 def _header(document: dict[str, Any]) -> StateHeader | None:

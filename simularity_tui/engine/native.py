@@ -171,18 +171,23 @@ class DecodeAborted(DecodeError):
 Progress = Callable[[int, int], None]  # (tokens done, tokens in all)
 
 
+SPLICE_SEQ = 1  # a second sequence, only while `replace_span` evaluates a new span (see there)
+
+
 class NativeContext:
-    """One llama.cpp context with a single sequence (seq 0) whose KV the caller tracks."""
+    """One llama.cpp context whose story is sequence 0, with KV the caller tracks. A second sequence
+    exists only inside `replace_span`; the KV is unified, so both share every cell (and n_ctx)."""
 
     def __init__(self, model: NativeModel, *, n_ctx: int, n_batch: int, n_threads: int) -> None:
         params = C.llama_context_default_params()
         params.n_ctx = n_ctx
         params.n_batch = n_batch
         params.n_ubatch = n_batch
-        params.n_seq_max = 1
+        params.n_seq_max = 2  # seq 0, and SPLICE_SEQ for `replace_span`
+        params.kv_unified = True  # one pool of n_ctx cells: the second sequence costs no memory
         # One logits row per batch is all we read; the default (n_batch rows of a 262k vocabulary)
-        # reserves ~500 MiB of compute buffer for Gemma.
-        params.n_outputs_max = 1
+        # reserves ~500 MiB of compute buffer for Gemma. llama.cpp reserves one row per sequence.
+        params.n_outputs_max = params.n_seq_max
         params.n_threads = n_threads
         params.n_threads_batch = n_threads
         params.swa_full = True  # SWA models (Gemma 3) can shift and roll back only with a full cache
@@ -226,7 +231,7 @@ class NativeContext:
         self._decode_batches(tokens, start, last=True, progress=progress)
 
     def _decode_batches(
-        self, tokens: Sequence[int], start: int, *, last: bool, progress: Progress | None = None
+        self, tokens: Sequence[int], start: int, *, last: bool, progress: Progress | None = None, seq: int = 0
     ) -> None:
         batch = self._batch
         for first in range(0, len(tokens), self.n_batch):
@@ -238,7 +243,7 @@ class NativeContext:
                 batch.token[i] = token
                 batch.pos[i] = start + first + i
                 batch.n_seq_id[i] = 1
-                batch.seq_id[i][0] = 0
+                batch.seq_id[i][0] = seq
                 batch.logits[i] = last and last_chunk and i == len(chunk) - 1
             batch.n_tokens = len(chunk)
             status = C.llama_decode(self.ptr, batch)
@@ -257,6 +262,39 @@ class NativeContext:
             return False
         C.llama_memory_seq_add(self.memory, 0, end, -1, -(end - start))
         self.shift_pending = True
+        return True
+
+    def replace_span(self, start: int, end: int, tokens: Sequence[int]) -> bool:
+        """Replace positions [start, end) with `tokens`, evaluated in place, and slide the later
+        positions by the difference without evaluating them again; False if refused (nothing
+        changed then). On `DecodeError` the KV holds positions < `start` only.
+
+        llama.cpp decodes a sequence only at its next position, so the new span is evaluated on a
+        second sequence that shares the cells before `start` (`seq_cp` adds a sequence id to a cell,
+        it copies nothing); its cells are then given to sequence 0 and the second one dropped. The
+        caller must have checked `llama_memory_can_shift`, as for `shift`.
+        """
+        memory = self.memory
+        C.llama_memory_seq_rm(memory, SPLICE_SEQ, -1, -1)
+        if not C.llama_memory_seq_rm(memory, 0, start, end):
+            return False
+        delta = len(tokens) - (end - start)
+        if delta:
+            C.llama_memory_seq_add(memory, 0, end, -1, delta)
+            self.shift_pending = True
+        C.llama_memory_seq_cp(memory, 0, SPLICE_SEQ, 0, start)
+        self.abort._masked = True  # a short span, and a pending re-rotation must not be cut in two
+        try:
+            self._decode_batches(tokens, start, last=False, seq=SPLICE_SEQ)
+        except DecodeError:
+            C.llama_memory_seq_rm(memory, SPLICE_SEQ, -1, -1)
+            self.forget_from(start)
+            raise
+        finally:
+            self.abort._masked = False
+        self.shift_pending = self.shift_pending and not tokens  # a decode re-rotated what moved
+        C.llama_memory_seq_cp(memory, SPLICE_SEQ, 0, start, start + len(tokens))
+        C.llama_memory_seq_rm(memory, SPLICE_SEQ, -1, -1)
         return True
 
     def can_shift(self) -> bool:

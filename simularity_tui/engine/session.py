@@ -10,20 +10,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from .chat_template import ChatFrame
-from .config import GenerationParams, ModelConfig
+from .config import GenerationParams, ModelConfig, SamplingParams
+from .context_window import common_prefix
 from .heap import release_freed_memory
+from .kv_state import StateFileError, read_header
+from .native import DecodeError
 from .prompt import Prompt
 from .results import GenerationResult, ModelInfo, RestoredState
+from .resume_path import ResumeChoice, choose_resume, prefill_rate, probe_plan
 from .worker import EngineWorker
 
 _END = object()
 IDLE_BEFORE_TRIM_S = 1.0
+log = logging.getLogger("simularity.engine")
 
 
 class Generation:
@@ -91,6 +98,9 @@ class LlamaSession:
         self._executor = executor
         self.info: ModelInfo = worker.info
         self._trim: asyncio.TimerHandle | None = None
+        # What resuming weighs (resume_path.py), measured on this machine as the session goes:
+        self.prefill_tokens_per_s: float | None = None  # the best prefill of MIN_MEASURED_TOKENS or more
+        self.restore_bytes_per_s: float | None = None  # the fastest KV state file restore
 
     @classmethod
     async def open(cls, config: ModelConfig) -> LlamaSession:
@@ -158,12 +168,19 @@ class LlamaSession:
             except BaseException as error:  # delivered to the awaiting side, not lost in the thread
                 generation._settle(None, error)
             else:
+                self._note_prefill(result)
                 generation._settle(result, None)
             with contextlib.suppress(RuntimeError):  # the loop is closed: nothing more to tidy
                 loop.call_soon_threadsafe(self._trim_when_idle, loop)
 
         self._executor.submit(job)
         return generation
+
+    def _note_prefill(self, result: GenerationResult) -> None:
+        """Keep the best prefill speed seen (shorter prefills, with more overhead, read slower)."""
+        rate = prefill_rate(result.evaluated_tokens, result.prefill_s) if result.stop_reason != "cancelled" else None
+        if rate is not None and rate > (self.prefill_tokens_per_s or 0.0):
+            self.prefill_tokens_per_s = rate
 
     def _trim_when_idle(self, loop: asyncio.AbstractEventLoop) -> None:
         """Once no generation has come for a while (a player reading, typing), hand the memory the
@@ -194,7 +211,74 @@ class LlamaSession:
 
     async def restore_state(self, path: Path) -> RestoredState:
         """Load a KV state file; a bad one is reported in `warning`, and the story re-evaluated."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._worker.restore_state, path)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._timed_restore, path)
+
+    def _timed_restore(self, path: Path) -> RestoredState:
+        """On the engine thread: restore, and note how fast a state file is read in."""
+        started = time.perf_counter()
+        restored = self._worker.restore_state(path)
+        elapsed = time.perf_counter() - started
+        if restored.tokens and elapsed > 0:
+            with contextlib.suppress(OSError):
+                rate = path.stat().st_size / elapsed
+                self.restore_bytes_per_s = max(rate, self.restore_bytes_per_s or 0.0)
+        return restored
+
+    async def resume_choice(self, path: Path) -> ResumeChoice | None:
+        """Whether restoring the state file `path` or re-evaluating its window is the faster way to
+        resume (resume_path.py); None when there is no file of this model and runtime to weigh
+        (then restore it, and the player hears why it cannot be used).
+
+        With no prefill speed measured yet and a restore long enough to matter, the window's first
+        tokens are evaluated once and timed, cut off as soon as re-evaluating can no longer win."""
+        try:
+            size = path.stat().st_size
+            tokens = await asyncio.get_running_loop().run_in_executor(None, self._header_tokens, path)
+        except (OSError, StateFileError):
+            return None
+        if len(tokens) >= self.n_ctx or any(token >= self._worker.model.n_vocab for token in tokens):
+            return None  # restoring refuses it, and says why
+        held = common_prefix(self.kv_tokens, tokens)  # the KV keeps these either way: only the rest is read
+        choice = self._choose(size, len(tokens) - held)
+        probe = probe_plan(choice)
+        if probe is None:
+            return choice
+        count, within_s = probe
+        read = await self._probe_prefill(tokens[: held + count], within_s)
+        return self._choose(size, len(tokens) - held - read)
+
+    def _header_tokens(self, path: Path) -> list[int]:
+        return read_header(path, model=self.info.identity).tokens
+
+    def _choose(self, state_bytes: int, tokens: int) -> ResumeChoice:
+        return choose_resume(
+            state_bytes,
+            tokens,
+            restore_bytes_per_s=self.restore_bytes_per_s,
+            prefill_tokens_per_s=self.prefill_tokens_per_s,
+        )
+
+    async def _probe_prefill(self, tokens: list[int], within_s: float) -> int:
+        """Evaluate `tokens` (the KV keeps what it holds of them) and time it, unless it takes longer
+        than `within_s`; returns how many the KV holds now that it did not before (0 if cut off)."""
+        greedy = GenerationParams(sampling=SamplingParams(temperature=0.0, seed=0), max_tokens=1, heal=False)
+        generation = self.generate(tokens, greedy)
+        deadline = asyncio.get_running_loop().call_later(within_s, generation.cancel)
+        try:
+            result = await generation.result()
+        except DecodeError as error:  # the KV holds a prefix of `tokens`; restoring starts afresh
+            log.warning("resume: a prefill to time failed (%s); restoring", error)
+            return 0
+        finally:
+            deadline.cancel()
+        if result.stop_reason == "cancelled":
+            log.info(
+                "resume: a prefill of %d tokens took over %.0f ms, too slow to beat a restore",
+                len(tokens),
+                within_s * 1000,
+            )
+            return 0
+        return result.evaluated_tokens
 
     async def close(self) -> None:
         self._cancel_trim()

@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
-
 from ..toml_source import KeyPath
 from .schema import Pack
 from .sources import PathOutsidePack, resolve_inside
@@ -41,6 +39,8 @@ def check_assets(pack: Pack, root: Path) -> list[Finding]:
 
 def image_problem(root: Path, relative: str) -> str | None:
     """Why `relative` is not a usable image of the pack at `root`, or None when it is."""
+    from PIL import Image, UnidentifiedImageError  # here: the game's first frame needs no Pillow
+
     try:
         path = resolve_inside(root, relative)
     except PathOutsidePack as escape:

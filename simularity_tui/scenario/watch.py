@@ -17,8 +17,6 @@ import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from watchfiles import awatch
-
 from ..errors import UserFacingError
 from .loader import LoadedPack, load_pack
 from .sources import pack_directories
@@ -30,6 +28,8 @@ log = logging.getLogger("simularity")
 
 
 async def watch_pack(root: Path, stop: asyncio.Event | None = None) -> AsyncIterator[LoadedPack | UserFacingError]:
+    from watchfiles import awatch  # here: importing the story (the settings do) starts no watcher library
+
     folders = await _folders(root)
     while folders:
         changed_folders = False

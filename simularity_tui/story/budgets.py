@@ -17,6 +17,7 @@ from .reminders import REMIND_EVERY
 PINNED_SHARE = 0.5  # the pinned block (the world, the cast, what is always known, the summary)
 NOTES_SHARE = 0.2  # the lore notes one line brings in, unless the pack's [lore_scan] budget says
 EXAMPLES_SHARE = 0.15  # the characters' example lines, at most (a pack's `example_tokens` may ask for less)
+SUMMARY_LABEL_TOKENS = 16  # "Summary of the story so far: " around a summary, in its room of the pinned block
 REMINDER_SHARE = 0.1  # the reminders one line carries (the post-history instructions)
 _FIT_ATTEMPTS = 4  # shortenings tried; each aims a little under the limit, so one or two suffice
 

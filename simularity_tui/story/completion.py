@@ -71,7 +71,6 @@ class Completion(Turn):
         else:
             self.node_id = game.add_written_line(finished, first_turn=result.first_turn)
         self.unlocked = [achievement for achievement in game.unlocked if achievement not in self._unlocked_before]
-        self.summary_written = await self._summary_step()
 
     def _prompt(self, game: Game, line: Line) -> tuple[list[int], Prompt]:
         """The line so far, as its open turn (its newline taken off), and the prompt it ends."""

@@ -23,13 +23,22 @@ from ..scenario.schema import NARRATOR, LoreEntry, Pack
 from ..scenario.watch import watch_pack
 from ..text_rules import name_problem, one_line, without_controls
 from .achievements import newly_unlocked
-from .budgets import EXAMPLES_SHARE, PINNED_SHARE, REMINDER_SHARE, Budgets, fitted_at, lore_budget
+from .budgets import (
+    EXAMPLES_SHARE,
+    PINNED_SHARE,
+    REMINDER_SHARE,
+    SUMMARY_LABEL_TOKENS,
+    Budgets,
+    fitted_at,
+    lore_budget,
+)
 from .completion import Completion, Impersonation, led_line
 from .examples import examples_text
 from .framing import framed
 from .lore import LoreScan, lore_seed, scan_lore
 from .player_lore import laid_over
 from .prompt_view import PromptView, build_prompt_view
+from .remembering import Remembering
 from .reminders import (
     AUTHORS_NOTE_TAG,
     DIRECTION,
@@ -44,7 +53,7 @@ from .stage import Stage, StageCommand
 from .summary import SummaryRequest, summary_request
 from .tree import Line, LineKind, StoryTree
 from .turn import Turn
-from .writing import line_text, next_minute, note_text, pinned_parts, preamble, reminder_text
+from .writing import clip, line_text, next_minute, note_text, pinned_parts, preamble, reminder_text
 
 Act = Literal["say", "do", "story", "ooc"]  # the ways a player acts (Game.act)
 ACTS: tuple[Act, ...] = get_args(Act)
@@ -69,6 +78,7 @@ class _Pinned:
     it again, part by part)."""
 
     summary: str | None
+    shown_summary: str | None  # the summary as the block holds it: cut to its room when longer
     essentials: str
     tokens: list[int]
     scale: float  # the pack's texts cut to this share of their length to fit (budgets.py)
@@ -185,15 +195,29 @@ class Game:
         if self._pinned is None or (self._pinned.summary, self._pinned.essentials) != (summary, essentials):
             budget = min(self.pack.prompt.example_tokens, int(self.session.n_ctx * EXAMPLES_SHARE))
             examples = examples_text(self.pack, lambda text: len(self.session.tokenize(text)), budget)
-            tokens, scale = fitted_at(
+            # The pack's texts fit beside room for a summary, whatever the summary says: a new one
+            # then changes only the block's tail, which the engine puts in place without reading
+            # the lines after it again (engine/kv_cache.py). A longer summary (edited memory) is cut.
+            room = min(self.budgets.summary + SUMMARY_LABEL_TOKENS, int(self.session.n_ctx * PINNED_SHARE) // 2)
+            _tokens, scale = fitted_at(
                 self.session,
                 lambda scale: preamble(
-                    self.pack, self.episode, summary, scale=scale, examples=examples, essentials=essentials
+                    self.pack, self.episode, None, scale=scale, examples=examples, essentials=essentials
                 ),
-                PINNED_SHARE,
+                PINNED_SHARE - room / self.session.n_ctx,
                 pack_id=self.pack.id,
             )
-            self._pinned = _Pinned(summary, essentials, self._bos + framed(self.session, tokens), scale, examples)
+            shown = None
+            if summary:
+                _summary_tokens, summary_scale = fitted_at(
+                    self.session, lambda scale: clip(summary, scale), room / self.session.n_ctx, pack_id=self.pack.id
+                )
+                shown = clip(summary, summary_scale)
+            tokens = self.session.tokenize(
+                preamble(self.pack, self.episode, shown, scale=scale, examples=examples, essentials=essentials)
+            )
+            pinned = self._bos + framed(self.session, tokens)
+            self._pinned = _Pinned(summary, shown, essentials, pinned, scale, examples)
         return self._pinned
 
     def pinned_parts(self) -> list[tuple[str, str]]:
@@ -202,7 +226,7 @@ class Game:
         return pinned_parts(
             self.pack,
             self.episode,
-            pinned.summary,
+            pinned.shown_summary,
             scale=pinned.scale,
             examples=pinned.examples,
             essentials=pinned.essentials,
@@ -602,9 +626,24 @@ class Game:
         if evicted <= covered:
             return None
         events = self.lines[covered:evicted]
+        story = self.prompt([])
         return summary_request(
-            self.session, self.pack, events, previous, covers=evicted, budget=self.budgets.summary, bos=self._bos
+            self.session,
+            self.pack,
+            events,
+            previous,
+            covers=evicted,
+            budget=self.budgets.summary,
+            story=story,
+            in_view=len(story.pinned) + sum(len(line.tokens) for line in self.lines[self.window_start :]),
+            bos=self._bos,
         )
+
+    def remember(self) -> Remembering | None:
+        """The summary to write in idle time (remembering.py), if the engine evicted lines no
+        summary covers yet."""
+        request = self.summary_due()
+        return Remembering(self, request) if request is not None else None
 
     def keep_summary(self, request: SummaryRequest, summary: str) -> None:
         """Put `summary` in the pinned block: the lines it covers leave the prompt from now on."""

@@ -6,6 +6,7 @@ KV_SAVE_EVERY lines and when the game closes, so that resuming reads only what i
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +19,7 @@ from .save_file import LoadedSave, read_save, write_save
 from .saves import SaveExists, delete_save, kv_path, save_exists, save_path
 
 KV_SAVE_EVERY = 10  # lines between KV state files (one is written, too, when a game is left or closed)
+log = logging.getLogger("simularity")
 
 
 @dataclass
@@ -81,9 +83,8 @@ async def open_game(
     if resume and path.exists():
         game, saved = read_game(session, loaded, path, sampling=sampling, budgets=budgets)
         opened = SavedGame(game, path, saved.created, saved.warnings, _kv_lines=len(game.lines))
-        restored = await session.restore_state(kv_path(path))
-        if restored.warning and kv_path(path).exists():
-            opened.warnings.append(restored.warning)
+        if (warning := await _resume_kv(session, kv_path(path))) is not None:
+            opened.warnings.append(warning)
     else:
         first = next(iter(loaded.pack.episodes))
         game = Game(
@@ -94,6 +95,21 @@ async def open_game(
     game.on_commit = opened.write
     opened.write(game)
     return opened
+
+
+async def _resume_kv(session: ModelSession, state: Path) -> str | None:
+    """Bring the KV to the saved window the faster way (engine/resume_path.py): restore the state
+    file, or leave it and let the first turn re-evaluate the window. A warning if the file was
+    tried and could not be used."""
+    # Only the in-process engine weighs the two (a model server keeps its cache itself).
+    weigh = getattr(session, "resume_choice", None)
+    choice = await weigh(state) if weigh is not None else None
+    if choice is not None:
+        log.info("resuming %s: %s", state.name, choice.describe())
+        if choice.path == "re-evaluate":
+            return None
+    restored = await session.restore_state(state)
+    return restored.warning if restored.warning and state.exists() else None
 
 
 def read_game(

@@ -304,7 +304,8 @@ async def _stream(game: Game, turn: Turn, out: TextIO) -> None:
     if printed:
         out.write("\n")
     _print_unlocked(game, turn.unlocked, out)
-    if turn.summary_written:
+    remembering = game.remember()  # a script has no idle time: between its entries
+    if remembering is not None and await remembering.run():
         print("[the story so far was summarised]", file=out)
     out.flush()
 

@@ -3,12 +3,12 @@
 1. The stage commands, chosen among those legal now, under their grammar and budget; the lore
    notes the recent lines brought in come first, then the reminders due (reminders.py).
 2. The line, by someone who may speak, streamed as it is written; committed to the story.
-3. If the engine evicted lines no summary covers yet, a summary of them (summary.py).
 
 The game holds the story and offers each step what it needs (the prompt, the stage, who may speak,
-the lore notes, the summary due) and takes the line back. A turn that writes no line (cancelled
+the lore notes) and takes the line back. A turn that writes no line (cancelled
 before anyone spoke, or failed: a model server gone) commits nothing, and a regenerated line shows
-again: trying again works.
+again: trying again works. The summary of lines the engine evicted is no step of a turn: it is
+written in idle time (remembering.py).
 """
 
 from __future__ import annotations
@@ -21,17 +21,15 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Literal
 
 from ..engine import GenerationParams, GenerationResult, GenerationStream, Prompt, SamplingParams
-from ..errors import UserFacingError
 from ..scenario.schema import Pack
 from .stage import Stage, StageCommand, stage_line
-from .summary import SummaryRequest
 from .tree import Line
 from .writing import STAGE_OPEN, LineReader, directions_grammar, later_clock, line_grammar, parse_directions
 
 if TYPE_CHECKING:
     from .game import Game
 
-Phase = Literal["stage", "line", "summary"]
+Phase = Literal["stage", "line"]
 
 log = logging.getLogger("simularity")
 
@@ -54,9 +52,9 @@ class Turn:
         self.evaluated_tokens = 0  # prompt tokens the engine read for this turn (stage and line)
         self.shifted_tokens = 0  # tokens the engine shifted out of the KV for this turn (either step may)
         self.unlocked: list[str] = []  # achievements unlocked by this turn (the player's line included)
-        self.summary_written = False
         self.started = time.perf_counter()
         self.first_text_at: float | None = None
+        self.first_token_at: float | None = None  # the model's first token of the turn (any step)
         self.phase: Phase = "stage"
 
     @property
@@ -118,7 +116,6 @@ class Turn:
         line = replace(self._line(open_turn, notes, reader), reminders=reminders)
         self.node_id = game.add_written_line(line, first_turn=self.result.first_turn)
         self.unlocked = [achievement for achievement in game.unlocked if achievement not in self._unlocked_before]
-        self.summary_written = await self._summary_step()
 
     async def _stage_step(self, pack: Pack, notes_tokens: list[int]) -> tuple[Stage, list[int]] | None:
         """The stage commands, from those legal now, on their own budget, after the line's notes and
@@ -147,6 +144,7 @@ class Turn:
         """The line, by someone who may speak, on its own budget, streamed as it is written."""
         game = self._game
         params = self._params(game.budgets.line, line_grammar(reader.pack, reader.speakers, game.clock))
+        begun = time.perf_counter()
         self._generation = generation = game.session.generate(prompt, params)
         async for piece in generation:
             if reader.ended:  # past the line's end: only a server that ignored the grammar writes on
@@ -159,6 +157,7 @@ class Turn:
                 self.text += text
                 yield text
         self.result = await generation.result()
+        self.first_token_at = self.first_token_at or begun + self.result.first_token_s
         self.evaluated_tokens += self.result.evaluated_tokens
         self.shifted_tokens += self.result.shifted_tokens
 
@@ -192,31 +191,6 @@ class Turn:
             tokens = session.tokenize(f"{kept_head}{self.text.strip()}\n")
         return tokens
 
-    async def _summary_step(self) -> bool:
-        """Summarise the evicted lines if a summary is due, at best: the line is committed already,
-        so a summary that fails (a model server gone, say) is logged and the lines stay in the
-        prompt, as when a summary comes back empty; the next line tries again."""
-        if self.cancelled:
-            return False
-        try:
-            request = self._game.summary_due()
-            if request is None:
-                return False
-            self.phase = "summary"
-            summary = await self._summary(request)
-        except UserFacingError as error:
-            log.warning("no summary this time, the lines stay in the prompt: %s", error.message)
-            return False
-        if summary is None:
-            return False  # nothing to stand for those lines yet: they stay in the prompt
-        self._game.keep_summary(request, summary)
-        return True
-
-    async def _summary(self, request: SummaryRequest) -> str | None:
-        _written, result = await self._run(request.prompt, request.params)
-        summary = " ".join(result.text.split())
-        return None if result.stop_reason == "cancelled" or not summary else summary
-
     # -- helpers --------------------------------------------------------------------------------
 
     def _params(self, max_tokens: int, grammar: str) -> GenerationParams:
@@ -227,9 +201,12 @@ class Turn:
 
     async def _run(self, prompt: Prompt | list[int], params: GenerationParams) -> tuple[str, GenerationResult]:
         """A step's generation run to its end: its text and its result."""
+        begun = time.perf_counter()
         self._generation = generation = self._game.session.generate(prompt, params)
         written = "".join([piece async for piece in generation])
-        return written, await generation.result()
+        result = await generation.result()
+        self.first_token_at = self.first_token_at or begun + result.first_token_s
+        return written, result
 
     def _nothing_written(self) -> None:
         """No line this turn: a regenerated line shows again, as before."""

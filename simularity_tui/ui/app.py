@@ -11,32 +11,39 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textual import on, work
 from textual.app import App
 from textual.binding import Binding
-from watchfiles import awatch
 
-from ..engine import ModelSession
 from ..errors import UserFacingError
-from ..model_session import fit_context, open_model_session
-from ..scenario import LoadedPack, load_pack
-from ..settings import Settings, load_settings
-from ..story import SavedGame, open_game
-from ..story.saves import AUTOSAVE, copy_name, save_path
-from .commands import StoryCommands
+from ..settings import Settings
+from ..story.saves import AUTOSAVE
 from .error_screen import ErrorScreen
-from .help_screen import HelpScreen
 from .library_screen import LibraryScreen, pack_folders
 from .loading_screen import LoadingScreen
 from .messages import NewGameRequested, PlayRequested, SavesRequested
-from .models_screen import ModelsScreen
-from .new_game_screen import NewGameScreen
 from .notify import notify_plain
-from .play_screen import PlayScreen
-from .saves_screen import SavesScreen
-from .settings_screen import SettingsScreen
 from .themes import DEFAULT_THEME, PACK_THEME, bundled_themes_dir, load_themes, pack_theme, user_themes_dir
+
+# The first screen (the library, or the loading screen) needs none of the rest: the play, models,
+# settings, saves, new-game and help screens are imported when first shown, so the first frame comes
+# sooner (tests/test_imports.py).
+if TYPE_CHECKING:
+    from textual.command import Provider
+
+    from ..engine import ModelSession
+    from ..scenario import LoadedPack
+    from ..story import SavedGame
+
+
+def _story_commands() -> type[Provider]:
+    """The command palette's story commands, imported when the palette first opens."""
+    from .commands import StoryCommands
+
+    return StoryCommands
+
 
 # Who the player is in a new game: a name and a description (None: the pack's own).
 Persona = tuple[str | None, str | None]
@@ -56,7 +63,7 @@ class LaunchOptions:
 class SimularityApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "Simularity"
-    COMMANDS = App.COMMANDS | {StoryCommands}
+    COMMANDS = App.COMMANDS | {_story_commands}
     BINDINGS = [
         Binding("f1", "help", "Help"),
         Binding("f2", "settings", "Settings"),
@@ -73,6 +80,7 @@ class SimularityApp(App[None]):
         self._owns_session = session is None
         self._model_ready = asyncio.Event()
         self._model_error: UserFacingError | None = None
+        self._after_first_frame_started = False
         self.saved: SavedGame | None = None  # the game in play; its pack is the one pack in play
         self.error: UserFacingError | None = None  # the reason the game could not start, for the CLI
         self.on_exit_saved: Callable[[], object] | None = None  # the CLI's watchdog: the process ends soon after
@@ -84,17 +92,35 @@ class SimularityApp(App[None]):
         self.watch_theme_files()
         if self.session is not None:
             self._model_ready.set()
-        else:
-            self.load_model()
         if self.options.pack_dir is not None:
             self.push_screen(LoadingScreen())
-            self.play_from_options()
+            if self._model_ready.is_set():  # a model handed in (tests share one): the game can start now
+                self.play_from_options()
         else:
             self.push_screen(self._library())
+
+    def on_ready(self) -> None:
+        """The first frame is laid out: what the first screen does not need starts once it is drawn,
+        so that it shows (and answers keys) at once. The timer is there in case that screen went before
+        it was drawn (its after-refresh callbacks go with it)."""
+        self.call_after_refresh(self._after_first_frame)
+        self.set_timer(0.25, self._after_first_frame)
+
+    def _after_first_frame(self) -> None:
+        """The model; with a pack to play, its reading too (the game waits for the model anyway)."""
+        if self._after_first_frame_started:
+            return
+        self._after_first_frame_started = True
+        if not self._model_ready.is_set():
+            self.load_model()
+            if self.options.pack_dir is not None:
+                self.play_from_options()
 
     @work(exclusive=True, group="model")
     async def load_model(self) -> None:
         """Prepare and load the model (or reach its server) in the background: the first screen is up meanwhile."""
+
+        from ..model_session import open_model_session
 
         def progress(done: int, total: int) -> None:
             self.call_from_thread(self._show_preparing, done, total)
@@ -125,6 +151,8 @@ class SimularityApp(App[None]):
         return self.session
 
     def play_from_options(self) -> None:
+        from ..scenario import load_pack
+
         options = self.options
         try:
             loaded = load_pack(options.pack_dir or Path())
@@ -158,6 +186,11 @@ class SimularityApp(App[None]):
     ) -> None:
         """Resume the save `save` of the pack, or start `episode` in it (`save` None: a new save named
         after the time), with the player's `persona` (name, description; None: the pack's); then play."""
+        from ..model_session import fit_context
+        from ..story import open_game
+        from ..story.saves import copy_name, save_path
+        from .play_screen import PlayScreen
+
         if episode is not None and episode not in loaded.pack.episodes:
             raise UserFacingError(
                 f"{loaded.root / 'scenario.toml'}: no episode '{episode}'",
@@ -186,8 +219,7 @@ class SimularityApp(App[None]):
         persona = (request.player_name, request.player_description)
         self.play(request.loaded, save=request.save, episode=request.episode, persona=persona)
 
-    @on(PlayScreen.PackReloaded)
-    def _pack_reloaded(self) -> None:
+    def on_play_screen_pack_reloaded(self) -> None:  # PlayScreen.PackReloaded (the screen is imported lazily)
         self.apply_theme()  # the game has the new pack already; its theme may have changed
 
     def _settings_saved(self, saved: Settings | None) -> None:
@@ -225,6 +257,8 @@ class SimularityApp(App[None]):
     @work(exclusive=True, group="theme-watch")
     async def watch_theme_files(self) -> None:
         """Theme files are hot-reloaded too: save one and the game's colours follow."""
+        from watchfiles import awatch
+
         user_themes_dir().mkdir(parents=True, exist_ok=True)
         folders = [folder for folder in (bundled_themes_dir(), user_themes_dir()) if folder.is_dir()]
         async for _changes in awatch(*folders, debounce=150, step=25):
@@ -236,6 +270,13 @@ class SimularityApp(App[None]):
         return LibraryScreen(self.settings.ui.graphics, lambda: pack_folders(self.settings.game.scenarios_dir))
 
     def action_help(self) -> None:
+        from .help_screen import HelpScreen
+        from .models_screen import ModelsScreen
+        from .new_game_screen import NewGameScreen
+        from .play_screen import PlayScreen
+        from .saves_screen import SavesScreen
+        from .settings_screen import SettingsScreen
+
         self.push_screen(
             HelpScreen(
                 [
@@ -252,6 +293,9 @@ class SimularityApp(App[None]):
 
     def action_settings(self) -> None:
         # The file as it is, without this run's command-line overrides: those are not the player's to keep.
+        from ..settings import load_settings
+        from .settings_screen import SettingsScreen
+
         try:
             on_file = load_settings(self.options.settings_file)
         except UserFacingError as error:
@@ -260,6 +304,8 @@ class SimularityApp(App[None]):
         self.push_screen(SettingsScreen(on_file, self.options.settings_file), self._settings_saved)
 
     def action_models(self) -> None:
+        from .models_screen import ModelsScreen
+
         if not isinstance(self.screen, ModelsScreen):
             self.push_screen(ModelsScreen(self.options.settings_file))
 
@@ -269,10 +315,14 @@ class SimularityApp(App[None]):
 
     @on(NewGameRequested)
     def _new_game_requested(self, request: NewGameRequested) -> None:
+        from .new_game_screen import NewGameScreen
+
         self.push_screen(NewGameScreen(request.loaded))
 
     @on(SavesRequested)
     def _saves_requested(self, request: SavesRequested) -> None:
+        from .saves_screen import SavesScreen
+
         self.push_screen(SavesScreen(request.loaded))
 
     async def on_unmount(self) -> None:

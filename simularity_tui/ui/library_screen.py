@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import work
@@ -19,15 +20,16 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Label, ListItem, ListView, Static
 
 from .. import paths
-from ..errors import UserFacingError
-from ..model_session import written_for
-from ..scenario import LoadedPack, bundled_packs_dir, discover_packs
-from ..settings import GraphicsMode
-from ..story.saves import last_played, list_saves
 from ..untrusted_text import printable
 from .messages import NewGameRequested, PlayRequested, SavesRequested
-from .stage_image import cover_picture
 from .stage_view import StageView
+
+# The library is the first screen: what it needs only once the packs are scanned (the pack format,
+# saves, Pillow) is imported then, in the scan's thread or the handler that needs it.
+if TYPE_CHECKING:
+    from ..errors import UserFacingError
+    from ..scenario import LoadedPack
+    from ..settings import GraphicsMode
 
 
 def user_packs_dir() -> Path:
@@ -36,10 +38,19 @@ def user_packs_dir() -> Path:
 
 def pack_folders(scenarios_dir: str) -> list[Path]:
     """Where packs are: the bundled ones, the player's own, and `[game] scenarios_dir` when set."""
+    from ..scenario import bundled_packs_dir
+
     folders = [bundled_packs_dir(), user_packs_dir()]
     if scenarios_dir:
         folders.append(Path(scenarios_dir).expanduser())
     return folders
+
+
+def _discover_packs(*folders: Path) -> tuple[list[LoadedPack], list[UserFacingError]]:
+    """The packs in `folders` and the problems of those that do not load (run in a thread)."""
+    from ..scenario import discover_packs
+
+    return discover_packs(*folders)
 
 
 class PackItem(ListItem):
@@ -94,7 +105,7 @@ class LibraryScreen(Screen[None]):
         must answer meanwhile (a pack that does not load is listed as broken, not waited for)."""
         title = self.query_one("#pack-title", Static)
         title.update(Text("Looking for packs…", style="dim"))
-        packs, problems = await asyncio.to_thread(discover_packs, *self.folders())
+        packs, problems = await asyncio.to_thread(_discover_packs, *self.folders())
         title.update("")
         listing = self.query_one("#packs", ListView)
         await listing.clear()
@@ -106,6 +117,9 @@ class LibraryScreen(Screen[None]):
         self.scanned = True
 
     def on_list_view_highlighted(self, event: ListView.Highlighted) -> None:
+        from ..model_session import written_for
+        from ..story.saves import list_saves
+
         item = event.item
         title, tags, about, saves = (
             self.query_one(f"#pack-{part}", Static) for part in ("title", "tags", "about", "saves")
@@ -137,6 +151,8 @@ class LibraryScreen(Screen[None]):
 
     @work(exclusive=True, group="cover")
     async def show_cover(self, loaded: LoadedPack) -> None:
+        from .stage_image import cover_picture
+
         self.query_one("#cover", StageView).show(cover_picture(loaded))
 
     def on_list_view_selected(self, _event: ListView.Selected) -> None:
@@ -147,6 +163,8 @@ class LibraryScreen(Screen[None]):
         return item.loaded if isinstance(item, PackItem) else None
 
     def action_play(self) -> None:
+        from ..story.saves import last_played
+
         loaded = self._selected()
         if loaded is not None:
             self.post_message(PlayRequested(loaded, save=last_played(loaded.pack.id)))

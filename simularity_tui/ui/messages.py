@@ -4,10 +4,12 @@ navigation, decides what shows next (messages bubble from a screen up to the app
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from textual.message import Message
 
-from ..scenario import LoadedPack
+if TYPE_CHECKING:
+    from ..scenario import LoadedPack
 
 
 @dataclass

@@ -25,6 +25,7 @@ from ..settings import GraphicsMode
 from ..story import Game, Line, SavedGame, Stage, Turn
 from ..story.completion import Completion
 from ..story.game import ACTS, MAX_NOTE_CHARS, Act
+from ..story.remembering import Remembering
 from ..story.saves import copy_name, export_path, export_transcript
 from ..untrusted_text import printable
 from .lore_screen import LoreScreen
@@ -97,6 +98,7 @@ class PlayScreen(Screen[None]):
         self.saved = saved
         self.graphics = graphics
         self.turn: Turn | None = None
+        self.remembering: Remembering | None = None  # a summary being written in idle time
         self.editing: int | None = None  # the line being edited (its node id)
         self._stage_drawn: tuple[Stage, int] | None = None
 
@@ -276,9 +278,11 @@ class PlayScreen(Screen[None]):
         self.query_one(LineInput).placeholder = _placeholder(act, printable(self.game.pack.player.name))
 
     def _idle(self) -> bool:
-        """Whether a story action may run now; any of them ends an edit in progress."""
+        """Whether a story action may run now; any of them ends an edit in progress, and a summary
+        being written in idle time (the next idle time writes it)."""
         if self.busy:
             return False
+        self._stop_remembering()
         if self.editing is not None:
             self.editing = None
             self.query_one(Input).clear()
@@ -446,6 +450,7 @@ class PlayScreen(Screen[None]):
     # -- a turn -----------------------------------------------------------------------------------
 
     def write(self, start: Callable[[], Turn]) -> None:
+        self._stop_remembering()
         self.busy = True  # before the worker starts: a second Enter must not start a second turn
         self._write(start)
 
@@ -496,6 +501,34 @@ class PlayScreen(Screen[None]):
         self._show_stage(self.game.stage)
         self._show_facts()
         self._show_prompt()
+        self._remember()
+
+    # -- idle time ----------------------------------------------------------------------------------
+
+    def _remember(self) -> None:
+        """While the player reads and types: the summary the game has due, if any."""
+        job = self.game.remember()
+        if job is not None:
+            self.remembering = job
+            self.query_one(StatusLine).remembering = True
+            self._write_summary(job)
+
+    @work(exclusive=True, group="remember")
+    async def _write_summary(self, job: Remembering) -> None:
+        try:
+            if await job.run():
+                self._show_prompt()
+        finally:
+            if self.remembering is job:
+                self.remembering = None
+                self.query_one(StatusLine).remembering = False
+
+    def _stop_remembering(self) -> None:
+        """The player acts: a summary being written stops at once (the engine aborts it)."""
+        if self.remembering is not None:
+            self.remembering.cancel()
+            self.remembering = None
+            self.query_one(StatusLine).remembering = False
 
     def _stage_of(self, turn: Turn) -> Stage:
         """The stage as this turn's commands leave it, as soon as they are written."""
@@ -507,7 +540,7 @@ class PlayScreen(Screen[None]):
 
     @work(group="progress")
     async def follow_progress(self, turn: Turn) -> None:
-        """While a turn reads the story or writes a summary, say how far it is."""
+        """While a turn reads the story, say how far it is."""
         status = self.query_one(StatusLine)
         while self.turn is turn:
             status.activity = _activity(turn)
@@ -526,8 +559,6 @@ def _placeholder(act: Act, player: str) -> str:
 
 
 def _activity(turn: Turn) -> str:
-    if turn.phase == "summary":
-        return "remembering: writing a summary… (Esc stops)"
     if turn.first_text_at is None and 0.0 < turn.reading < 1.0:
         return f"reading the story… {turn.reading:.0%} (Esc stops)"
     return "writing… (Esc stops)"

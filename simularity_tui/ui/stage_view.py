@@ -6,22 +6,18 @@ unicode; `auto` asks the terminal which it supports (before Textual starts: see 
 
 from __future__ import annotations
 
-from PIL import Image
+from typing import TYPE_CHECKING
+
 from textual.app import ComposeResult
 from textual.containers import Center
 from textual.widget import Widget
-from textual_image.widget import HalfcellImage, SixelImage, TGPImage, UnicodeImage
-from textual_image.widget import Image as AutoImage
 
-from ..settings import GraphicsMode
+from .terminal_graphics import image_widget
 
-IMAGE_WIDGETS: dict[str, type[Widget]] = {
-    "auto": AutoImage,
-    "kitty": TGPImage,
-    "sixel": SixelImage,
-    "halfcell": HalfcellImage,
-    "unicode": UnicodeImage,
-}
+if TYPE_CHECKING:  # Pillow and textual-image (with numpy) are not needed before a picture shows
+    from PIL import Image
+
+    from ..settings import GraphicsMode
 
 
 class StageView(Widget):
@@ -52,7 +48,7 @@ class StageView(Widget):
     def compose(self) -> ComposeResult:
         if self.graphics != "none":
             with Center():
-                yield IMAGE_WIDGETS[self.graphics](id="stage-picture")  # type: ignore[call-arg]
+                yield image_widget(self.graphics)(id="stage-picture")  # type: ignore[call-arg]
 
     def show(self, picture: Image.Image) -> None:
         self.picture = picture

@@ -8,15 +8,17 @@ is left out, never the game.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import BaseModel, ConfigDict, StringConstraints
 from textual.theme import Theme
 
 from .. import paths
 from ..errors import UserFacingError
-from ..scenario.schema import Pack
 from ..toml_source import load_model
+
+if TYPE_CHECKING:
+    from ..scenario.schema import Pack
 
 Colour = Annotated[str, StringConstraints(pattern=r"^#[0-9a-fA-F]{6}$")]
 DEFAULT_THEME = "lamplight"

@@ -1,0 +1,85 @@
+"""Summaries in idle time: written between turns (story/remembering.py), never inside one; the
+player's next line cancels one being written at once, and the next idle time writes it. On the real
+model for the cancel's latency, and in the TUI on the scripted session."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING
+
+import pytest
+
+from simularity_tui.engine import SamplingParams
+from simularity_tui.scenario import LoadedPack, bundled_packs_dir, load_pack
+from simularity_tui.story import Budgets, Game
+from tests.fake_model import FakeSession
+from tests.playing import remembered
+
+if TYPE_CHECKING:
+    from simularity_tui.engine import LlamaSession
+
+LIGHTHOUSE = bundled_packs_dir() / "lighthouse"
+
+
+@pytest.fixture(scope="module")
+def lighthouse() -> LoadedPack:
+    return load_pack(LIGHTHOUSE)
+
+
+async def game_with_a_summary_due(session: LlamaSession | FakeSession, pack: LoadedPack) -> Game:
+    game = Game(session, pack, "storm", sampling=SamplingParams(seed=3), budgets=Budgets(directions=16, line=24))
+    for number in range(40):
+        await game.say(f"Tell me about the lamp and the sea, part {number}.").finish()
+        if game.summary_due() is not None:
+            return game
+    raise AssertionError("the context never evicted a line")
+
+
+async def test_a_line_sent_during_a_summary_starts_at_once_and_the_summary_lands_later(
+    small_session: LlamaSession, lighthouse: LoadedPack
+) -> None:
+    await small_session.reset()
+    game = await game_with_a_summary_due(small_session, lighthouse)
+    lines = len(game.lines)
+    job = game.remember()
+    assert job is not None
+    writing = asyncio.ensure_future(job.run())
+    await asyncio.sleep(0.3)  # the summary is being written: its request read, tokens coming
+    assert not writing.done()
+    cancelled_at = time.perf_counter()
+    job.cancel()
+    turn = game.say("Is the kettle on?")
+    kept = await writing
+    latency = time.perf_counter() - cancelled_at
+    await turn.finish()
+    print(f"cancel latency {latency * 1000:.1f} ms")
+    assert not kept and latency < 0.05 and game.summary is None  # nothing half-written is kept
+    assert len(game.lines) == lines + 2 and turn.node_id is not None  # the player's turn played
+    assert await remembered(game) and game.summary and game.covered > 0  # the next idle time writes it
+
+
+async def test_a_summary_for_a_story_that_moved_on_is_not_kept(lighthouse: LoadedPack) -> None:
+    session = FakeSession(n_ctx=1024)
+    game = await game_with_a_summary_due(session, lighthouse)
+    job = game.remember()
+    assert job is not None
+    game.undo()  # the story changed under it (the screen cancels first; this is the guard behind that)
+    assert not await job.run() and game.summary is None
+
+
+async def test_the_screen_writes_the_summary_while_the_player_reads(lighthouse: LoadedPack) -> None:
+    from tests.test_ui import SIZE, play_screen, turn, wait_for
+    from tests.test_ui import lighthouse as app_for
+
+    session = FakeSession(n_ctx=1024, summaries=["Ash came in from the storm."])
+    app = app_for(session)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await play_screen(app)
+        for number in range(40):
+            await turn(pilot, screen, *f"Part {number} of a long story about the sea.", "enter")
+            if screen.remembering is not None or screen.game.summary:
+                break
+        # No key pressed: the summary lands on its own, after the turn, and the status said so.
+        await wait_for(lambda: screen.game.summary == "Ash came in from the storm.")
+        assert not screen.busy and screen.remembering is None
