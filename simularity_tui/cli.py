@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,20 +23,21 @@ from .cli_import import add_import_commands, import_command
 from .cli_models import add_models_command, models_command
 from .cli_prompt import add_prompt_command, prompt_command
 from .errors import UserFacingError
+from .first_frame import AUTOSAVE, GRAPHICS_MODES
 from .native_stderr import route_native_stderr
 from .untrusted_text import printable
 
 if TYPE_CHECKING:
+    from .first_frame import FirstFrameSettings
     from .settings import Settings
+    from .ui.app import LaunchOptions
 
 log = logging.getLogger("simularity")
 
-# The parser's own copies of three names, so that `simularity --help` and `simularity check` import
-# no settings (pydantic), engine or story: engine.chat_template.CHOICES, settings.GraphicsMode and
-# story.saves.AUTOSAVE (tests/test_imports.py holds them equal).
+# The parser's own copies of names, so that `simularity --help` and `simularity check` import no
+# settings (pydantic), engine or story: engine.chat_template.CHOICES here, and from first_frame.py
+# settings.GraphicsMode and story.saves.AUTOSAVE (tests/test_imports.py holds them equal).
 TEMPLATE_CHOICES = ("auto", "raw", "chatml", "llama3", "mistral", "gemma", "alpaca")
-GRAPHICS_MODES = ("auto", "kitty", "sixel", "halfcell", "unicode", "none")
-AUTOSAVE = "autosave"
 
 
 def _model_options() -> argparse.ArgumentParser:
@@ -213,8 +214,7 @@ def settings_with_overrides(args: argparse.Namespace) -> Settings:
     from .settings import API_KEY_VARIABLE, load_settings
 
     settings = load_settings(getattr(args, "settings", None))
-    if getattr(args, "model", None) is not None and getattr(args, "backend", None) is not None:
-        raise UserFacingError("--model and --backend both given", hint="Choose one: a GGUF file, or a server's URL.")
+    _check_model_or_backend(args)
     if getattr(args, "api_key", None):
         # Through the environment, never into the settings (a key must not land in settings.toml when
         # the player saves settings); the game processes `simularity host` starts inherit it too.
@@ -233,6 +233,11 @@ def settings_with_overrides(args: argparse.Namespace) -> Settings:
                     f"--{key.replace('_', '-')} {value}: {error.errors()[0]['msg']}", hint="See simularity --help."
                 ) from None
     return settings
+
+
+def _check_model_or_backend(args: argparse.Namespace) -> None:
+    if getattr(args, "model", None) is not None and getattr(args, "backend", None) is not None:
+        raise UserFacingError("--model and --backend both given", hint="Choose one: a GGUF file, or a server's URL.")
 
 
 def _configure_logging() -> None:
@@ -406,21 +411,18 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _play(args: argparse.Namespace) -> int:
-    settings = settings_with_overrides(args)
-    if args.graphics is not None:
-        settings.ui.graphics = args.graphics
+    """The game. Its settings are validated right after its first frame, which needs no pydantic
+    (first_frame.py); where they have problems, the game's error screen says so, then this command."""
+    _check_model_or_backend(args)  # at once: it needs no settings
+    first_frame = first_frame_settings(args)
     # textual-image asks the terminal what it can draw (when the mode is `auto`): before Textual takes it.
     from .ui.terminal_graphics import prepare_terminal_graphics
 
-    prepare_terminal_graphics(settings.ui.graphics)
+    prepare_terminal_graphics(first_frame.graphics)
     from .exit_guard import ExitGuard
-    from .ui.app import LaunchOptions, SimularityApp
+    from .ui.app import SimularityApp
 
-    options = LaunchOptions(
-        settings, getattr(args, "model", None), args.pack, args.episode, args.save, args.new,
-        settings_file=getattr(args, "settings", None),
-    )  # fmt: skip
-    app = SimularityApp(options)
+    app = SimularityApp(launch_options(args, first_frame))
     guard = ExitGuard(app.exit)
     guard.install()
     app.on_exit_saved = lambda: guard.exit_saved(2 if app.error is not None else 0)
@@ -428,6 +430,31 @@ def _play(args: argparse.Namespace) -> int:
     if app.error is not None:  # shown in the game; said again here, where it stays after the screen clears
         raise app.error
     return 0
+
+
+def first_frame_settings(args: argparse.Namespace) -> FirstFrameSettings:
+    """What the game's first frame shows of the settings file (read without pydantic), with --graphics."""
+    from .first_frame import read_first_frame_settings
+
+    first_frame = read_first_frame_settings(getattr(args, "settings", None))
+    return first_frame if args.graphics is None else replace(first_frame, graphics=args.graphics)
+
+
+def launch_options(args: argparse.Namespace, first_frame: FirstFrameSettings) -> LaunchOptions:
+    """The game's options; its settings, with this command line's overrides, are read by the app
+    right after its first frame (a problem with them is a UserFacingError there, as it is here)."""
+    from .ui.app import LaunchOptions
+
+    def read_settings() -> Settings:
+        settings = settings_with_overrides(args)
+        if args.graphics is not None:
+            settings.ui.graphics = args.graphics
+        return settings
+
+    return LaunchOptions(
+        None, getattr(args, "model", None), args.pack, args.episode, args.save, args.new,
+        settings_file=getattr(args, "settings", None), read_settings=read_settings, first_frame=first_frame,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -17,18 +17,22 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from . import paths
 from . import sampling_fields as F
 from .atomic import write_atomic
+from .budget_defaults import DIRECTION_TOKENS, LINE_TOKENS, REMIND_EVERY
 from .engine.chat_template import TemplateChoice
 from .engine.config import ModelConfig, SamplingParams
 from .engine.remote.config import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, RemoteConfig, checked_url
-from .story import Budgets
+from .first_frame import PACK_THEME
 from .text_rules import line_problem
 from .toml_source import load_model
 
+if TYPE_CHECKING:
+    from .story import Budgets
+
 log = logging.getLogger("simularity")
 API_KEY_VARIABLE = "SIMULARITY_API_KEY"  # the model server's key, when not in the file (--api-key sets it)
-# The engine's and the story's own defaults are the settings' defaults: one home for each number.
+# The engine's and the story's own defaults are the settings' defaults: one home for each number
+# (the story's budgets keep theirs in budget_defaults.py, so that the settings import no story).
 _SAMPLING = SamplingParams()
-_BUDGETS = Budgets()
 
 
 class _Section(BaseModel):
@@ -105,13 +109,13 @@ class SamplingSettings(_Section):
 
 class GameSettings(_Section):
     scenarios_dir: Annotated[str, Field(description="Extra packs, beside the bundled ones.")] = ""
-    max_reply_tokens: Annotated[int, Field(ge=1, le=4096, description="Tokens a line may take.")] = _BUDGETS.line
+    max_reply_tokens: Annotated[int, Field(ge=1, le=4096, description="Tokens a line may take.")] = LINE_TOKENS
     max_direction_tokens: Annotated[
         int, Field(ge=4, le=256, description="Tokens a line's stage commands may take.")
-    ] = _BUDGETS.directions
+    ] = DIRECTION_TOKENS
     authors_note_every: Annotated[
         int, Field(ge=1, le=64, description="The author's note is read again once it is this many lines back.")
-    ] = _BUDGETS.remind_every
+    ] = REMIND_EVERY
 
 
 GraphicsMode = Literal["auto", "kitty", "sixel", "halfcell", "unicode", "none"]  # --graphics and the screen list these
@@ -119,7 +123,7 @@ GraphicsMode = Literal["auto", "kitty", "sixel", "halfcell", "unicode", "none"] 
 
 class UiSettings(_Section):
     graphics: Annotated[GraphicsMode, Field(description="How the stage is drawn (applies to the next game).")] = "auto"
-    theme: Annotated[str, Field(description="'pack' follows each pack's own colours.")] = "pack"
+    theme: Annotated[str, Field(description="'pack' follows each pack's own colours.")] = PACK_THEME
 
 
 class Settings(_Section):
@@ -164,6 +168,8 @@ class Settings(_Section):
         )
 
     def budgets(self) -> Budgets:
+        from .story import Budgets  # the story, only for a game
+
         return Budgets(
             directions=self.game.max_direction_tokens,
             line=self.game.max_reply_tokens,

@@ -234,7 +234,7 @@ class FakeSession:
             evaluated, shifted = self._load(window.tokens, window.n_keep, prompt.turns[start : window.first_turn])
         generation.prefill = 1.0
         read_at = time.perf_counter()
-        reply = "" if generation.cancelled else self._reply(params)
+        reply = "" if generation.cancelled or not params.max_tokens else self._reply(params)  # 0: only read
         stop, end = _first_stop(reply, params.stop)
         text, generated, reason = await self._stream(generation, reply, end, end + len(stop) if stop else None, params)
         tokens, tail = self._covering(generated, text) if reason == "stop" else (generated, "")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from simularity_tui.story import Game
 
 
-async def remembered(game: Game) -> bool:
-    """Write the summary the game has due, if any (story/remembering.py); whether one was kept."""
-    remembering = game.remember()
-    return remembering is not None and await remembering.run()
+async def summarised(game: Game) -> bool:
+    """Write the summary the game has due, if any (story/idle_work.py); whether one was kept."""
+    idle = game.idle_work()
+    return idle is not None and await idle.run()

@@ -22,7 +22,7 @@ from simularity_tui.story import Budgets, Game, open_game
 from simularity_tui.story.reminders import authors_note_id
 from simularity_tui.story.saves import save_path
 from tests.fake_model import FakeSession
-from tests.playing import remembered
+from tests.playing import summarised
 
 if TYPE_CHECKING:
     from simularity_tui.engine import LlamaSession
@@ -83,7 +83,7 @@ async def test_after_30_turns_on_the_real_model_the_window_holds_the_note_near_i
     for turn in range(30):
         played = await game.say(f"Line {turn} of the player.").finish()
         shifts += played.shifted_tokens > 0
-        if await remembered(game):  # the pinned block's tail changes: compare from the next line on
+        if await summarised(game):  # the pinned block's tail changes: compare from the next line on
             held = ()
             continue
         if held and not played.shifted_tokens:

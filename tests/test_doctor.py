@@ -110,6 +110,7 @@ def test_too_big_a_context_for_an_address_space_limit_is_refused_before_loading(
         import psutil
         from simularity_tui import cli
         from simularity_tui.engine import native
+        import simularity_tui.model_session, simularity_tui.story.play, simularity_tui.story.script  # what `run` loads
         loads = []
         native.NativeModel.__init__ = lambda *a, **k: loads.append(a) or sys.exit(99)
         vms = psutil.Process().memory_info().vms

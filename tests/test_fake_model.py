@@ -16,7 +16,7 @@ from simularity_tui.story import Budgets, Game, StageCommand, open_game
 from simularity_tui.story.saves import kv_path, save_path
 from simularity_tui.story.writing import directions_grammar
 from tests.fake_model import BOS, FakeSession, Reply, ScriptError
-from tests.playing import remembered
+from tests.playing import summarised
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +147,7 @@ async def test_a_small_context_evicts_and_summarises(lighthouse: LoadedPack) -> 
         turn = await game.say(f"Tell me a long story about the lighthouse, part {number}, please.").finish()
         assert turn.result is not None and len(session.kv_tokens) < session.n_ctx
         shifted += turn.shifted_tokens  # the stage step or the line step: whichever first lacks room
-        if await remembered(game):
+        if await summarised(game):
             break
     else:
         raise AssertionError("the context never evicted a line")

@@ -2,8 +2,9 @@
 import, read from `python -X importtime` in a fresh interpreter; and the library answers keys at
 its first frame, before its scan of the packs (or the model) has come in.
 
-The heavy libraries (pydantic's models of packs, Pillow, textual-image with numpy, llama.cpp) load
-where they are first needed: a pack being read, a picture drawn, a game started (issue 16, point 3).
+The heavy libraries (pydantic's models of packs and settings, the story, Pillow, textual-image with
+numpy, llama.cpp) load where they are first needed: the settings validated right after the first
+frame, a pack being read, a picture drawn, a game started (issue 16, point 3).
 """
 
 from __future__ import annotations
@@ -22,15 +23,18 @@ from typing import get_args
 import pytest
 from textual.widgets import ListView, Static
 
-from simularity_tui import cli, scenario
+from simularity_tui import budget_defaults, cli, first_frame, scenario
 from simularity_tui.engine.chat_template import CHOICES
 from simularity_tui.errors import UserFacingError
 from simularity_tui.scenario import bundled_packs_dir
 from simularity_tui.settings import GraphicsMode, Settings
+from simularity_tui.story import Budgets
+from simularity_tui.story.reminders import REMIND_EVERY
 from simularity_tui.story.saves import AUTOSAVE
 from simularity_tui.ui.app import LaunchOptions, SimularityApp
 from simularity_tui.ui.help_screen import HelpScreen
 from simularity_tui.ui.library_screen import LibraryScreen, PackItem
+from simularity_tui.ui.themes import load_themes, quick_themes, user_themes_dir
 from tests.fake_model import FakeSession
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -121,10 +125,84 @@ def test_the_first_frame_imports_no_other_screen_nor_pillow_numpy_or_llama_cpp()
     assert seen["after_f1"] == "HelpScreen", "F1 opens the help at the first frame (its screen imported then)"
 
 
+# The game as `simularity` starts it (cli.launch_options), with no settings handed in: they are read
+# and validated once `_after_first_frame` runs, which this script replaces to see what came before.
+CLI_FIRST_FRAME = """
+import asyncio, json, sys, threading
+
+from simularity_tui import cli
+from simularity_tui.ui import library_screen
+from simularity_tui.ui.app import SimularityApp
+
+gate = threading.Event()
+library_screen._scan_packs = lambda folders: (gate.wait(60), ([], []))[1]
+seen = {}
+
+
+def first_frame(app):
+    if "modules" not in seen:
+        seen.update(screen=type(app.screen).__name__, theme=app.theme, modules=sorted(sys.modules))
+    gate.set()
+
+
+SimularityApp._after_first_frame = first_frame
+
+
+async def main():
+    args = cli.build_parser().parse_args(["--graphics", "none", *sys.argv[1:]])
+    app = SimularityApp(cli.launch_options(args, cli.first_frame_settings(args)))
+    async with app.run_test(size=(100, 30)) as pilot:
+        while "modules" not in seen:
+            await pilot.pause(0.01)
+    print(json.dumps(seen))
+
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("argv", [[], ["--pack", str(LIGHTHOUSE), "--new"]], ids=["library", "pack"])
+def test_the_first_frame_imports_no_pydantic_nor_the_story(argv: list[str]) -> None:
+    """Neither the library nor the loading screen (`bench startup`'s first frame) waits for the
+    settings' validation, the pack format or the story; the settings file's theme shows at once."""
+    done = run_python("-c", CLI_FIRST_FRAME, *argv)
+    assert done.returncode == 0, done.stderr[-2000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["screen"] == ("LoadingScreen" if argv else "LibraryScreen")
+    assert seen["theme"] == "lamplight"
+    modules = set(seen["modules"])
+    assert {"textual", "simularity_tui.ui.app", "simularity_tui.first_frame"} <= modules
+    assert top_level(modules) & {"pydantic", "pydantic_core", "PIL", "numpy", "llama_cpp", "textual_image"} == set()
+    assert {"simularity_tui.settings", "simularity_tui.story", "simularity_tui.scenario"} & modules == set()
+    assert not any(module.startswith(("simularity_tui.story.", "simularity_tui.engine.")) for module in modules)
+
+
 def test_the_parsers_own_names_match_their_homes() -> None:
     assert cli.TEMPLATE_CHOICES == CHOICES
-    assert cli.GRAPHICS_MODES == get_args(GraphicsMode)
-    assert cli.AUTOSAVE == AUTOSAVE
+    assert cli.GRAPHICS_MODES == first_frame.GRAPHICS_MODES == get_args(GraphicsMode)
+    assert cli.AUTOSAVE == first_frame.AUTOSAVE == AUTOSAVE
+
+
+def test_the_settings_defaults_are_the_storys_and_the_first_frames() -> None:
+    assert budget_defaults.REMIND_EVERY == REMIND_EVERY
+    assert Settings().budgets() == Budgets()
+    assert (Budgets().directions, Budgets().line) == (budget_defaults.DIRECTION_TOKENS, budget_defaults.LINE_TOKENS)
+    ui, game = Settings().ui, Settings().game
+    assert first_frame.FirstFrameSettings() == first_frame.FirstFrameSettings(ui.graphics, ui.theme, game.scenarios_dir)
+
+
+def test_the_first_frames_themes_are_those_loaded_after_it() -> None:
+    """Read without pydantic for the first frame: the same themes as pydantic's reading, less those
+    with problems (which load_themes explains right after)."""
+    user_themes_dir().mkdir(parents=True)
+    (user_themes_dir() / "dusk.toml").write_text('name = "dusk"\nprimary = "#c080ff"\ndark = false\n')
+    (user_themes_dir() / "broken.toml").write_text('name = "broken"\nprimary = "red"\n')
+    (user_themes_dir() / "lax.toml").write_text('name = "lax"\nprimary = "#c080ff"\ndark = "yes"\n')
+    loaded, problems = load_themes()
+    quick = quick_themes()
+    assert len(problems) == 1 and "broken.toml:2:1" in problems[0].message
+    assert "dusk" in {theme.name for theme in quick} and "broken" not in {theme.name for theme in quick}
+    assert [theme for theme in loaded if theme.name != "lax"] == quick  # "yes" is pydantic's true only
 
 
 @pytest.fixture

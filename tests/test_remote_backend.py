@@ -46,7 +46,7 @@ from simularity_tui.story.writing import preamble
 from simularity_tui.ui.app import LaunchOptions, SimularityApp
 from simularity_tui.ui.error_screen import ErrorScreen
 from simularity_tui.ui.play_screen import PlayScreen
-from tests.playing import remembered
+from tests.playing import summarised
 
 API_KEY = "test-key-0451"
 SHORT = Budgets(directions=24, line=32)
@@ -564,7 +564,7 @@ async def test_a_failed_summary_keeps_the_line_and_the_story_plays_on(
     for _turn in range(8):  # lines leave the window after a turn or two: then a summary is due
         played = len(game.lines)
         turn = await game.say("Is that a cat?").finish()  # no error: the line was written
-        kept = await remembered(game)
+        kept = await summarised(game)
         assert turn.node_id is not None and len(game.lines) == played + 2
         assert story_of(game)[-1] == ("mira", "Sit by the stove.")
         if summaries():
@@ -574,7 +574,7 @@ async def test_a_failed_summary_keeps_the_line_and_the_story_plays_on(
     assert len(game.prompt([]).turns) == len(game.lines) + 1  # every line stays in the prompt
     assert "no summary this time" in caplog.text and "HTTP 500: out of memory" in caplog.text
     await game.say("Thank you.").finish()  # the next line plays all the same
-    await remembered(game)  # and the next idle time tries again
+    await summarised(game)  # and the next idle time tries again
     assert summaries() == 2 and story_of(game)[-1] == ("mira", "Sit by the stove.")
     session.close_blocking()
 

@@ -1,7 +1,7 @@
 """`simularity bench story`: a whole story game, with stage commands, lore, achievements and
 summaries, on the embedded model: no error over hundreds of turns, and no turn that makes the player
 wait. Between turns the player reads and types (`--think-ms`): the summary due is written then, as
-the screen writes it (story/remembering.py), and cancelled when the player sends before it is done.
+the screen writes it (story/idle_work.py), and cancelled when the player sends before it is done.
 Per turn: the time to first text from the player's send (p50, p95, p99, the longest), the time to
 the turn's first token, and whether it found a summary still being written or read the window again.
 Flatness: the median of the last 50 turns against turns 5–25, in the same run. And lore matching on
@@ -83,15 +83,15 @@ async def _play(session: ModelSession, args: argparse.Namespace, console: Consol
     evaluated: list[int] = []
     summary_s: list[float] = []
     summaries = commands = waited = 0
-    remembering: asyncio.Task[bool] | None = None
-    job = None
+    job = game.idle_work()  # the opening, read while the player reads it
+    idle = asyncio.ensure_future(job.run()) if job is not None else None
     for turn_number in range(args.turns):
-        if remembering is not None:  # the player sends: a summary still being written stops at once
-            if not remembering.done():
+        if idle is not None:  # the player sends: a summary still being written stops at once
+            if not idle.done():
                 waited += 1
                 assert job is not None
                 job.cancel()
-            summaries += await remembering
+            summaries += await idle
             summary_s += [job.seconds] if job is not None and job.kept else []
         line = PLAYER_LINES[turn_number % len(PLAYER_LINES)]
         started = time.perf_counter()
@@ -103,15 +103,15 @@ async def _play(session: ModelSession, args: argparse.Namespace, console: Consol
         first_token.append((turn.first_token_at or time.perf_counter()) - started)
         evaluated.append(turn.evaluated_tokens)
         commands += len(turn.directions)
-        job = game.remember()  # then the player reads and types, and the summary is written meanwhile
-        remembering = asyncio.ensure_future(job.run()) if job is not None else None
-        if remembering is not None:  # (with nothing to write meanwhile, reading time changes nothing)
-            await asyncio.wait({remembering}, timeout=args.think_ms / 1000)
+        job = game.idle_work()  # then the player reads and types, and the summary is written meanwhile
+        idle = asyncio.ensure_future(job.run()) if job is not None else None
+        if idle is not None:  # (with nothing to write meanwhile, reading time changes nothing)
+            await asyncio.wait({idle}, timeout=args.think_ms / 1000)
         if turn_number % 25 == 24:
             console.print(f"turn {turn_number + 1}/{args.turns}: ttft {ttft[-1] * 1000:.0f} ms, "
                           f"{summaries} summaries, context {len(session.kv_tokens)}")  # fmt: skip
-    if remembering is not None:
-        summaries += await remembering
+    if idle is not None:
+        summaries += await idle
     usual = statistics.median(evaluated)
     return {
         "ttft_s": ttft,

@@ -69,10 +69,10 @@ class KvCache:
         self.n_keep, self.turn_starts = window.n_keep, list(window.turn_starts)
         return (spliced or 0) + self._evaluate(target[len(self.tokens) :], progress)
 
-    def append(self, token: int) -> None:
-        """Evaluate one generated token at the end."""
-        self.context.decode([token], len(self.tokens))
-        self.tokens.append(token)
+    def append(self, tokens: Sequence[int]) -> None:
+        """Evaluate generated tokens at the end, in one batch."""
+        self.context.decode(tokens, len(self.tokens))
+        self.tokens.extend(tokens)
 
     def make_room(self) -> tuple[int, int] | None:
         """Evict the oldest whole turns down to the low-water mark, keeping the last (open) turn.

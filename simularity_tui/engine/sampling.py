@@ -116,6 +116,12 @@ class SamplerChain:
             C.llama_sampler_accept(sampler, token)
         self._add(sampler)
 
+    def accept(self, token: int) -> None:
+        """Record a token the grammar forced (not sampled) in the samplers' state, the grammar's too."""
+        if self.grammar is not None:
+            C.llama_sampler_accept(self.grammar, token)
+        C.llama_sampler_accept(self.ptr, token)
+
     def sample(self, context: NativeContext, allowed: np.ndarray | None = None) -> int:
         """Pick the next token from the last logits, and record it in the samplers' state.
 

@@ -27,6 +27,7 @@ from .context_size import fitting_n_ctx
 from .context_window import plan_window
 from .errors import ChatTemplateError, ContextSizeError, ModelLoadError, OutOfMemoryError
 from .gguf_file import GgufInfo, inspect_gguf
+from .grammar_jump import GrammarJumps
 from .healing import Healing, PieceIndex, healable_tail
 from .kv_cache import KvCache
 from .kv_state import StateFileError, check_payload, model_identity, read_state, write_state
@@ -164,8 +165,11 @@ class EngineWorker:
         run.evaluated = evaluated
         sampler = SamplerChain(self.model, params.sampling, seed, history=window.tokens[:until], grammar=params.grammar)
         assembler = TextAssembler(params.stop, skip_bytes=len(healing.removed) if healing else 0)
+        jumps = (
+            GrammarJumps.of(params.grammar, digits_alone=self._digits_alone) if params.grammar and not healing else None
+        )
         try:
-            generated, reason = self._sample(run, sampler, assembler, params.max_tokens)
+            generated, reason = self._sample(run, sampler, assembler, params.max_tokens, jumps)
         finally:
             sampler.close()
         if text := assembler.finish():
@@ -173,11 +177,27 @@ class EngineWorker:
         return self._result(run, assembler, generated, reason)
 
     def _sample(
-        self, run: _Run, sampler: SamplerChain, assembler: TextAssembler, max_tokens: int
+        self,
+        run: _Run,
+        sampler: SamplerChain,
+        assembler: TextAssembler,
+        max_tokens: int,
+        jumps: GrammarJumps | None = None,
     ) -> tuple[list[int], StopReason]:
-        """Sample, stream and evaluate one token after another: the reply's tokens, and why it ended."""
+        """Sample, stream and evaluate one token after another: the reply's tokens, and why it ended.
+        With `jumps`, what the grammar forces after a token is appended with it (grammar_jump.py)."""
         generated: list[int] = []
         healing = run.healing
+        forced, complete = self._forced(jumps, b"", max_tokens)  # what the grammar forces from the start
+        if forced:
+            self._take_forced(forced, sampler, assembler, run, generated)
+            run.first_token_at = time.perf_counter()
+            if assembler.stop_string is not None:
+                return generated, "stop"
+            if complete:
+                return generated, "eos"
+            if (stop := self._append(forced, run)) is not None:
+                return generated, stop
         while len(generated) < max_tokens:
             if run.cancel.is_set():
                 return generated, "cancelled"
@@ -195,23 +215,64 @@ class EngineWorker:
                 run.emit(text)
             if assembler.stop_string is not None:
                 return generated, "stop"
+            forced, complete = self._forced(jumps, piece, max_tokens - len(generated))
+            self._take_forced(forced, sampler, assembler, run, generated)
+            if assembler.stop_string is not None:
+                return generated, "stop"
+            if complete:
+                return generated, "eos"  # the forced end is read by the next prompt, with its own tokens
             if len(generated) == max_tokens:
                 break  # the last token is evaluated by the next prompt that contains it
-            if (stop := self._append(token, run)) is not None:
+            if (stop := self._append([token, *forced], run)) is not None:
                 return generated, stop
         return generated, "length"
 
-    def _append(self, token: int, run: _Run) -> StopReason | None:
-        """Evaluate a generated token, evicting old turns first if the context is full; why the
-        reply stops if it cannot go on (None: it goes on)."""
+    def _take_forced(
+        self, forced: list[int], sampler: SamplerChain, assembler: TextAssembler, run: _Run, generated: list[int]
+    ) -> None:
+        """Forced tokens join the reply as sampled ones do: in the samplers' state, the reply's
+        tokens and its streamed text."""
+        for token in forced:
+            sampler.accept(token)
+            generated.append(token)
+            if text := assembler.feed(self.model.piece(token)):
+                run.emit(text)
+
+    @property
+    def _digits_alone(self) -> bool:
+        """Whether the vocabulary writes every digit as a token of its own."""
+        return len(self.model.tokenize("2026")) == 4
+
+    def _forced(self, jumps: GrammarJumps | None, piece: bytes, room: int) -> tuple[list[int], bool]:
+        """After the token whose bytes are `piece`: the tokens the grammar forces next (none when
+        they would not fit in `room`, or their text does not read back exactly), and whether the
+        grammar is complete after them. The forced tokens are fed to `jumps` here."""
+        if jumps is None:
+            return [], False
+        jumps.feed(jumps.decoder.decode(piece))
+        if jumps.lost or jumps.decoder.getstate()[0]:  # off the grammar, or within a character
+            return [], False
+        text, complete = jumps.forced()
+        if not text:
+            return [], False
+        tokens = self.model.tokenize(text)
+        if not tokens or len(tokens) > room or self.model.detokenize(tokens) != text.encode("utf-8"):
+            return [], False
+        jumps.feed(text)
+        return tokens, complete
+
+    def _append(self, tokens: list[int], run: _Run) -> StopReason | None:
+        """Evaluate generated tokens (one sampled, and any the grammar forced after it) in one
+        batch, evicting old turns first if the context is full; why the reply stops if it cannot go
+        on (None: it goes on)."""
         try:
-            if len(self.kv.tokens) >= self.context.n_ctx:
+            if len(self.kv.tokens) + len(tokens) > self.context.n_ctx:
                 room = self.kv.make_room()
-                if room is None:
+                if room is None or len(self.kv.tokens) + len(tokens) > self.context.n_ctx:
                     return "context_full"
                 self.first_turn += room[0]
                 run.evaluated += room[1]
-            self.kv.append(token)
+            self.kv.append(tokens)
         except DecodeAborted:
             return "cancelled"
         return None

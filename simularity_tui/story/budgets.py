@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..budget_defaults import DIRECTION_TOKENS, LINE_TOKENS
 from ..engine import ModelSession
 from .reminders import REMIND_EVERY
 
@@ -34,8 +35,8 @@ def lore_budget(tokens: int, n_ctx: int) -> int:
 class Budgets:
     """Tokens the model may write for each step of a turn (`[game]` in the settings sets two)."""
 
-    directions: int = 24  # a line's stage commands
-    line: int = 160  # the line itself
+    directions: int = DIRECTION_TOKENS  # a line's stage commands
+    line: int = LINE_TOKENS  # the line itself
     summary: int = 120  # a summary of the lines the engine evicted
     # Not tokens: the most lines back the author's note and other reminders may drift (reminders.py).
     remind_every: int = REMIND_EVERY

@@ -35,10 +35,10 @@ from .budgets import (
 from .completion import Completion, Impersonation, led_line
 from .examples import examples_text
 from .framing import framed
+from .idle_work import READ_AHEAD_MIN, IdleWork, unread
 from .lore import LoreScan, lore_seed, scan_lore
 from .player_lore import laid_over
 from .prompt_view import PromptView, build_prompt_view
-from .remembering import Remembering
 from .reminders import (
     AUTHORS_NOTE_TAG,
     DIRECTION,
@@ -639,11 +639,13 @@ class Game:
             bos=self._bos,
         )
 
-    def remember(self) -> Remembering | None:
-        """The summary to write in idle time (remembering.py), if the engine evicted lines no
-        summary covers yet."""
+    def idle_work(self) -> IdleWork | None:
+        """The work due in idle time (idle_work.py): the summary of lines the engine evicted that
+        no summary covers yet, and reading what the model has not read of the story; None if none."""
         request = self.summary_due()
-        return Remembering(self, request) if request is not None else None
+        if request is None and unread(self.session.kv_tokens, self.prompt([])) < READ_AHEAD_MIN:
+            return None
+        return IdleWork(self, request)
 
     def keep_summary(self, request: SummaryRequest, summary: str) -> None:
         """Put `summary` in the pinned block: the lines it covers leave the prompt from now on."""

@@ -304,8 +304,8 @@ async def _stream(game: Game, turn: Turn, out: TextIO) -> None:
     if printed:
         out.write("\n")
     _print_unlocked(game, turn.unlocked, out)
-    remembering = game.remember()  # a script has no idle time: between its entries
-    if remembering is not None and await remembering.run():
+    idle = game.idle_work()  # a script has no idle time: between its entries
+    if idle is not None and await idle.run():
         print("[the story so far was summarised]", file=out)
     out.flush()
 

@@ -8,7 +8,7 @@ The game holds the story and offers each step what it needs (the prompt, the sta
 the lore notes) and takes the line back. A turn that writes no line (cancelled
 before anyone spoke, or failed: a model server gone) commits nothing, and a regenerated line shows
 again: trying again works. The summary of lines the engine evicted is no step of a turn: it is
-written in idle time (remembering.py).
+written in idle time (idle_work.py).
 """
 
 from __future__ import annotations

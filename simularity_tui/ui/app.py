@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,23 +19,24 @@ from textual.app import App
 from textual.binding import Binding
 
 from ..errors import UserFacingError
-from ..settings import Settings
-from ..story.saves import AUTOSAVE
+from ..first_frame import AUTOSAVE, PACK_THEME, FirstFrameSettings, read_first_frame_settings
 from .error_screen import ErrorScreen
 from .library_screen import LibraryScreen, pack_folders
 from .loading_screen import LoadingScreen
 from .messages import NewGameRequested, PlayRequested, SavesRequested
 from .notify import notify_plain
-from .themes import DEFAULT_THEME, PACK_THEME, bundled_themes_dir, load_themes, pack_theme, user_themes_dir
+from .themes import DEFAULT_THEME, bundled_themes_dir, load_themes, pack_theme, quick_themes, user_themes_dir
 
 # The first screen (the library, or the loading screen) needs none of the rest: the play, models,
 # settings, saves, new-game and help screens are imported when first shown, so the first frame comes
-# sooner (tests/test_imports.py).
+# sooner (tests/test_imports.py). Nor does it need pydantic or the story: the settings are read
+# (validated) right after it, and it shows what first_frame.py reads of them with tomllib.
 if TYPE_CHECKING:
     from textual.command import Provider
 
     from ..engine import ModelSession
     from ..scenario import LoadedPack
+    from ..settings import Settings
     from ..story import SavedGame
 
 
@@ -51,13 +53,18 @@ Persona = tuple[str | None, str | None]
 
 @dataclass(frozen=True)
 class LaunchOptions:
-    settings: Settings
+    settings: Settings | None  # None: read by `read_settings` right after the first frame
     model_override: Path | None = None
     pack_dir: Path | None = None  # play this pack at once, without the library
     episode: str | None = None
     save: str = AUTOSAVE  # resumed when it exists
     new_game: bool = False  # start afresh, in a new save
     settings_file: Path | None = None  # --settings; None: the default file
+    # With `settings` None: the settings, validated (a UserFacingError where the file has problems;
+    # None: `settings_file` as it is), and what the first frame shows until then (None: read from
+    # `settings_file` with tomllib).
+    read_settings: Callable[[], Settings] | None = None
+    first_frame: FirstFrameSettings | None = None
 
 
 class SimularityApp(App[None]):
@@ -75,7 +82,10 @@ class SimularityApp(App[None]):
         """`session`: an already loaded model to play on (tests share one); else one is loaded."""
         super().__init__()
         self.options = options
-        self.settings = options.settings
+        self._settings = options.settings
+        self._first_frame = options.first_frame
+        if self._first_frame is None and options.settings is None:
+            self._first_frame = read_first_frame_settings(options.settings_file)
         self.session = session
         self._owns_session = session is None
         self._model_ready = asyncio.Event()
@@ -85,12 +95,37 @@ class SimularityApp(App[None]):
         self.error: UserFacingError | None = None  # the reason the game could not start, for the CLI
         self.on_exit_saved: Callable[[], object] | None = None  # the CLI's watchdog: the process ends soon after
 
+    @property
+    def settings(self) -> Settings:
+        """The player's settings with this run's overrides: read right after the first frame when
+        the app was not handed them (the game starts only once they are)."""
+        if self._settings is None:
+            raise RuntimeError("the settings are read after the first frame")
+        return self._settings
+
+    @settings.setter
+    def settings(self, settings: Settings) -> None:
+        self._settings = settings
+
+    def _shown(self) -> FirstFrameSettings:
+        """What the screens show of the settings: until they are read, the first frame's reading."""
+        if self._settings is None:
+            assert self._first_frame is not None
+            return self._first_frame
+        ui = self._settings.ui
+        return FirstFrameSettings(ui.graphics, ui.theme, self._settings.game.scenarios_dir)
+
     # -- starting up ------------------------------------------------------------------------------
 
     def on_mount(self) -> None:
-        self.refresh_themes()
-        self.watch_theme_files()
-        if self.session is not None:
+        if self._settings is not None:  # handed in, so validated already: the theme files are too
+            self.refresh_themes()
+            self.watch_theme_files()
+        else:  # the theme files read without pydantic; their problems are said after the first frame
+            for theme in quick_themes():
+                self.register_theme(theme)
+            self.apply_theme()
+        if self.session is not None and self._settings is not None:
             self._model_ready.set()
         if self.options.pack_dir is not None:
             self.push_screen(LoadingScreen())
@@ -107,14 +142,43 @@ class SimularityApp(App[None]):
         self.set_timer(0.25, self._after_first_frame)
 
     def _after_first_frame(self) -> None:
-        """The model; with a pack to play, its reading too (the game waits for the model anyway)."""
+        """The settings, validated (where they have problems, the error screen says which); the
+        theme files' problems; the model; with a pack to play, its reading too (the game waits for
+        the model anyway)."""
         if self._after_first_frame_started:
             return
         self._after_first_frame_started = True
-        if not self._model_ready.is_set():
+        if self._settings is None:
+            if not self._read_settings():
+                return
+            self.refresh_themes()
+            self.watch_theme_files()
+        if self._model_ready.is_set():  # a model and settings handed in: the game started at mount
+            return
+        if self.session is None:
             self.load_model()
-            if self.options.pack_dir is not None:
-                self.play_from_options()
+        else:
+            self._model_ready.set()
+        if self.options.pack_dir is not None:
+            self.play_from_options()
+
+    def _read_settings(self) -> bool:
+        """Read and validate the settings (pydantic loads here); False, with the error screen
+        showing why, where they have problems: nothing can be played then."""
+        read = self.options.read_settings
+        if read is None:
+            from ..settings import load_settings
+
+            read = partial(load_settings, self.options.settings_file)
+        try:
+            self.settings = read()
+        except UserFacingError as error:
+            self._model_error = error  # a game asked for meanwhile says why too
+            self._model_ready.set()
+            self.fail(error)
+            return False
+        self.options = replace(self.options, settings=self.settings)
+        return True
 
     @work(exclusive=True, group="model")
     async def load_model(self) -> None:
@@ -246,7 +310,7 @@ class SimularityApp(App[None]):
         self.apply_theme()
 
     def apply_theme(self) -> None:
-        wanted = self.settings.ui.theme
+        wanted = self._shown().theme
         if wanted == PACK_THEME:
             own = pack_theme(self.saved.game.pack) if self.saved is not None else None
             if own is not None:
@@ -267,7 +331,7 @@ class SimularityApp(App[None]):
     # -- screens ----------------------------------------------------------------------------------
 
     def _library(self) -> LibraryScreen:
-        return LibraryScreen(self.settings.ui.graphics, lambda: pack_folders(self.settings.game.scenarios_dir))
+        return LibraryScreen(self._shown().graphics, lambda: pack_folders(self._shown().scenarios_dir))
 
     def action_help(self) -> None:
         from .help_screen import HelpScreen

@@ -46,11 +46,12 @@ def pack_folders(scenarios_dir: str) -> list[Path]:
     return folders
 
 
-def _discover_packs(*folders: Path) -> tuple[list[LoadedPack], list[UserFacingError]]:
-    """The packs in `folders` and the problems of those that do not load (run in a thread)."""
+def _scan_packs(folders: Callable[[], list[Path]]) -> tuple[list[LoadedPack], list[UserFacingError]]:
+    """The packs in `folders()` and the problems of those that do not load (run in a thread: the
+    pack format, with pydantic, is imported here too)."""
     from ..scenario import discover_packs
 
-    return discover_packs(*folders)
+    return discover_packs(*folders())
 
 
 class PackItem(ListItem):
@@ -97,7 +98,8 @@ class LibraryScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.sub_title = "Library"
-        self.scan()
+        self.query_one("#pack-title", Static).update(Text("Looking for packs…", style="dim"))
+        self.call_after_refresh(self.scan)  # once drawn: the screen answers keys while the scan runs
 
     @work(exclusive=True, group="scan")
     async def scan(self) -> None:
@@ -105,7 +107,7 @@ class LibraryScreen(Screen[None]):
         must answer meanwhile (a pack that does not load is listed as broken, not waited for)."""
         title = self.query_one("#pack-title", Static)
         title.update(Text("Looking for packs…", style="dim"))
-        packs, problems = await asyncio.to_thread(_discover_packs, *self.folders())
+        packs, problems = await asyncio.to_thread(_scan_packs, self.folders)
         title.update("")
         listing = self.query_one("#packs", ListView)
         await listing.clear()

@@ -25,7 +25,7 @@ from ..settings import GraphicsMode
 from ..story import Game, Line, SavedGame, Stage, Turn
 from ..story.completion import Completion
 from ..story.game import ACTS, MAX_NOTE_CHARS, Act
-from ..story.remembering import Remembering
+from ..story.idle_work import IdleWork
 from ..story.saves import copy_name, export_path, export_transcript
 from ..untrusted_text import printable
 from .lore_screen import LoreScreen
@@ -98,7 +98,7 @@ class PlayScreen(Screen[None]):
         self.saved = saved
         self.graphics = graphics
         self.turn: Turn | None = None
-        self.remembering: Remembering | None = None  # a summary being written in idle time
+        self.idle_job: IdleWork | None = None  # the idle work running (story/idle_work.py)
         self.editing: int | None = None  # the line being edited (its node id)
         self._stage_drawn: tuple[Stage, int] | None = None
 
@@ -127,6 +127,7 @@ class PlayScreen(Screen[None]):
         for warning in self.saved.warnings:
             notify_plain(self, warning, title="Loaded with warnings", severity="warning")
         self.follow_pack_files()
+        self._start_idle_work()  # a resumed story may have a summary due: written while the player reads
 
     def watch_busy(self, busy: bool) -> None:
         self.query_one(StatusLine).activity = "starting…" if busy else ""
@@ -282,7 +283,7 @@ class PlayScreen(Screen[None]):
         being written in idle time (the next idle time writes it)."""
         if self.busy:
             return False
-        self._stop_remembering()
+        self._stop_idle_work()
         if self.editing is not None:
             self.editing = None
             self.query_one(Input).clear()
@@ -450,7 +451,7 @@ class PlayScreen(Screen[None]):
     # -- a turn -----------------------------------------------------------------------------------
 
     def write(self, start: Callable[[], Turn]) -> None:
-        self._stop_remembering()
+        self._stop_idle_work()
         self.busy = True  # before the worker starts: a second Enter must not start a second turn
         self._write(start)
 
@@ -501,34 +502,36 @@ class PlayScreen(Screen[None]):
         self._show_stage(self.game.stage)
         self._show_facts()
         self._show_prompt()
-        self._remember()
+        self._start_idle_work()
 
     # -- idle time ----------------------------------------------------------------------------------
 
-    def _remember(self) -> None:
-        """While the player reads and types: the summary the game has due, if any."""
-        job = self.game.remember()
+    def _start_idle_work(self) -> None:
+        """While the player reads and types: the summary the game has due, and reading ahead."""
+        job = self.game.idle_work()
         if job is not None:
-            self.remembering = job
-            self.query_one(StatusLine).remembering = True
-            self._write_summary(job)
+            self.idle_job = job
+            self.query_one(StatusLine).idle_work = (
+                "remembering: a summary of the oldest lines…" if job.summarising else "reading the story ahead…"
+            )
+            self._do_idle_work(job)
 
-    @work(exclusive=True, group="remember")
-    async def _write_summary(self, job: Remembering) -> None:
+    @work(exclusive=True, group="idle-work")
+    async def _do_idle_work(self, job: IdleWork) -> None:
         try:
             if await job.run():
                 self._show_prompt()
         finally:
-            if self.remembering is job:
-                self.remembering = None
-                self.query_one(StatusLine).remembering = False
+            if self.idle_job is job:
+                self.idle_job = None
+                self.query_one(StatusLine).idle_work = ""
 
-    def _stop_remembering(self) -> None:
+    def _stop_idle_work(self) -> None:
         """The player acts: a summary being written stops at once (the engine aborts it)."""
-        if self.remembering is not None:
-            self.remembering.cancel()
-            self.remembering = None
-            self.query_one(StatusLine).remembering = False
+        if self.idle_job is not None:
+            self.idle_job.cancel()
+            self.idle_job = None
+            self.query_one(StatusLine).idle_work = ""
 
     def _stage_of(self, turn: Turn) -> Stage:
         """The stage as this turn's commands leave it, as soon as they are written."""

@@ -30,7 +30,7 @@ class StatusLine(Static):
     n_ctx = var(0)  # …of how many tokens
     reread = var(0)  # tokens the next line reads again (the memory or the persona changed); 0 when none
     activity = var("")  # what a turn is doing; empty when none runs
-    remembering = var(False)  # a summary being written while the player reads (story/remembering.py)
+    idle_work = var("")  # what is done while the player reads (story/idle_work.py); empty when nothing
     save = var("")  # the save's name
     line = var("")
 
@@ -42,7 +42,7 @@ class StatusLine(Static):
             f"{self.speed:.1f} tok/s" if self.speed else "",
             f"context {self.kv_tokens:,}/{self.n_ctx:,}",
             f"the next line re-reads {self.reread:,} tokens" if self.reread else "",
-            self.activity or ("remembering: a summary, while you read…" if self.remembering else f"saved: {self.save}"),
+            self.activity or self.idle_work or f"saved: {self.save}",
         ]
         return " · ".join(part for part in parts if part)
 

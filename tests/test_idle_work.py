@@ -1,4 +1,4 @@
-"""Summaries in idle time: written between turns (story/remembering.py), never inside one; the
+"""Summaries in idle time: written between turns (story/idle_work.py), never inside one; the
 player's next line cancels one being written at once, and the next idle time writes it. On the real
 model for the cancel's latency, and in the TUI on the scripted session."""
 
@@ -14,7 +14,7 @@ from simularity_tui.engine import SamplingParams
 from simularity_tui.scenario import LoadedPack, bundled_packs_dir, load_pack
 from simularity_tui.story import Budgets, Game
 from tests.fake_model import FakeSession
-from tests.playing import remembered
+from tests.playing import summarised
 
 if TYPE_CHECKING:
     from simularity_tui.engine import LlamaSession
@@ -42,7 +42,7 @@ async def test_a_line_sent_during_a_summary_starts_at_once_and_the_summary_lands
     await small_session.reset()
     game = await game_with_a_summary_due(small_session, lighthouse)
     lines = len(game.lines)
-    job = game.remember()
+    job = game.idle_work()
     assert job is not None
     writing = asyncio.ensure_future(job.run())
     await asyncio.sleep(0.3)  # the summary is being written: its request read, tokens coming
@@ -56,13 +56,13 @@ async def test_a_line_sent_during_a_summary_starts_at_once_and_the_summary_lands
     print(f"cancel latency {latency * 1000:.1f} ms")
     assert not kept and latency < 0.05 and game.summary is None  # nothing half-written is kept
     assert len(game.lines) == lines + 2 and turn.node_id is not None  # the player's turn played
-    assert await remembered(game) and game.summary and game.covered > 0  # the next idle time writes it
+    assert await summarised(game) and game.summary and game.covered > 0  # the next idle time writes it
 
 
 async def test_a_summary_for_a_story_that_moved_on_is_not_kept(lighthouse: LoadedPack) -> None:
     session = FakeSession(n_ctx=1024)
     game = await game_with_a_summary_due(session, lighthouse)
-    job = game.remember()
+    job = game.idle_work()
     assert job is not None
     game.undo()  # the story changed under it (the screen cancels first; this is the guard behind that)
     assert not await job.run() and game.summary is None
@@ -78,8 +78,22 @@ async def test_the_screen_writes_the_summary_while_the_player_reads(lighthouse: 
         screen = await play_screen(app)
         for number in range(40):
             await turn(pilot, screen, *f"Part {number} of a long story about the sea.", "enter")
-            if screen.remembering is not None or screen.game.summary:
+            if screen.game.summary_due() is not None or screen.game.summary:
                 break
         # No key pressed: the summary lands on its own, after the turn, and the status said so.
         await wait_for(lambda: screen.game.summary == "Ash came in from the storm.")
-        assert not screen.busy and screen.remembering is None
+        assert not screen.busy and screen.idle_job is None
+
+
+async def test_what_the_model_has_not_read_is_read_ahead_and_the_next_line_reads_only_its_own(
+    lighthouse: LoadedPack,
+) -> None:
+    session = FakeSession(n_ctx=2048)
+    game = Game(session, lighthouse, "storm")
+    job = game.idle_work()  # a story just opened: nothing of it read yet
+    assert job is not None and not job.summarising
+    assert not await job.run()  # no summary: only read ahead
+    assert game.idle_work() is None  # nothing left to read
+    said = session.tokenize("Ash (20:02): Hello?\n")
+    turn = await game.say("Hello?").finish()
+    assert turn.evaluated_tokens <= len(said) + len(game.lines[-1].tokens)  # its own tokens, not the story's

@@ -1,0 +1,96 @@
+"""Idle time: the work the next line would otherwise wait for, done while the player reads and types.
+
+Two things, in order. The summary of lines the engine evicted, when no summary covers them yet;
+kept, it goes into the pinned block without a re-read of the lines after it (summary.py,
+engine/kv_cache.py), and the game autosaves it. Then reading ahead: whatever of the story the
+model has not read yet (the new summary, a story just opened or resumed without its KV state) is
+read now, so the next line reads only its own tokens. The screen runs this after every turn and
+when a story opens; the player's next action cancels it at once (the engine aborts between graph
+nodes) and the next idle time starts again, so a turn never waits for it. Scripts and benchmarks
+run it between turns. A summary that fails (a model server gone, say) is logged and the lines stay
+in the prompt, as when a summary comes back empty; the next idle time tries again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from ..engine import GenerationParams, GenerationStream, Prompt, SamplingParams
+from ..engine.context_window import common_prefix
+from ..errors import UserFacingError
+from .summary import SummaryRequest
+
+if TYPE_CHECKING:
+    from .game import Game
+
+log = logging.getLogger("simularity")
+READ_AHEAD_MIN = 8  # tokens of the story the model lacks before reading ahead is worth a generation
+_READ_ONLY = GenerationParams(sampling=SamplingParams(temperature=0.0), max_tokens=0, heal=False)  # read, write nothing
+
+
+def unread(session_tokens: tuple[int, ...], prompt: Prompt) -> int:
+    """How many tokens of `prompt` the model would read for it, from what it holds."""
+    flat = [*prompt.pinned, *(token for turn in prompt.turns for token in turn)]
+    return len(flat) - common_prefix(session_tokens, flat)
+
+
+class IdleWork:
+    """The idle work due: `run()` it, `cancel()` it; `kept` says whether a summary reached the story."""
+
+    def __init__(self, game: Game, request: SummaryRequest | None) -> None:
+        self._game = game
+        self._request = request
+        self._head = game.tree.head  # the story it summarises: kept only if still the one in play
+        self._generation: GenerationStream | None = None
+        self.cancelled = False
+        self.kept = False
+        self.seconds = 0.0  # how long the model wrote (cancelled or not)
+
+    @property
+    def summarising(self) -> bool:
+        """Whether a summary is due (else only reading ahead)."""
+        return self._request is not None
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        if self._generation is not None:
+            self._generation.cancel()
+
+    async def run(self) -> bool:
+        """Write the summary due and keep it, then read ahead; whether a summary was kept (False
+        when there was none to write, or it was cancelled, failed or empty)."""
+        started = time.perf_counter()
+        try:
+            if self._request is not None:
+                self.kept = await self._remember(self._request)
+            if not self.cancelled and (self._request is None or self.kept):
+                await self._read_ahead()
+        except UserFacingError as error:
+            log.warning("no summary this time, the lines stay in the prompt: %s", error.message)
+        finally:
+            self.seconds = time.perf_counter() - started
+        return self.kept
+
+    async def _remember(self, request: SummaryRequest) -> bool:
+        summary = " ".join((await self._generate(request.prompt, request.params)).split())
+        if self.cancelled or not summary or self._game.tree.head != self._head:
+            return False
+        self._game.keep_summary(request, summary)
+        return True
+
+    async def _read_ahead(self) -> None:
+        prompt = self._game.prompt([])
+        if unread(self._game.session.kv_tokens, prompt) >= READ_AHEAD_MIN:
+            await self._generate(prompt, _READ_ONLY)
+
+    async def _generate(self, prompt: Prompt | list[int], params: GenerationParams) -> str:
+        """The text of a generation run to its end ("" when it was cancelled)."""
+        if self.cancelled:
+            return ""
+        self._generation = generation = self._game.session.generate(prompt, params)
+        async for _piece in generation:
+            pass
+        result = await generation.result()
+        return "" if result.stop_reason == "cancelled" else result.text
