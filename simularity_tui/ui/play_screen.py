@@ -524,14 +524,16 @@ class PlayScreen(Screen[None]):
         finally:
             if self.idle_job is job:
                 self.idle_job = None
-                self.query_one(StatusLine).idle_work = ""
+                for status in self.query(StatusLine):  # none when the screen is gone meanwhile
+                    status.idle_work = ""
 
     def _stop_idle_work(self) -> None:
         """The player acts: a summary being written stops at once (the engine aborts it)."""
         if self.idle_job is not None:
             self.idle_job.cancel()
             self.idle_job = None
-            self.query_one(StatusLine).idle_work = ""
+            for status in self.query(StatusLine):
+                status.idle_work = ""
 
     def _stage_of(self, turn: Turn) -> Stage:
         """The stage as this turn's commands leave it, as soon as they are written."""
