@@ -97,3 +97,59 @@ async def test_what_the_model_has_not_read_is_read_ahead_and_the_next_line_reads
     said = session.tokenize("Ash (20:02): Hello?\n")
     turn = await game.say("Hello?").finish()
     assert turn.evaluated_tokens <= len(said) + len(game.lines[-1].tokens)  # its own tokens, not the story's
+
+
+async def test_the_line_being_typed_is_read_ahead_with_the_notes_its_turn_brings_in(
+    session: LlamaSession, lighthouse: LoadedPack
+) -> None:
+    """Reading ahead with the player's draft: the line, the lore notes it brings in and `[stage:`
+    are read before it is sent; sent as typed, the turn reads one token before it writes. A draft
+    changed afterwards costs only what changed."""
+    await session.reset()
+    game = Game(session, lighthouse, "storm", sampling=SamplingParams(seed=5), budgets=Budgets(line=24))
+    draft = "What is that pattern the lamp keeps making?"  # "pattern": the lore entry "the-signal"
+    job = game.idle_work(lambda: draft)
+    assert job is not None
+    await job.run()
+    read = session.detokenize(list(session.kv_tokens))
+    signal = " ".join(lighthouse.pack.lore["the-signal"].content.split())
+    said, _, after = read.rpartition(f"): {draft}\n")
+    assert said and after.startswith("[note: ") and f"[note: {signal}]\n" in after  # the line, its notes
+    assert after.endswith("]\n[stage:")  # then what the stage step reads before writing
+    assert game.idle_work(lambda: draft) is None  # nothing left to read for it
+    turn = await game.say(draft).finish()
+    assert "the-signal" in game.lines[-1].notes
+    stage_line = len(session.tokenize("[stage: none]\n"))  # what the line step reads of the stage line, at most
+    assert turn.evaluated_tokens <= 1 + stage_line + 8, turn.evaluated_tokens
+    # The KV holds exactly the story as the game keeps it: what was read ahead is what was said.
+    story = [*game.prompt([]).pinned, *(token for line in game.lines[game.window_start :] for token in line.tokens)]
+    assert list(session.kv_tokens) == story[: len(session.kv_tokens)]
+    # A draft read ahead, then changed at its end: the turn reads the change, not the story again.
+    job = game.idle_work(lambda: "Where does the keeper sleep?")
+    assert job is not None
+    await job.run()
+    turn = await game.say("Where does the keeper sleep at night?").finish()
+    assert turn.evaluated_tokens <= len(session.tokenize(" at night?\n")) + stage_line + 30, turn.evaluated_tokens
+
+
+async def test_the_screen_reads_the_line_ahead_when_the_player_pauses_typing(lighthouse: LoadedPack) -> None:
+    from tests.test_ui import SIZE, play_screen, wait_for
+    from tests.test_ui import lighthouse as app_for
+
+    session = FakeSession(n_ctx=2048)
+    app = app_for(session)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await play_screen(app)
+        await wait_for(lambda: screen.idle_job is None)  # the opening, read ahead
+        said = session.tokenize("Ash (20:02): Is the kettle on?\n")
+        assert not _holds(session.kv_tokens, said)
+        await pilot.press(*"Is the kettle on?")
+        await wait_for(lambda: _holds(session.kv_tokens, said))  # read while the player pauses
+        assert screen.game.lines[-1].kind != "player"  # nothing was said: only read
+        await pilot.press("enter")
+        await wait_for(lambda: not screen.busy and screen.game.lines[-1].kind == "model")
+        assert screen.game.lines[-2].text == "Is the kettle on?"
+
+
+def _holds(tokens: tuple[int, ...], part: list[int]) -> bool:
+    return any(list(tokens[at : at + len(part)]) == part for at in range(len(tokens) - len(part) + 1))

@@ -64,3 +64,6 @@ class GenerationParams:
     stop: Sequence[str] = ()
     grammar: str | None = None  # GBNF text, root rule "root"
     heal: bool = True  # token healing at the prompt's end (not with a grammar, which sets the start)
+    # Room kept free after the prompt when more than `max_tokens`: reading ahead (max_tokens 0) for a
+    # turn that will write this many makes the room then, so the turn itself never shifts.
+    room: int = 0

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 MAX_STATES = 4096  # a grammar bigger than this (thousands of stage commands) is not worth the automaton
+MAX_CLASS_MEMBERS = 64  # a class of more characters (or a negated one) is not spelled out by `leaves`
 _RULE = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_-]*)\s*::=\s*(.*)$")
 
 
@@ -36,6 +37,7 @@ class _Chars:
     single: str | None
     test: Callable[[str], bool]
     digits: bool = False  # every character of it is a digit
+    members: frozenset[str] | None = None  # every character of it, where they are few (not negated)
 
     def joins(self, digits_alone: bool) -> bool:
         """Whether the model may write this as one token with a word or space before it."""
@@ -102,7 +104,49 @@ class GrammarJumps:
         if not complete and self._may_join(states):
             while forced and _joins(forced[-1], self._digits_alone):
                 forced = forced[:-1]
-        return forced, complete and bool(forced)
+        return forced, complete
+
+    def leaves(self, depth: int = 3, limit: int = 256) -> list[str] | None:
+        """Texts that every token the grammar admits next starts with or begins: the grammar's next
+        `depth` characters spelled out, or fewer where a class of many characters follows, the
+        grammar may end, or spelling one character further would take more than `limit` texts.
+        None where that narrows nothing (any text may follow) or the grammar may end here (an
+        end-of-generation token is admitted).
+
+        A token that neither starts with one of them nor is a prefix of one cannot be admitted: the
+        sampler asks the grammar about those tokens alone instead of the whole vocabulary."""
+        frontier: list[tuple[str, set[int]]] = [("", self._current)]
+        leaves: list[str] = []
+        for _step in range(depth):
+            following: list[tuple[str, set[int]]] = []
+            for text, states in frontier:
+                if self._accept in states:  # it may end here: an end-of-generation token is admitted
+                    if not text:
+                        return None
+                    leaves.append(text)
+                    continue
+                moves: dict[str, set[int]] = {}
+                spelled = True
+                for state in states:
+                    for chars, target in self._states[state].edges:
+                        if chars is None:
+                            continue
+                        if chars.members is None:
+                            spelled = False
+                            break
+                        for char in chars.members:
+                            moves.setdefault(char, set()).add(target)
+                if not spelled:  # a class of many characters: every token starting with `text`
+                    leaves.append(text)
+                    continue
+                following += [(text + char, self._closure(targets)) for char, targets in moves.items()]
+            if len(leaves) + len(following) > limit:
+                leaves += [text for text, _states in frontier]  # stop spelling out: the step before
+                following = []
+                break
+            frontier = following
+        leaves += [text for text, _states in frontier]
+        return None if "" in leaves or not leaves else list(dict.fromkeys(leaves))
 
     def _moves_on(self, states: set[int]) -> bool:
         return any(chars is not None for state in states for chars, _target in self._states[state].edges)
@@ -218,7 +262,7 @@ class _Builder:
         while at < len(text) and text[at] != '"':
             char, at = _char(text, at)
             following = self._new()
-            self._edge(current, _Chars(char, char.__eq__), following)
+            self._edge(current, _Chars(char, char.__eq__, members=frozenset(char)), following)
             current = following
         if at >= len(text):
             raise _Unsupported("an unclosed literal")
@@ -242,8 +286,10 @@ class _Builder:
 
         single = ranges[0][0] if not negated and len(ranges) == 1 and ranges[0][0] == ranges[0][1] else None
         digits = not negated and all("0" <= low <= high <= "9" for low, high in ranges)
+        few = not negated and sum(ord(high) - ord(low) + 1 for low, high in ranges) <= MAX_CLASS_MEMBERS
+        members = frozenset(chr(code) for low, high in ranges for code in range(ord(low), ord(high) + 1))
         start, end = self._new(), self._new()
-        self._edge(start, _Chars(single, test, digits), end)
+        self._edge(start, _Chars(single, test, digits, members if few else None), end)
         return (start, end), at + 1
 
 

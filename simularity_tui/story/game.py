@@ -52,7 +52,7 @@ from .reminders import (
 from .stage import Stage, StageCommand
 from .summary import SummaryRequest, summary_request
 from .tree import Line, LineKind, StoryTree
-from .turn import Turn
+from .turn import Opening, Turn
 from .writing import clip, line_text, next_minute, note_text, pinned_parts, preamble, reminder_text
 
 Act = Literal["say", "do", "story", "ooc"]  # the ways a player acts (Game.act)
@@ -604,6 +604,11 @@ class Game:
         tokens, self.reminder_scales = self._reminder_tokens(ids)
         return ids, tokens
 
+    def read_ahead_window(self, first_turn: int) -> None:
+        """Reading ahead made room for the turn to come: the lines before prompt turn `first_turn`
+        left the engine's window (a summary is due for them at once)."""
+        self._window_start = min(len(self.lines), max(self._window_start, self.covered + first_turn))
+
     def add_written_line(self, line: Line, *, first_turn: int) -> int:
         """Commit a line the model wrote; `first_turn` is the oldest turn of its prompt the engine
         still held (the lines before it were evicted: a summary is due for them)."""
@@ -639,13 +644,24 @@ class Game:
             bos=self._bos,
         )
 
-    def idle_work(self) -> IdleWork | None:
+    def idle_work(self, draft: Callable[[], str] | None = None) -> IdleWork | None:
         """The work due in idle time (idle_work.py): the summary of lines the engine evicted that
-        no summary covers yet, and reading what the model has not read of the story; None if none."""
+        no summary covers yet, and reading what the model has not read of the story and of the
+        player's line being typed (`draft`, asked for when reading ahead begins); None if none."""
         request = self.summary_due()
-        if request is None and unread(self.session.kv_tokens, self.prompt([])) < READ_AHEAD_MIN:
-            return None
-        return IdleWork(self, request)
+        if request is None:
+            ahead = self.read_ahead_prompt(draft() if draft is not None else "")
+            if unread(self.session.kv_tokens, ahead) < READ_AHEAD_MIN:
+                return None
+        return IdleWork(self, request, draft)
+
+    def read_ahead_prompt(self, draft: str = "") -> Prompt:
+        """What the model may read before the player sends: the story; with the line `draft` the
+        player is typing, the story with that line said and what its turn reads before writing."""
+        if not one_line(draft):
+            return self.prompt([])
+        ahead = self.looking_ahead(draft)
+        return Opening.of(ahead).stage_prompt(ahead)
 
     def keep_summary(self, request: SummaryRequest, summary: str) -> None:
         """Put `summary` in the pinned block: the lines it covers leave the prompt from now on."""

@@ -4,20 +4,25 @@ Two things, in order. The summary of lines the engine evicted, when no summary c
 kept, it goes into the pinned block without a re-read of the lines after it (summary.py,
 engine/kv_cache.py), and the game autosaves it. Then reading ahead: whatever of the story the
 model has not read yet (the new summary, a story just opened or resumed without its KV state) is
-read now, so the next line reads only its own tokens. The screen runs this after every turn and
-when a story opens; the player's next action cancels it at once (the engine aborts between graph
-nodes) and the next idle time starts again, so a turn never waits for it. Scripts and benchmarks
-run it between turns. A summary that fails (a model server gone, say) is logged and the lines stay
-in the prompt, as when a summary comes back empty; the next idle time tries again.
+read now, and with it the line the player is typing (the draft) and what the turn after it would
+read before writing (its lore notes, the reminders due, `[stage:`, turn.py `Opening`): sent as
+typed, the line's turn reads one token before it writes. The screen runs this after every turn,
+when a story opens and when the player pauses typing; the player's next action cancels it at once
+(the engine aborts between graph nodes) and the next idle time starts again, so a turn never waits
+for it. Scripts and benchmarks run it between turns. A summary that fails (a model server gone,
+say) is logged and the lines stay in the prompt, as when a summary comes back empty; the next idle
+time tries again. Reading ahead makes the room the turn to come needs: any shift happens then.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from ..engine import GenerationParams, GenerationStream, Prompt, SamplingParams
+from ..engine import GenerationParams, GenerationResult, GenerationStream, Prompt, SamplingParams
 from ..engine.context_window import common_prefix
 from ..errors import UserFacingError
 from .summary import SummaryRequest
@@ -39,14 +44,16 @@ def unread(session_tokens: tuple[int, ...], prompt: Prompt) -> int:
 class IdleWork:
     """The idle work due: `run()` it, `cancel()` it; `kept` says whether a summary reached the story."""
 
-    def __init__(self, game: Game, request: SummaryRequest | None) -> None:
+    def __init__(self, game: Game, request: SummaryRequest | None, draft: Callable[[], str] | None = None) -> None:
         self._game = game
         self._request = request
+        self._draft = draft  # the player's line being typed, as it is when reading ahead begins
         self._head = game.tree.head  # the story it summarises: kept only if still the one in play
         self._generation: GenerationStream | None = None
         self.cancelled = False
         self.kept = False
-        self.seconds = 0.0  # how long the model wrote (cancelled or not)
+        self.seconds = 0.0  # how long the work took (cancelled or not)
+        self.summary_seconds = 0.0  # of which writing the summary
 
     @property
     def summarising(self) -> bool:
@@ -65,6 +72,7 @@ class IdleWork:
         try:
             if self._request is not None:
                 self.kept = await self._remember(self._request)
+                self.summary_seconds = time.perf_counter() - started
             if not self.cancelled and (self._request is None or self.kept):
                 await self._read_ahead()
         except UserFacingError as error:
@@ -74,23 +82,36 @@ class IdleWork:
         return self.kept
 
     async def _remember(self, request: SummaryRequest) -> bool:
-        summary = " ".join((await self._generate(request.prompt, request.params)).split())
+        written = await self._generate(request.prompt, request.params)
+        summary = " ".join(written.text.split()) if written is not None else ""
         if self.cancelled or not summary or self._game.tree.head != self._head:
             return False
         self._game.keep_summary(request, summary)
         return True
 
     async def _read_ahead(self) -> None:
-        prompt = self._game.prompt([])
-        if unread(self._game.session.kv_tokens, prompt) >= READ_AHEAD_MIN:
-            await self._generate(prompt, _READ_ONLY)
+        game = self._game
+        budgets = game.budgets  # room for the turn to come: any shift it needs happens now
+        params = replace(_READ_ONLY, room=budgets.directions + budgets.line)
+        for _pass in range(2):  # a second pass where making room changed what the turn reads
+            window = game.window_start
+            prompt = game.read_ahead_prompt(self._draft() if self._draft is not None else "")
+            if unread(game.session.kv_tokens, prompt) < READ_AHEAD_MIN:
+                return
+            read = await self._generate(prompt, params)
+            if read is None or game.tree.head != self._head:
+                return
+            game.read_ahead_window(read.first_turn)
+            if game.window_start == window:
+                return
+            # Lines left the window: their lore notes may come back, a reminder may be due again.
 
-    async def _generate(self, prompt: Prompt | list[int], params: GenerationParams) -> str:
-        """The text of a generation run to its end ("" when it was cancelled)."""
+    async def _generate(self, prompt: Prompt | list[int], params: GenerationParams) -> GenerationResult | None:
+        """A generation run to its end (None when it was cancelled)."""
         if self.cancelled:
-            return ""
+            return None
         self._generation = generation = self._game.session.generate(prompt, params)
         async for _piece in generation:
             pass
         result = await generation.result()
-        return "" if result.stop_reason == "cancelled" else result.text
+        return None if result.stop_reason == "cancelled" else result

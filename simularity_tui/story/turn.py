@@ -17,7 +17,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal
 
 from ..engine import GenerationParams, GenerationResult, GenerationStream, Prompt, SamplingParams
@@ -32,6 +32,28 @@ if TYPE_CHECKING:
 Phase = Literal["stage", "line"]
 
 log = logging.getLogger("simularity")
+
+
+@dataclass(frozen=True)
+class Opening:
+    """What a turn reads before the model writes anything: the lore notes its line brings in and
+    the reminders due (their ids, and their tokens together), then `[stage:`. Reading ahead
+    (idle_work.py) reads it for the player's line being typed, so the turn finds it read."""
+
+    notes: tuple[str, ...]
+    reminders: tuple[str, ...]
+    tokens: list[int]  # the notes', then the reminders'
+    stage_open: list[int]
+
+    @classmethod
+    def of(cls, game: Game) -> Opening:
+        notes, notes_tokens = game.lore_notes()
+        reminders, reminder_tokens = game.reminders()  # after the notes, before the stage line
+        return cls(notes, reminders, notes_tokens + reminder_tokens, game.session.tokenize(STAGE_OPEN))
+
+    def stage_prompt(self, game: Game) -> Prompt:
+        """The stage step's prompt: the story, then this."""
+        return game.prompt(self.tokens + self.stage_open)
 
 
 class Turn:
@@ -97,14 +119,14 @@ class Turn:
     async def _steps(self) -> AsyncGenerator[str, None]:
         game = self._game
         pack = game.pack  # as the turn begins: a pack changed meanwhile (hot reload) plays from the next turn
-        notes, notes_tokens = game.lore_notes()
-        reminders, reminder_tokens = game.reminders()  # after the notes, before the stage line
-        staged = await self._stage_step(pack, notes_tokens + reminder_tokens)
+        opening = Opening.of(game)
+        staged = await self._stage_step(pack, opening)
         if staged is None:
             self._nothing_written()
             return
         stage, stage_tokens = staged
-        open_turn = notes_tokens + reminder_tokens + stage_tokens
+        notes, reminders = opening.notes, opening.reminders
+        open_turn = opening.tokens + stage_tokens
         self.phase = "line"
         reader = LineReader(pack, game.speakers(stage), game.clock)
         async with contextlib.aclosing(self._line_step(game.prompt(open_turn), reader)) as pieces:
@@ -113,27 +135,31 @@ class Turn:
         if self.result is None or self.speaker is None or not self.text.strip():
             self._nothing_written()  # stopped before anyone said anything: nothing to keep
             return
-        line = replace(self._line(open_turn, notes, reader), reminders=reminders)
+        # The story keeps the stage line in its usual tokens, however the model split it (" " "neut"
+        # "ral" for " neutral"): read back, an odd split is copied line after line, and every piece
+        # of it costs a draw. Where they differ, idle time reads the stage line and the line after
+        # it again (idle_work.py).
+        kept_stage = game.session.tokenize(stage_line(pack, self.directions))
+        line = replace(self._line(opening.tokens + kept_stage, notes, reader), reminders=reminders)
         self.node_id = game.add_written_line(line, first_turn=self.result.first_turn)
         self.unlocked = [achievement for achievement in game.unlocked if achievement not in self._unlocked_before]
 
-    async def _stage_step(self, pack: Pack, notes_tokens: list[int]) -> tuple[Stage, list[int]] | None:
+    async def _stage_step(self, pack: Pack, opening: Opening) -> tuple[Stage, list[int]] | None:
         """The stage commands, from those legal now, on their own budget, after the line's notes and
-        reminders (`notes_tokens`): the stage after them and the stage line's tokens as the model
-        reads them; None when the turn was cancelled."""
+        reminders (`opening`): the stage after them and the stage line's tokens as the model reads
+        them; None when the turn was cancelled."""
         game = self._game
         stage = game.stage
-        stage_open = game.session.tokenize(STAGE_OPEN)
         grammar, table = directions_grammar(pack, stage)
         params = self._params(game.budgets.directions, grammar)
-        written, directed = await self._run(game.prompt(notes_tokens + stage_open), params)
+        written, directed = await self._run(opening.stage_prompt(game), params)
         self.evaluated_tokens += directed.evaluated_tokens
         self.shifted_tokens += directed.shifted_tokens
         if self.cancelled or directed.stop_reason == "cancelled":
             return None
         self.directions, whole = parse_directions(pack, stage, written, table)
         if whole:
-            stage_tokens = stage_open + list(directed.tokens)
+            stage_tokens = opening.stage_open + list(directed.tokens)
         else:  # cut short, or a command no longer legal: write the stage line as it was applied
             stage_tokens = game.session.tokenize(stage_line(pack, self.directions))
         for command in self.directions:

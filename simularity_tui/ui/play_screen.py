@@ -16,6 +16,7 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.reactive import var
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import Footer, Header, Input
 
 from ..errors import UserFacingError
@@ -40,6 +41,8 @@ from .stage_view import StageView
 from .status_line import StatusLine
 from .transcript import LineView, Transcript
 from .tree_screen import TreeScreen
+
+TYPING_PAUSE = 0.4  # seconds without a key: the player paused typing, the line so far is read ahead
 
 
 class LineInput(Input):
@@ -99,6 +102,7 @@ class PlayScreen(Screen[None]):
         self.graphics = graphics
         self.turn: Turn | None = None
         self.idle_job: IdleWork | None = None  # the idle work running (story/idle_work.py)
+        self._typing: Timer | None = None  # until the player pauses typing
         self.editing: int | None = None  # the line being edited (its node id)
         self._stage_drawn: tuple[Stage, int] | None = None
 
@@ -506,9 +510,34 @@ class PlayScreen(Screen[None]):
 
     # -- idle time ----------------------------------------------------------------------------------
 
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if not isinstance(event.input, LineInput):
+            return
+        if self._typing is not None:
+            self._typing.stop()
+        self._typing = self.set_timer(TYPING_PAUSE, self._read_draft_ahead)
+
+    def _read_draft_ahead(self) -> None:
+        """The player paused typing: the model reads their line so far, and what its turn would
+        read first, so that sending it starts the line at once. A summary being written goes on:
+        it reads the line as it is then, when it is done."""
+        if self.busy or not self.is_current:  # a turn, or a screen over this one: the line waits
+            return
+        if self.idle_job is not None and self.idle_job.summarising:  # ask again once it is written
+            self._typing = self.set_timer(TYPING_PAUSE, self._read_draft_ahead)
+            return
+        self._start_idle_work()
+
+    def _draft(self) -> str:
+        """The line being typed, for reading ahead: not an edit, a command or another act than saying."""
+        fields = self.query(LineInput)  # none once the screen is gone
+        text = fields.first().value if fields else ""
+        return "" if self.editing is not None or self.act != "say" or text.startswith("/") else text
+
     def _start_idle_work(self) -> None:
         """While the player reads and types: the summary the game has due, and reading ahead."""
-        job = self.game.idle_work()
+        self._stop_idle_work()
+        job = self.game.idle_work(self._draft)
         if job is not None:
             self.idle_job = job
             self.query_one(StatusLine).idle_work = (
@@ -529,6 +558,9 @@ class PlayScreen(Screen[None]):
 
     def _stop_idle_work(self) -> None:
         """The player acts: a summary being written stops at once (the engine aborts it)."""
+        if self._typing is not None:
+            self._typing.stop()
+            self._typing = None
         if self.idle_job is not None:
             self.idle_job.cancel()
             self.idle_job = None
