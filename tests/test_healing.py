@@ -51,8 +51,10 @@ def test_the_allowed_tokens_start_with_the_removed_text_or_begin_it(session: Lla
     from simularity_tui.engine.healing import Healing, PieceIndex  # llama.cpp: not at collection
 
     model = session._worker.model
-    index = PieceIndex(model)
+    index = PieceIndex.build(model)
+    assert index is not None
     allowed = {int(t) for t in index.consistent_with(b" Par")}
+    assert len(allowed) == len(index.consistent_with(b" Par"))  # each token once
     pieces = {model.piece(t) for t in allowed}
     assert {b" Paris", b" Par", b" P", b" Pa"} <= pieces
     assert all(p.startswith(b" Par") or b" Par".startswith(p) for p in pieces)

@@ -58,9 +58,9 @@ class EngineWorker:
         self.info = info
         self.kv = kv
         self.first_turn = 0  # the window's start, kept between generations so that shifts are rare
-        # Built at load (~0.3 s on 262k tokens), not inside the first turn that heals a token or
-        # has a draw refused by its grammar.
-        self._pieces = PieceIndex(model)
+        # The vocabulary's index (healing.py): built in the first read-ahead's idle time, or when
+        # healing first needs it; a refused draw before then checks the whole vocabulary.
+        self._pieces: PieceIndex | None = None
 
     @property
     def tokens(self) -> list[int]:
@@ -165,6 +165,8 @@ class EngineWorker:
         if cancel.is_set():
             return self._result(run, TextAssembler(), [], "cancelled")
         run.evaluated = evaluated
+        if not params.max_tokens and self._pieces is None:  # reading ahead, in idle time
+            self._pieces = PieceIndex.build(self.model, cancel)
         sampler = SamplerChain(self.model, params.sampling, seed, history=window.tokens[:until], grammar=params.grammar)
         assembler = TextAssembler(params.stop, skip_bytes=len(healing.removed) if healing else 0)
         jumps = (
@@ -203,7 +205,7 @@ class EngineWorker:
         while len(generated) < max_tokens:
             if run.cancel.is_set():
                 return generated, "cancelled"
-            allowed = self._pieces.consistent_with(healing.remaining) if healing and healing.active else None
+            allowed = self._piece_index().consistent_with(healing.remaining) if healing and healing.active else None
             run.healing_steps += allowed is not None
             token = sampler.sample(self.context, allowed, self._admissible(jumps) if jumps is not None else None)
             run.first_token_at = run.first_token_at or time.perf_counter()
@@ -248,12 +250,18 @@ class EngineWorker:
             if jumps.lost or jumps.decoder.getstate()[0]:  # off the grammar, or within a character
                 return None
             leaves = jumps.leaves()
-            if leaves is None:
-                return None
             index = self._pieces
+            if leaves is None or index is None:
+                return None
             return np.unique(np.concatenate([index.consistent_with(leaf.encode("utf-8")) for leaf in leaves]))
 
         return tokens
+
+    def _piece_index(self) -> PieceIndex:
+        if self._pieces is None:
+            self._pieces = PieceIndex.build(self.model)
+            assert self._pieces is not None  # nothing can stop it
+        return self._pieces
 
     @property
     def _digits_alone(self) -> bool:
