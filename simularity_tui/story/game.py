@@ -644,16 +644,19 @@ class Game:
             bos=self._bos,
         )
 
-    def idle_work(self, draft: Callable[[], str] | None = None) -> IdleWork | None:
+    def idle_work(self, draft: Callable[[], str] | None = None, *, read_ahead: bool = True) -> IdleWork | None:
         """The work due in idle time (idle_work.py): the summary of lines the engine evicted that
         no summary covers yet, and reading what the model has not read of the story and of the
-        player's line being typed (`draft`, asked for when reading ahead begins); None if none."""
+        player's line being typed (`draft`, asked for when reading ahead begins); None if none.
+        Without `read_ahead` (a script: no one reads or types between its entries), the summary only."""
         request = self.summary_due()
+        if request is None and not read_ahead:
+            return None
         if request is None:
             ahead = self.read_ahead_prompt(draft() if draft is not None else "")
             if unread(self.session.kv_tokens, ahead) < READ_AHEAD_MIN:
                 return None
-        return IdleWork(self, request, draft)
+        return IdleWork(self, request, draft, read_ahead=read_ahead)
 
     def read_ahead_prompt(self, draft: str = "") -> Prompt:
         """What the model may read before the player sends: the story; with the line `draft` the

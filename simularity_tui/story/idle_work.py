@@ -9,7 +9,7 @@ read before writing (its lore notes, the reminders due, `[stage:`, turn.py `Open
 typed, the line's turn reads one token before it writes. The screen runs this after every turn,
 when a story opens and when the player pauses typing; the player's next action cancels it at once
 (the engine aborts between graph nodes) and the next idle time starts again, so a turn never waits
-for it. Scripts and benchmarks run it between turns. A summary that fails (a model server gone,
+for it. Benchmarks run it between turns, scripts its summary alone. A summary that fails (a model server gone,
 say) is logged and the lines stay in the prompt, as when a summary comes back empty; the next idle
 time tries again. Reading ahead makes the room the turn to come needs: any shift happens then.
 """
@@ -44,9 +44,17 @@ def unread(session_tokens: tuple[int, ...], prompt: Prompt) -> int:
 class IdleWork:
     """The idle work due: `run()` it, `cancel()` it; `kept` says whether a summary reached the story."""
 
-    def __init__(self, game: Game, request: SummaryRequest | None, draft: Callable[[], str] | None = None) -> None:
+    def __init__(
+        self,
+        game: Game,
+        request: SummaryRequest | None,
+        draft: Callable[[], str] | None = None,
+        *,
+        read_ahead: bool = True,
+    ) -> None:
         self._game = game
         self._request = request
+        self._reads_ahead = read_ahead
         self._draft = draft  # the player's line being typed, as it is when reading ahead begins
         self._head = game.tree.head  # the story it summarises: kept only if still the one in play
         self._generation: GenerationStream | None = None
@@ -73,7 +81,7 @@ class IdleWork:
             if self._request is not None:
                 self.kept = await self._remember(self._request)
                 self.summary_seconds = time.perf_counter() - started
-            if not self.cancelled and (self._request is None or self.kept):
+            if self._reads_ahead and not self.cancelled and (self._request is None or self.kept):
                 await self._read_ahead()
         except UserFacingError as error:
             log.warning("no summary this time, the lines stay in the prompt: %s", error.message)

@@ -304,7 +304,7 @@ async def _stream(game: Game, turn: Turn, out: TextIO) -> None:
     if printed:
         out.write("\n")
     _print_unlocked(game, turn.unlocked, out)
-    idle = game.idle_work()  # a script has no idle time: between its entries
+    idle = game.idle_work(read_ahead=False)  # a script has no idle time: the summary, between its entries
     if idle is not None and await idle.run():
         print("[the story so far was summarised]", file=out)
     out.flush()
