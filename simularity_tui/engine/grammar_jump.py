@@ -286,10 +286,12 @@ class _Builder:
 
         single = ranges[0][0] if not negated and len(ranges) == 1 and ranges[0][0] == ranges[0][1] else None
         digits = not negated and all("0" <= low <= high <= "9" for low, high in ranges)
-        few = not negated and sum(ord(high) - ord(low) + 1 for low, high in ranges) <= MAX_CLASS_MEMBERS
-        members = frozenset(chr(code) for low, high in ranges for code in range(ord(low), ord(high) + 1))
+        few = not negated and sum(max(0, ord(high) - ord(low) + 1) for low, high in ranges) <= MAX_CLASS_MEMBERS
+        members = (
+            frozenset(chr(code) for low, high in ranges for code in range(ord(low), ord(high) + 1)) if few else None
+        )
         start, end = self._new(), self._new()
-        self._edge(start, _Chars(single, test, digits, members if few else None), end)
+        self._edge(start, _Chars(single, test, digits, members), end)
         return (start, end), at + 1
 
 

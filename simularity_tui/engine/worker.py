@@ -192,6 +192,7 @@ class EngineWorker:
         With `jumps`, what the grammar forces after a token is appended with it (grammar_jump.py)."""
         generated: list[int] = []
         healing = run.healing
+        admissible = self._admissible(jumps) if jumps is not None else None
         forced, complete = self._forced(jumps, b"", max_tokens)  # what the grammar forces from the start
         if forced:
             self._take_forced(forced, sampler, assembler, run, generated)
@@ -207,7 +208,7 @@ class EngineWorker:
                 return generated, "cancelled"
             allowed = self._piece_index().consistent_with(healing.remaining) if healing and healing.active else None
             run.healing_steps += allowed is not None
-            token = sampler.sample(self.context, allowed, self._admissible(jumps) if jumps is not None else None)
+            token = sampler.sample(self.context, allowed, admissible)
             run.first_token_at = run.first_token_at or time.perf_counter()
             if self.model.is_end_of_generation(token):
                 return generated, "eos"

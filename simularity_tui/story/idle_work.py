@@ -9,9 +9,10 @@ read before writing (its lore notes, the reminders due, `[stage:`, turn.py `Open
 typed, the line's turn reads one token before it writes. The screen runs this after every turn,
 when a story opens and when the player pauses typing; the player's next action cancels it at once
 (the engine aborts between graph nodes) and the next idle time starts again, so a turn never waits
-for it. Benchmarks run it between turns, scripts its summary alone. A summary that fails (a model server gone,
-say) is logged and the lines stay in the prompt, as when a summary comes back empty; the next idle
-time tries again. Reading ahead makes the room the turn to come needs: any shift happens then.
+for it. Benchmarks run it between turns, scripts its summary alone. A summary that fails (a model
+server gone, say) is logged and the lines stay in the prompt, as when a summary comes back empty;
+the next idle time tries again. Reading ahead makes the room the turn to come needs: any shift
+happens then.
 """
 
 from __future__ import annotations
