@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 
@@ -20,11 +21,11 @@ def holds(condition: Condition, pack: Pack, stage: Stage, lines: Sequence[Line])
         look = stage.cast.get(str(condition.character))
         return look is not None and look.expression == condition.expression
     if kind == "player_says":
-        return any(
-            line.speaker == pack.player_id and mentions(line.text, condition.player_says or []) for line in lines
-        )
+        player, words = pack.player_id, tuple(condition.player_says or ())
+        return any(line.speaker == player and _mentions(line.text, words) for line in lines)
     if kind == "mentioned":
-        return any(mentions(line.text, condition.mentioned or []) for line in lines)
+        words = tuple(condition.mentioned or ())
+        return any(_mentions(line.text, words) for line in lines)
     if kind == "turns":
         return len(lines) >= (condition.turns or 0)
     if kind == "all":
@@ -32,9 +33,18 @@ def holds(condition: Condition, pack: Pack, stage: Stage, lines: Sequence[Line])
     return any(holds(inner, pack, stage, lines) for inner in condition.any or [])
 
 
-def mentions(text: str, words: Sequence[str]) -> bool:
+# Every line is looked at again after each new one (a condition may join an old line to the stage
+# now): remembered by text, a long story costs a lookup per line, not a search.
+@functools.lru_cache(maxsize=65536)
+def _mentions(text: str, words: tuple[str, ...]) -> bool:
     """Whether `text` contains one of `words` as a whole word (or phrase), ignoring case."""
-    return any(re.search(rf"(?<!\w){re.escape(word)}(?!\w)", text, re.IGNORECASE) for word in words)
+    return _words_pattern(words).search(text) is not None
+
+
+@functools.lru_cache(maxsize=256)
+def _words_pattern(words: tuple[str, ...]) -> re.Pattern[str]:
+    either = "|".join(re.escape(word) for word in words) or "(?!)"  # no words: nothing matches
+    return re.compile(rf"(?<!\w)(?:{either})(?!\w)", re.IGNORECASE)
 
 
 def newly_unlocked(pack: Pack, stage: Stage, lines: Sequence[Line], unlocked: dict[str, int]) -> list[str]:

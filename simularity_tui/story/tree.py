@@ -44,17 +44,25 @@ class StoryTree:
         self.nodes: dict[int, Node] = {0: Node(0, None, None)}
         self.head = 0
         self._next_id = 1
+        # The last path asked for, by its end: a node's path never changes (nodes keep their parent,
+        # ids are not reused, deleting a node deletes its branch), so the next path, a line or two
+        # on, is found from it without walking a long story back to its start every time.
+        self._last_path: tuple[int, list[Node]] = (0, [])
 
     # -- reading ------------------------------------------------------------------------------
 
     def path(self, until: int | None = None) -> list[Node]:
         """The nodes from the first line to `until` (default: the head), in order."""
+        end = self.head if until is None else until
+        known, known_path = self._last_path
         nodes = []
-        node = self.nodes[self.head if until is None else until]
-        while node.parent is not None:
+        node = self.nodes[end]
+        while node.parent is not None and node.id != known:
             nodes.append(node)
             node = self.nodes[node.parent]
-        return nodes[::-1]
+        found = (known_path if node.id == known and known in self.nodes else []) + nodes[::-1]
+        self._last_path = (end, found)
+        return list(found)
 
     def lines(self) -> list[Line]:
         return [node.line for node in self.path() if node.line is not None]
