@@ -110,7 +110,9 @@ BENCHES = (
     Bench(
         "story", "a whole story game with summaries, turn after turn", "story:run_story_bench",
         (("--turns", 300, "turns to play"), ("--reply-tokens", 40, "tokens per line"),
-         ("--think-ms", 3000, "the player reading and typing between turns: summaries are written then")), n_ctx=1024,
+         ("--think-ms", 3000, "the player reading and typing between turns: summaries are written then"),
+         ("--write-ahead", 1, "1: each turn's stage line and head are written while the player types; 0: not")),
+        n_ctx=1024,
     ),
     Bench(
         "resume", "resuming from a KV state file vs re-evaluating", "resume:run_resume_bench",

@@ -11,9 +11,11 @@ The API (stable: the story, save and UI tests all use it):
     session.replies.append("More.")  # script more at any time; `summaries` likewise
     def test_x(fake_session: FakeSession) -> None: ...  # the fixture: FakeSession() for one test
 
-- A game's line (its `line_grammar` step) takes the next entry of `replies` and writes
-  `Speaker (HH:MM): text\\n`: the entry's text, speaker (a name the grammar allows; default its
-  first) and clock (default the grammar's first hour, minute 00). The stage step before it (its
+- A game's line takes the next entry of `replies`: its head step (`head_grammar`) writes
+  `Speaker (HH:MM):`, with the entry's speaker (a name the grammar allows; default its first) and
+  clock (default the grammar's first hour, minute 00), and leaves the entry; its text step
+  (`TEXT_GRAMMAR`) takes the entry and writes ` text\\n`. A whole line (`line_grammar`: the
+  player's line impersonated) writes both at once. The stage step before it (its
   `directions_grammar`) writes ` none]\\n`; or, when that next entry is a `Reply` whose `stage` is
   True, the first command the grammar offers; or the command `stage` names.
 - A summary request (under the summary grammar) takes the next of `summaries`, else a default.
@@ -52,6 +54,7 @@ from simularity_tui.engine.context_window import common_prefix, plan_window
 from simularity_tui.engine.results import StopReason
 from simularity_tui.engine.task_generation import TaskGeneration
 from simularity_tui.story.summary import SUMMARY_GRAMMAR
+from simularity_tui.story.writing import TEXT_GRAMMAR
 
 SPLICE_MIN, REFRESH = 16, 16  # engine/kv_cache.py's MIN_SHIFT_KEEP and REFRESH_TOKENS, without llama.cpp
 
@@ -73,6 +76,7 @@ _PIECES: list[str] = ["", "", ""]
 _IDS: dict[str, int] = {}
 
 _DIRECTIONS_ROOT = 'root ::= " none]\\n"'  # how `directions_grammar` always begins
+_HEAD_END = '"):"'  # how `head_grammar`'s root rule ends
 _LITERAL = re.compile(r'"((?:[^"\\]|\\.)*)"')
 _ESCAPE = re.compile(r"\\(x[0-9A-Fa-f]{2}|u[0-9A-Fa-f]{4}|U[0-9A-Fa-f]{8}|.)")
 
@@ -127,7 +131,7 @@ class FakeSession:
         self._held: tuple[int, ...] = ()  # what the KV holds: the last window, then the reply
         self._n_keep = 0
         self._first_turn = 0
-        self._defaults = itertools.count()
+        self._defaults = 0  # default lines taken
         self._summaries_written = itertools.count(1)
         self._last: asyncio.Task[GenerationResult] | None = None
 
@@ -328,7 +332,15 @@ class FakeSession:
         if grammar.startswith(_DIRECTIONS_ROOT):
             return self._directions(grammar)
         if _rule(grammar, "speaker") is not None and _rule(grammar, "hour") is not None:
+            if (_rule(grammar, "root") or "").endswith(_HEAD_END):  # the head alone: the line to come says whose it is
+                try:
+                    return self._head(grammar, self._upcoming())
+                except ScriptError:
+                    self._take()  # a line the grammar refuses is spent, as a whole line is
+                    raise
             return self._line(grammar, self._take())
+        if grammar == TEXT_GRAMMAR:
+            return self._text(self._take())
         if grammar == SUMMARY_GRAMMAR:
             summary = self.summaries.popleft() if self.summaries else None
             return (summary or f"Summary {next(self._summaries_written)}: the story so far, in short.") + "\n"
@@ -336,8 +348,18 @@ class FakeSession:
             raise ScriptError("FakeSession writes under the game's three grammars only")
         return self._take().text
 
+    def _upcoming(self) -> Reply:
+        """The next entry, left for the line's text to take (an exception is raised now)."""
+        entry = self.replies[0] if self.replies else DEFAULT_LINES[self._defaults % len(DEFAULT_LINES)]
+        if isinstance(entry, BaseException):
+            return self._take()  # raises it
+        return entry if isinstance(entry, Reply) else Reply(entry)
+
     def _take(self) -> Reply:
-        entry = self.replies.popleft() if self.replies else DEFAULT_LINES[next(self._defaults) % len(DEFAULT_LINES)]
+        if not self.replies:
+            self._defaults += 1
+            return Reply(DEFAULT_LINES[(self._defaults - 1) % len(DEFAULT_LINES)])
+        entry = self.replies.popleft()
         if isinstance(entry, BaseException):
             raise entry
         return entry if isinstance(entry, Reply) else Reply(entry)
@@ -356,6 +378,14 @@ class FakeSession:
         return f" {stage}]\n"
 
     def _line(self, grammar: str, reply: Reply) -> str:
+        return self._head(grammar, reply) + self._text(reply)
+
+    def _text(self, reply: Reply) -> str:
+        if not reply.text or reply.text[0] == " " or "\n" in reply.text:
+            raise ScriptError(f"the grammar wants one line that starts with a word, not {reply.text!r}")
+        return f" {reply.text}\n"
+
+    def _head(self, grammar: str, reply: Reply) -> str:
         names = _literals(_rule(grammar, "speaker") or "")
         hours = _literals(_rule(grammar, "hour") or "")
         speaker = reply.speaker or names[0]
@@ -364,9 +394,7 @@ class FakeSession:
             raise ScriptError(f"the script asks for {speaker!r} to speak; the grammar allows {names}")
         if not re.fullmatch(r"\d\d:[0-5]\d", clock) or clock[:2] not in hours:
             raise ScriptError(f"the script asks for the time {clock!r}; the grammar allows the hours {hours}")
-        if not reply.text or reply.text[0] == " " or "\n" in reply.text:
-            raise ScriptError(f"the grammar wants one line that starts with a word, not {reply.text!r}")
-        return f"{speaker} ({clock}): {reply.text}\n"
+        return f"{speaker} ({clock}):"
 
 
 def _id(piece: str) -> int:

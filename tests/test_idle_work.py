@@ -5,6 +5,7 @@ model for the cancel's latency, and in the TUI on the scripted session."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from typing import TYPE_CHECKING
 
@@ -103,8 +104,9 @@ async def test_the_line_being_typed_is_read_ahead_with_the_notes_its_turn_brings
     session: LlamaSession, lighthouse: LoadedPack
 ) -> None:
     """Reading ahead with the player's draft: the line, the lore notes it brings in and `[stage:`
-    are read before it is sent; sent as typed, the turn reads one token before it writes. A draft
-    changed afterwards costs only what changed."""
+    are read before it is sent, then the turn's stage line and its line's head are written; sent as
+    typed, the turn finds them written and reads a few tokens before the text. A draft changed
+    afterwards costs only what changed."""
     await session.reset()
     game = Game(session, lighthouse, "storm", sampling=SamplingParams(seed=5), budgets=Budgets(line=24))
     draft = "What is that pattern the lamp keeps making?"  # "pattern": the lore entry "the-signal"
@@ -115,12 +117,13 @@ async def test_the_line_being_typed_is_read_ahead_with_the_notes_its_turn_brings
     signal = " ".join(lighthouse.pack.lore["the-signal"].content.split())
     said, _, after = read.rpartition(f"): {draft}\n")
     assert said and after.startswith("[note: ") and f"[note: {signal}]\n" in after  # the line, its notes
-    assert after.endswith("]\n[stage:")  # then what the stage step reads before writing
-    assert game.idle_work(lambda: draft) is None  # nothing left to read for it
+    written = after[after.index("]\n[stage:") + 2 :]  # then the stage line and the head, written ahead
+    assert re.fullmatch(r"\[stage: [^\n]*\]\n\w[^\n(]* \(2\d:\d", written), written
+    assert game.idle_work(lambda: draft) is None  # nothing left to read or write for it
     turn = await game.say(draft).finish()
-    assert "the-signal" in game.lines[-1].notes
-    stage_line = len(session.tokenize("[stage: none]\n"))  # what the line step reads of the stage line, at most
-    assert turn.evaluated_tokens <= 1 + stage_line + 8, turn.evaluated_tokens
+    assert turn.steps_written_ahead == 2 and "the-signal" in game.lines[-1].notes
+    assert written in session.detokenize(game.lines[-1].tokens)  # the line goes on from them
+    assert turn.evaluated_tokens <= 4, turn.evaluated_tokens  # the head's last digit and "):"
     # The KV holds exactly the story as the game keeps it: what was read ahead is what was said.
     story = [*game.prompt([]).pinned, *(token for line in game.lines[game.window_start :] for token in line.tokens)]
     assert list(session.kv_tokens) == story[: len(session.kv_tokens)]
@@ -129,7 +132,30 @@ async def test_the_line_being_typed_is_read_ahead_with_the_notes_its_turn_brings
     assert job is not None
     await job.run()
     turn = await game.say("Where does the keeper sleep at night?").finish()
+    assert turn.steps_written_ahead == 0  # written for another line
+    stage_line = len(session.tokenize("[stage: none]\n"))
     assert turn.evaluated_tokens <= len(session.tokenize(" at night?\n")) + stage_line + 30, turn.evaluated_tokens
+
+
+async def test_a_turn_written_ahead_writes_the_line_it_would_have_written(
+    session: LlamaSession, lighthouse: LoadedPack
+) -> None:
+    """With a fixed seed, the line is the same whether its stage line and head were written while
+    the player paused typing or after the send: written ahead is the same generation, done sooner.
+    (Both read the typed line ahead: the model's numbers then come out bit for bit the same.)"""
+    draft = "Is the storm getting worse?"
+    lines = []
+    for ahead in (False, True):
+        await session.reset()
+        game = Game(session, lighthouse, "storm", sampling=SamplingParams(seed=11), budgets=Budgets(line=24))
+        job = game.idle_work(lambda: draft, write_ahead=ahead)
+        assert job is not None
+        await job.run()
+        turn = await game.say(draft).finish()
+        assert turn.steps_written_ahead == (2 if ahead else 0)
+        lines.append(game.lines[-1])
+    assert lines[0].text and (lines[1].speaker, lines[1].text) == (lines[0].speaker, lines[0].text)
+    assert lines[1].tokens == lines[0].tokens and lines[1].directions == lines[0].directions
 
 
 async def test_the_screen_reads_the_line_ahead_when_the_player_pauses_typing(lighthouse: LoadedPack) -> None:

@@ -136,7 +136,7 @@ async def test_post_history_follows_the_story_every_few_lines_and_the_prompt_onl
         now = flat(game.prompt([]))
         assert now[: len(before)] == before  # each prompt starts with the one before: the KV stays valid
         before = now
-        stage_step = flat(fake_session.requests[-2][0])  # what the model read before the stage line
+        stage_step = flat(fake_session.requests[-3][0])  # what the model read before the stage line
         assert stage_step[-len(reminder) - 3 : -3] == reminder or POST_HISTORY not in game.lines[-1].reminders
     carriers = [index for index, line in enumerate(game.lines) if line.reminders == (POST_HISTORY,)]
     scripted = len(lighthouse.pack.episodes["storm"].lines)

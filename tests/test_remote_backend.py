@@ -200,15 +200,17 @@ async def test_the_prompt_only_grows_so_the_servers_prefix_cache_hits(
     for line in said:
         held, mark = len(remote.kv_tokens), server.mark()  # what the server's cache holds from the last turn
         await game.say(line).finish()
-        (stage_hit, stage_left), (line_hit, line_left) = server.evaluations(mark)  # the turn's two steps
+        # The turn's three steps: the stage line, the line's head, its text.
+        (stage_hit, stage_left), head, (line_hit, line_left) = server.evaluations(mark)
         new = stage_hit + stage_left - 1 - held  # the server's count has its BOS
         figures.append({"prompt": stage_hit + stage_left, "new": new, "stage": (stage_hit, stage_left),
-                        "line": (line_hit, line_left)})  # fmt: skip
+                        "head": head, "line": (line_hit, line_left)})  # fmt: skip
     print(f"\nprefix cache per turn (hit, left to evaluate; -1: the whole prompt was cached): {figures}")
     for turn in figures:
         assert turn["stage"][1] <= turn["new"] + 8  # the player's line and the stage opening, little more
         assert turn["stage"][1] < turn["prompt"] // 8
-        assert turn["line"][1] <= 8  # the line's prompt extends the stage step's: all of it was cached
+        assert turn["head"][1] <= 8  # the head's prompt extends the stage step's: all of it was cached
+        assert turn["line"][1] <= 8  # and the text's the head's
     if template != "auto":
         remote.close_blocking()
 
@@ -635,9 +637,10 @@ async def test_a_cancelled_reply_is_kept_when_the_server_cannot_tokenize_it(
             cancelled_at = time.perf_counter()
             turn.cancel()
     assert cancelled_at is not None and time.perf_counter() - cancelled_at < 2.0
-    assert turn.result is not None and turn.result.stop_reason == "cancelled"
-    assert turn.result.text == "Mira (20:04): Sit by" and turn.result.tokens == ()
-    assert turn.result.tail_text == turn.result.text  # no token covers it: the story tokenized its line
+    # The server ignores the grammar: the head step wrote the text too, and was cancelled.
+    assert turn.head is not None and turn.head.stop_reason == "cancelled" and turn.result is None
+    assert turn.head.text == "Mira (20:04): Sit by" and turn.head.tokens == ()
+    assert turn.head.tail_text == turn.head.text  # no token covers it: the story tokenized its line
     assert turn.node_id is not None and story_of(game)[-1] == ("mira", "Sit by")
     assert without_notes(session.detokenize(game.lines[-1].tokens)) == "[stage: none]\nMira (20:04): Sit by\n"
     session.close_blocking()

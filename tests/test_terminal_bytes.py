@@ -87,23 +87,15 @@ def test_the_kitty_protocol_bytes_decode_back_to_the_stage(tmp_path: Path, progr
 
 # The model is forced by its grammar to write a clipboard write (OSC 52), a screen clear (CSI),
 # a bell and a C1 CSI; the pack's name carries a title change (OSC 0).
-HOSTILE_LINE = '"Look" "\\x1b]52;c;SGFja2Vk\\x07" " here" "\\x1b[2J" "\\x9b" "31m" " now" "\\n"'
+HOSTILE_LINE = 'root ::= " Look" "\\x1b]52;c;SGFja2Vk\\x07" " here" "\\x1b[2J" "\\x9b" "31m" " now" "\\n"\n'
 FORCING_SCRIPT = """
 import sys
-from simularity_tui.story import turn
+from simularity_tui.story import turn, writing
 
-original = turn.line_grammar
-hostile_text = sys.argv.pop(1)
-
-
-def forced(pack, speakers, clock):
-    grammar = original(pack, speakers, clock)
-    hostile = grammar.replace('[^\\\\n ] [^\\\\n]* "\\\\n"', hostile_text)
-    assert hostile != grammar, "the line grammar changed: update this test"
-    return hostile
-
-
-turn.line_grammar = forced
+assert turn.TEXT_GRAMMAR == writing.TEXT_GRAMMAR == 'root ::= " " [^\\\\n ] [^\\\\n]* "\\\\n"\\n', (
+    "the line's text grammar changed: update this test"
+)
+turn.TEXT_GRAMMAR = sys.argv.pop(1)
 from simularity_tui.cli import main
 
 sys.exit(main(sys.argv[1:]))

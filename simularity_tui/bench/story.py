@@ -90,10 +90,17 @@ async def _play(session: ModelSession, args: argparse.Namespace, console: Consol
     summaries = waited = 0
     per_turn: list[int] = []  # stage commands: each costs draws before the line's first text
 
+    written_ahead: list[int] = []  # per turn, its steps found written while the player typed (0 to 2)
+
     def typed(turn_number: int) -> Callable[[], str]:  # the line the player types meanwhile
+        # The turn's seed is set as the player begins typing: what idle time writes ahead for the
+        # line is written with it.
+        game.sampling = replace(game.sampling, seed=SEED_BASE + turn_number)
         return lambda: PLAYER_LINES[turn_number % len(PLAYER_LINES)]
 
-    job = game.idle_work(typed(0))  # the opening, read while the player reads it and types
+    job = game.idle_work(
+        typed(0), write_ahead=bool(args.write_ahead)
+    )  # the opening, read while the player reads it and types
     idle = asyncio.ensure_future(job.run()) if job is not None else None
     if idle is not None:
         await asyncio.wait({idle}, timeout=args.think_ms / 1000)
@@ -107,7 +114,6 @@ async def _play(session: ModelSession, args: argparse.Namespace, console: Consol
             summary_s += [job.summary_seconds] if job.kept else []
         line = PLAYER_LINES[turn_number % len(PLAYER_LINES)]
         started = time.perf_counter()
-        game.sampling = replace(game.sampling, seed=SEED_BASE + turn_number)
         turn = game.say(line)
         async for _piece in turn:
             pass
@@ -115,7 +121,10 @@ async def _play(session: ModelSession, args: argparse.Namespace, console: Consol
         first_token.append((turn.first_token_at or time.perf_counter()) - started)
         evaluated.append(turn.evaluated_tokens)
         per_turn.append(len(turn.directions))
-        job = game.idle_work(typed(turn_number + 1))  # then the player reads and types: the summary is
+        written_ahead.append(turn.steps_written_ahead)
+        job = game.idle_work(
+            typed(turn_number + 1), write_ahead=bool(args.write_ahead)
+        )  # then the player reads and types: the summary is
         # written meanwhile, and what the player typed is read ahead
         idle = asyncio.ensure_future(job.run()) if job is not None else None
         if idle is not None:  # (with nothing to write meanwhile, reading time changes nothing)
@@ -136,6 +145,7 @@ async def _play(session: ModelSession, args: argparse.Namespace, console: Consol
         "reread_turns": sum(count > max(4 * usual, 200) for count in evaluated[1:]),
         "stage_commands": sum(per_turn),
         "stage_commands_per_turn": per_turn,
+        "written_ahead_turns": sum(steps == 2 for steps in written_ahead),
         "achievements": sorted(game.unlocked),
         "lines": len(game.lines),
         "final_summary": game.summary,

@@ -54,6 +54,7 @@ from .summary import SummaryRequest, summary_request
 from .tree import Line, LineKind, StoryTree
 from .turn import Opening, Turn
 from .writing import clip, line_text, next_minute, note_text, pinned_parts, preamble, reminder_text
+from .written_ahead import WrittenAhead
 
 Act = Literal["say", "do", "story", "ooc"]  # the ways a player acts (Game.act)
 ACTS: tuple[Act, ...] = get_args(Act)
@@ -139,6 +140,9 @@ class Game:
         self.notes_scale = 1.0
         self.reminder_scales: dict[str, float] = {}
         self.lore_log: list[LoreScan] = []  # the lore of each line written in this session (the lore debugger)
+        # The next turn's first steps, written in idle time for the line being typed (written_ahead.py);
+        # a copy from `looking_ahead` writes into the same.
+        self.written_ahead = WrittenAhead()
         self.tree = tree if tree is not None else self._opening()
 
     @property
@@ -248,6 +252,7 @@ class Game:
         """A copy of the game that can change without changing it: its own copy of the story (with
         the player's line `say` added), no autosave, and its own lore log. Take it on the thread
         that plays the game; a thread may then read it while the game plays on."""
+        self._pinned_block()  # made here, not on the copy: the turn to come finds it made (idle time)
         ahead = copy.copy(self)
         ahead.on_commit = None
         ahead.lore_log = list(self.lore_log)  # lore_notes() changes its log in place
@@ -604,6 +609,11 @@ class Game:
         tokens, self.reminder_scales = self._reminder_tokens(ids)
         return ids, tokens
 
+    def take_written_ahead(self) -> WrittenAhead:
+        """The steps written ahead, for a turn that begins: each serves one turn at most."""
+        taken, self.written_ahead = self.written_ahead, WrittenAhead()
+        return taken
+
     def read_ahead_window(self, first_turn: int) -> None:
         """Reading ahead made room for the turn to come: the lines before prompt turn `first_turn`
         left the engine's window (a summary is due for them at once)."""
@@ -644,19 +654,25 @@ class Game:
             bos=self._bos,
         )
 
-    def idle_work(self, draft: Callable[[], str] | None = None, *, read_ahead: bool = True) -> IdleWork | None:
+    def idle_work(
+        self, draft: Callable[[], str] | None = None, *, read_ahead: bool = True, write_ahead: bool = True
+    ) -> IdleWork | None:
         """The work due in idle time (idle_work.py): the summary of lines the engine evicted that
-        no summary covers yet, and reading what the model has not read of the story and of the
-        player's line being typed (`draft`, asked for when reading ahead begins); None if none.
-        Without `read_ahead` (a script: no one reads or types between its entries), the summary only."""
+        no summary covers yet, reading what the model has not read of the story and of the
+        player's line being typed (`draft`, asked for when reading ahead begins), and writing the
+        first steps of that line's turn; None if none.
+        Without `read_ahead` (a script: no one reads or types between its entries), the summary only;
+        without `write_ahead`, no turn's steps are written (to measure what writing ahead saves)."""
         request = self.summary_due()
         if request is None and not read_ahead:
             return None
         if request is None:
-            ahead = self.read_ahead_prompt(draft() if draft is not None else "")
-            if unread(self.session.kv_tokens, ahead) < READ_AHEAD_MIN:
+            typed = draft() if draft is not None else ""
+            ahead = self.read_ahead_prompt(typed)
+            written = not write_ahead or not one_line(typed) or self.written_ahead.finished == ahead
+            if written and unread(self.session.kv_tokens, ahead) < READ_AHEAD_MIN:
                 return None
-        return IdleWork(self, request, draft, read_ahead=read_ahead)
+        return IdleWork(self, request, draft, read_ahead=read_ahead, write_ahead=write_ahead)
 
     def read_ahead_prompt(self, draft: str = "") -> Prompt:
         """What the model may read before the player sends: the story; with the line `draft` the

@@ -2,7 +2,11 @@
 
 1. The stage commands, chosen among those legal now, under their grammar and budget; the lore
    notes the recent lines brought in come first, then the reminders due (reminders.py).
-2. The line, by someone who may speak, streamed as it is written; committed to the story.
+2. The line's head, `Mira (21:40):`: someone who may speak, at a time that does not run back.
+3. The line's text, streamed as it is written; the line is committed to the story.
+
+The first two are choices the model makes before any text shows: idle time writes them ahead for
+the line the player is typing (written_ahead.py), and the turn finds them written.
 
 The game holds the story and offers each step what it needs (the prompt, the stage, who may speak,
 the lore notes) and takes the line back. A turn that writes no line (cancelled
@@ -24,7 +28,16 @@ from ..engine import GenerationParams, GenerationResult, GenerationStream, Promp
 from ..scenario.schema import Pack
 from .stage import Stage, StageCommand, stage_line
 from .tree import Line
-from .writing import STAGE_OPEN, LineReader, directions_grammar, later_clock, line_grammar, parse_directions
+from .writing import (
+    STAGE_OPEN,
+    TEXT_GRAMMAR,
+    LineReader,
+    directions_grammar,
+    head_grammar,
+    later_clock,
+    parse_directions,
+)
+from .written_ahead import WrittenStep
 
 if TYPE_CHECKING:
     from .game import Game
@@ -57,12 +70,20 @@ class Opening:
 
 
 class Turn:
-    """Iterate a turn for the line's text as it streams; `finish()` runs it without streaming."""
+    """Iterate a turn for the line's text as it streams; `finish()` runs it without streaming.
 
-    def __init__(self, game: Game, seed: int | None, *, restore_head: int | None = None) -> None:
+    With `ahead_only`, on a copy of the game with the player's typed line said (`Game.looking_ahead`),
+    the turn writes its first two steps into the game's `written_ahead` and stops (idle_work.py)."""
+
+    def __init__(
+        self, game: Game, seed: int | None, *, restore_head: int | None = None, ahead_only: bool = False
+    ) -> None:
         self._game = game
         self._seed = seed
         self._restore_head = restore_head  # a regenerated line to show again if no new one is written
+        self._ahead_only = ahead_only
+        # Steps written ahead: taken as the turn begins (each serves one turn), or written into.
+        self._written = game.written_ahead if ahead_only else game.take_written_ahead()
         self._unlocked_before = set(game.unlocked)
         self._generation: GenerationStream | None = None  # the step's generation, while it runs
         self.cancelled = False
@@ -70,9 +91,12 @@ class Turn:
         self.text = ""
         self.directions: list[StageCommand] = []
         self.node_id: int | None = None  # the committed line, if any
-        self.result: GenerationResult | None = None  # the line's generation
-        self.evaluated_tokens = 0  # prompt tokens the engine read for this turn (stage and line)
-        self.shifted_tokens = 0  # tokens the engine shifted out of the KV for this turn (either step may)
+        self.head: GenerationResult | None = None  # the line head's generation
+        self.result: GenerationResult | None = None  # the line text's generation
+        self._streamed_step: tuple[str, GenerationResult] | None = None  # the last line step's (_streamed)
+        self.evaluated_tokens = 0  # prompt tokens the engine read for this turn (any step)
+        self.shifted_tokens = 0  # tokens the engine shifted out of the KV for this turn (any step may)
+        self.steps_written_ahead = 0  # steps found written in idle time (0 to 2)
         self.unlocked: list[str] = []  # achievements unlocked by this turn (the player's line included)
         self.started = time.perf_counter()
         self.first_text_at: float | None = None
@@ -129,10 +153,19 @@ class Turn:
         open_turn = opening.tokens + stage_tokens
         self.phase = "line"
         reader = LineReader(pack, game.speakers(stage), game.clock)
-        async with contextlib.aclosing(self._line_step(game.prompt(open_turn), reader)) as pieces:
+        async with contextlib.aclosing(self._head_step(game.prompt(open_turn), reader)) as pieces:
             async for piece in pieces:
-                yield piece
-        if self.result is None or self.speaker is None or not self.text.strip():
+                yield piece  # only a server that ignores the grammar writes text with the head
+        head = self.head
+        if head is None or self._ahead_only:
+            self._nothing_written()
+            return
+        if not reader.ended and head.stop_reason != "cancelled":
+            prompt = game.prompt(open_turn + list(head.tokens))
+            async with contextlib.aclosing(self._text_step(prompt, reader, len(head.tokens))) as pieces:
+                async for piece in pieces:
+                    yield piece
+        if self.speaker is None or not self.text.strip():
             self._nothing_written()  # stopped before anyone said anything: nothing to keep
             return
         # The story keeps the stage line in its usual tokens, however the model split it (" " "neut"
@@ -141,7 +174,8 @@ class Turn:
         # it again (idle_work.py).
         kept_stage = game.session.tokenize(stage_line(pack, self.directions))
         line = replace(self._line(opening.tokens + kept_stage, notes, reader), reminders=reminders)
-        self.node_id = game.add_written_line(line, first_turn=self.result.first_turn)
+        last = self.result or head
+        self.node_id = game.add_written_line(line, first_turn=last.first_turn)
         self.unlocked = [achievement for achievement in game.unlocked if achievement not in self._unlocked_before]
 
     async def _stage_step(self, pack: Pack, opening: Opening) -> tuple[Stage, list[int]] | None:
@@ -152,65 +186,108 @@ class Turn:
         stage = game.stage
         grammar, table = directions_grammar(pack, stage)
         params = self._params(game.budgets.directions, grammar)
-        written, directed = await self._run(opening.stage_prompt(game), params)
-        self.evaluated_tokens += directed.evaluated_tokens
-        self.shifted_tokens += directed.shifted_tokens
-        if self.cancelled or directed.stop_reason == "cancelled":
+        directed = await self._run(opening.stage_prompt(game), params)
+        if directed is None:
             return None
+        written, directed_result = directed
         self.directions, whole = parse_directions(pack, stage, written, table)
         if whole:
-            stage_tokens = opening.stage_open + list(directed.tokens)
+            stage_tokens = opening.stage_open + list(directed_result.tokens)
         else:  # cut short, or a command no longer legal: write the stage line as it was applied
             stage_tokens = game.session.tokenize(stage_line(pack, self.directions))
         for command in self.directions:
             stage = stage.apply(pack, command)
         return stage, stage_tokens
 
-    async def _line_step(self, prompt: Prompt, reader: LineReader) -> AsyncGenerator[str, None]:
-        """The line, by someone who may speak, on its own budget, streamed as it is written."""
+    async def _head_step(self, prompt: Prompt, reader: LineReader) -> AsyncGenerator[str, None]:
+        """Who speaks and when, `Mira (21:40):`, on the line's budget: `self.head` (None when
+        cancelled before anyone spoke). Only a server that ignores the grammar writes text here."""
         game = self._game
-        params = self._params(game.budgets.line, line_grammar(reader.pack, reader.speakers, game.clock))
+        params = self._params(game.budgets.line, head_grammar(reader.pack, reader.speakers, game.clock))
+        if (step := self._written_ahead(prompt, params)) is not None:
+            self.head = step.result
+            if text := reader.feed(step.text):
+                yield self._shown(text, reader)
+            return
+        async with contextlib.aclosing(self._streamed(prompt, params, reader)) as pieces:
+            async for piece in pieces:
+                yield piece
+        if self._streamed_step is None:
+            return
+        written, self.head = self._streamed_step
+        if reader.speaker is None and self.head.stop_reason == "cancelled":
+            self.head = None  # no one spoke yet
+        elif self._ahead_only and self.head.stop_reason != "cancelled":
+            self._written.keep(WrittenStep(game.session, prompt, params, written, self.head))
+
+    async def _text_step(self, prompt: Prompt, reader: LineReader, head_tokens: int) -> AsyncGenerator[str, None]:
+        """The line's text after its head, on what the head left of the line's budget, streamed as
+        it is written: `self.result`."""
+        params = self._params(max(1, self._game.budgets.line - head_tokens), TEXT_GRAMMAR)
+        async with contextlib.aclosing(self._streamed(prompt, params, reader)) as pieces:
+            async for piece in pieces:
+                yield piece
+        self.result = self._streamed_step[1] if self._streamed_step is not None else None
+
+    async def _streamed(
+        self, prompt: Prompt, params: GenerationParams, reader: LineReader
+    ) -> AsyncGenerator[str, None]:
+        """A step of the line, read by `reader` as it streams: its text shown, its whole text and
+        result left in `_streamed_step` (None when the turn was cancelled before it began)."""
+        self._streamed_step = None
+        if self.cancelled:
+            return
         begun = time.perf_counter()
-        self._generation = generation = game.session.generate(prompt, params)
+        self._generation = generation = self._game.session.generate(prompt, params)
+        written = ""
         async for piece in generation:
+            written += piece
             if reader.ended:  # past the line's end: only a server that ignored the grammar writes on
                 generation.cancel()
                 continue
-            text = reader.feed(piece)
-            self.speaker = reader.speaker
-            if text:
-                self.first_text_at = self.first_text_at or time.perf_counter()
-                self.text += text
-                yield text
-        self.result = await generation.result()
-        self.first_token_at = self.first_token_at or begun + self.result.first_token_s
-        self.evaluated_tokens += self.result.evaluated_tokens
-        self.shifted_tokens += self.result.shifted_tokens
+            if text := reader.feed(piece):
+                yield self._shown(text, reader)
+        result = await generation.result()
+        self.evaluated_tokens += result.evaluated_tokens
+        self.shifted_tokens += result.shifted_tokens
+        if result.stop_reason != "cancelled" or reader.speaker is not None:
+            self.first_token_at = self.first_token_at or begun + result.first_token_s
+        self._streamed_step = (written, result)
+
+    def _shown(self, text: str, reader: LineReader) -> str:
+        """`text` of the line, as it is shown."""
+        self.speaker = reader.speaker
+        self.first_text_at = self.first_text_at or time.perf_counter()
+        self.text += text
+        return text
 
     def _line(self, open_turn: list[int], notes: tuple[str, ...], reader: LineReader) -> Line:
         """The line as the story keeps it, with the tokens the model reads for it."""
-        assert self.result is not None and self.speaker is not None
+        assert self.head is not None and self.speaker is not None
+        last = self.result or self.head
         return Line(
             speaker=self.speaker,
             text=self.text.strip(),
             clock=later_clock(self._game.clock, reader.clock),
             kind="model",
-            tokens=tuple(open_turn + self._line_tokens(self.result, reader)),
+            tokens=tuple(open_turn + self._line_tokens(self.head, self.result, reader)),
             directions=tuple(self.directions),
             notes=notes,
-            seed=self.result.seed,
+            seed=last.seed,
         )
 
-    def _line_tokens(self, result: GenerationResult, reader: LineReader) -> list[int]:
+    def _line_tokens(self, head: GenerationResult, text: GenerationResult | None, reader: LineReader) -> list[int]:
         """What the model wrote, closed by a newline; or, where that is not the line as kept, the
         kept line tokenized."""
         session = self._game.session
-        tokens = list(result.tokens)
-        if not result.text.endswith("\n"):  # cut short (stopped, or out of tokens): close the line
+        written = head.text + (text.text if text is not None else "")
+        tokens = list(head.tokens) + list(text.tokens if text is not None else ())
+        if not written.endswith("\n"):  # cut short (stopped, or out of tokens): close the line
             tokens += session.tokenize("\n")
         kept_head = reader.kept_head()
-        written = reader.head + self.text
-        if result.tail_text or reader.head != kept_head or result.text not in (written, written + "\n"):
+        said = reader.head + self.text
+        cut = head.tail_text or (text is not None and text.tail_text)
+        if cut or reader.head != kept_head or written not in (said, said + "\n"):
             # Not the one line the grammar allows (a server that ignores grammars wrote on, or named
             # someone who may not speak), or no tokens for all of it (a cancelled reply a server
             # could not tokenize): the model reads the line as it is kept.
@@ -225,14 +302,34 @@ class Turn:
         sampling: SamplingParams = replace(self._game.sampling, seed=self._seed)
         return GenerationParams(sampling=sampling, max_tokens=max_tokens, grammar=grammar, heal=False)
 
-    async def _run(self, prompt: Prompt | list[int], params: GenerationParams) -> tuple[str, GenerationResult]:
-        """A step's generation run to its end: its text and its result."""
+    async def _run(self, prompt: Prompt, params: GenerationParams) -> tuple[str, GenerationResult] | None:
+        """The stage step's generation run to its end, its text and its result; or found written
+        ahead. None when the turn was cancelled."""
+        if (step := self._written_ahead(prompt, params)) is not None:
+            return step.text, step.result
+        if self.cancelled:
+            return None
+        session = self._game.session
         begun = time.perf_counter()
-        self._generation = generation = self._game.session.generate(prompt, params)
+        self._generation = generation = session.generate(prompt, params)
         written = "".join([piece async for piece in generation])
         result = await generation.result()
+        self.evaluated_tokens += result.evaluated_tokens
+        self.shifted_tokens += result.shifted_tokens
+        if self.cancelled or result.stop_reason == "cancelled":
+            return None
         self.first_token_at = self.first_token_at or begun + result.first_token_s
+        if self._ahead_only:
+            self._written.keep(WrittenStep(session, prompt, params, written, result))
         return written, result
+
+    def _written_ahead(self, prompt: Prompt, params: GenerationParams) -> WrittenStep | None:
+        """The step written for exactly this generation in idle time, if any (writing ahead, one
+        written before for the same line)."""
+        step = self._written.find(self._game.session, prompt, params)
+        if not self._ahead_only:
+            self.steps_written_ahead += step is not None
+        return step
 
     def _nothing_written(self) -> None:
         """No line this turn: a regenerated line shows again, as before."""

@@ -201,16 +201,28 @@ def parse_directions(
     return applied, written.endswith("]\n") and not rest and bool(applied)
 
 
+# What follows a line's head: a space, then one line of text that starts with a word. The space is
+# the text's: the model writes it with the first word (" The"), as it reads it everywhere else.
+_TEXT = '" " [^\\n ] [^\\n]* "\\n"'
+TEXT_GRAMMAR = f"root ::= {_TEXT}\n"  # the line's text, after its head (turn.py's last step)
+
+
+def head_grammar(pack: Pack, speakers: list[str], clock: str) -> str:
+    """A grammar for a line's head, `Name (HH:MM):`, by one of `speakers`, at `clock` or up to two
+    hours later."""
+    return _line_rules(pack, speakers, clock, "")
+
+
 def line_grammar(pack: Pack, speakers: list[str], clock: str) -> str:
-    """A grammar for one line by one of `speakers`, at `clock` or up to two hours later."""
+    """A grammar for one whole line, its head and its text (`head_grammar`, then `TEXT_GRAMMAR`)."""
+    return _line_rules(pack, speakers, clock, " " + _TEXT)
+
+
+def _line_rules(pack: Pack, speakers: list[str], clock: str, text: str) -> str:
     names = " | ".join(_literal(pack.speaker_name(s)) for s in speakers)
     hour = int(clock[:2])
     hours = " | ".join(_literal(f"{(hour + step) % 24:02d}") for step in range(3))
-    return (
-        'root ::= speaker " (" hour ":" [0-5] [0-9] "): " [^\\n ] [^\\n]* "\\n"\n'
-        f"speaker ::= {names}\n"
-        f"hour ::= {hours}\n"
-    )
+    return f'root ::= speaker " (" hour ":" [0-5] [0-9] "):"{text}\nspeaker ::= {names}\nhour ::= {hours}\n'
 
 
 def parse_line_head(pack: Pack, written: str, speakers: list[str]) -> tuple[str, str, str] | None:
