@@ -146,7 +146,7 @@ async def test_a_small_context_evicts_and_summarises(lighthouse: LoadedPack) -> 
     for number in range(40):
         turn = await game.say(f"Tell me a long story about the lighthouse, part {number}, please.").finish()
         assert turn.result is not None and len(session.kv_tokens) < session.n_ctx
-        shifted += turn.shifted_tokens  # the stage step or the line step: whichever first lacks room
+        shifted += turn.shifted_tokens  # any of the turn's steps: whichever first lacks room
         if await summarised(game):
             break
     else:

@@ -2,7 +2,8 @@
 summaries, on the embedded model: no error over hundreds of turns, and no turn that makes the player
 wait. Between turns the player reads and types (`--think-ms`): the summary due is written then, as
 the screen writes it (story/idle_work.py), and cancelled when the player sends before it is done;
-then the line the player typed is read ahead, with what its turn reads before writing.
+then the line the player typed is read ahead, with what its turn reads before writing, and the
+turn's stage line and line head are written ahead (`--write-ahead 0` leaves them to the turn).
 Per turn: the time to first text from the player's send (p50, p95, p99, the longest), the time to
 the turn's first token, and whether it found a summary still being written or read the window again.
 Flatness: the median of the last 50 turns against turns 5–25, in the same run. And lore matching on

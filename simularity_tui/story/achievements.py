@@ -10,8 +10,13 @@ from ..scenario.schema import Condition, Pack
 from .stage import Stage
 from .tree import Line
 
+# Whether a line's text mentions a word list, by (text, words): every line is looked at again after
+# each new one (a condition may join an old line to the stage now), so a long story costs a lookup
+# per line, not a search. The game keeps one, for its own lines.
+Mentions = dict[tuple[str, tuple[str, ...]], bool]
 
-def holds(condition: Condition, pack: Pack, stage: Stage, lines: Sequence[Line]) -> bool:
+
+def holds(condition: Condition, pack: Pack, stage: Stage, lines: Sequence[Line], seen: Mentions) -> bool:
     kind = condition.kind
     if kind == "scene":
         return stage.scene == condition.scene
@@ -22,23 +27,23 @@ def holds(condition: Condition, pack: Pack, stage: Stage, lines: Sequence[Line])
         return look is not None and look.expression == condition.expression
     if kind == "player_says":
         player, words = pack.player_id, tuple(condition.player_says or ())
-        return any(line.speaker == player and _mentions(line.text, words) for line in lines)
+        return any(line.speaker == player and _mentions(line.text, words, seen) for line in lines)
     if kind == "mentioned":
         words = tuple(condition.mentioned or ())
-        return any(_mentions(line.text, words) for line in lines)
+        return any(_mentions(line.text, words, seen) for line in lines)
     if kind == "turns":
         return len(lines) >= (condition.turns or 0)
     if kind == "all":
-        return all(holds(inner, pack, stage, lines) for inner in condition.all or [])
-    return any(holds(inner, pack, stage, lines) for inner in condition.any or [])
+        return all(holds(inner, pack, stage, lines, seen) for inner in condition.all or [])
+    return any(holds(inner, pack, stage, lines, seen) for inner in condition.any or [])
 
 
-# Every line is looked at again after each new one (a condition may join an old line to the stage
-# now): remembered by text, a long story costs a lookup per line, not a search.
-@functools.lru_cache(maxsize=65536)
-def _mentions(text: str, words: tuple[str, ...]) -> bool:
+def _mentions(text: str, words: tuple[str, ...], seen: Mentions) -> bool:
     """Whether `text` contains one of `words` as a whole word (or phrase), ignoring case."""
-    return _words_pattern(words).search(text) is not None
+    found = seen.get((text, words))
+    if found is None:
+        found = seen[text, words] = _words_pattern(words).search(text) is not None
+    return found
 
 
 @functools.lru_cache(maxsize=256)
@@ -47,9 +52,11 @@ def _words_pattern(words: tuple[str, ...]) -> re.Pattern[str]:
     return re.compile(rf"(?<!\w)(?:{either})(?!\w)", re.IGNORECASE)
 
 
-def newly_unlocked(pack: Pack, stage: Stage, lines: Sequence[Line], unlocked: dict[str, int]) -> list[str]:
+def newly_unlocked(
+    pack: Pack, stage: Stage, lines: Sequence[Line], unlocked: dict[str, int], seen: Mentions
+) -> list[str]:
     return [
         aid
         for aid, achievement in pack.achievements.items()
-        if aid not in unlocked and holds(achievement.condition, pack, stage, lines)
+        if aid not in unlocked and holds(achievement.condition, pack, stage, lines, seen)
     ]

@@ -22,7 +22,7 @@ from ..scenario.macros import expand
 from ..scenario.schema import NARRATOR, LoreEntry, Pack
 from ..scenario.watch import watch_pack
 from ..text_rules import name_problem, one_line, without_controls
-from .achievements import newly_unlocked
+from .achievements import Mentions, newly_unlocked
 from .budgets import (
     EXAMPLES_SHARE,
     PINNED_SHARE,
@@ -143,6 +143,7 @@ class Game:
         # The next turn's first steps, written in idle time for the line being typed (written_ahead.py);
         # a copy from `looking_ahead` writes into the same.
         self.written_ahead = WrittenAhead()
+        self._mentions: Mentions = {}  # the achievements' word checks, by line text (achievements.py)
         self.tree = tree if tree is not None else self._opening()
 
     @property
@@ -552,7 +553,7 @@ class Game:
 
     def _unlock(self) -> None:
         lines = self.lines
-        for achievement in newly_unlocked(self.pack, self.stage, lines, self.unlocked):
+        for achievement in newly_unlocked(self.pack, self.stage, lines, self.unlocked, self._mentions):
             self.unlocked[achievement] = len(lines)
 
     def _changed(self) -> None:

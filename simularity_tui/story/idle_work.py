@@ -97,7 +97,8 @@ class IdleWork:
                 if self._writes_ahead and one_line(typed) and not self.cancelled and self._game.tree.head == self._head:
                     await self._write_ahead(typed)
         except UserFacingError as error:
-            log.warning("no summary this time, the lines stay in the prompt: %s", error.message)
+            what = "no summary this time, the lines stay in the prompt" if self._request else "nothing read ahead"
+            log.warning("%s: %s", what, error.message)
         finally:
             self.seconds = time.perf_counter() - started
         return self.kept
@@ -136,7 +137,8 @@ class IdleWork:
             return
         self._turn = Turn(game.looking_ahead(typed), game.sampling.seed, ahead_only=True)
         await self._turn.finish()
-        if not self.cancelled and self._turn.head is not None:
+        head = self._turn.head
+        if not self.cancelled and head is not None and head.stop_reason != "cancelled":
             game.written_ahead.finished = stage_prompt
 
     async def _generate(self, prompt: Prompt | list[int], params: GenerationParams) -> GenerationResult | None:

@@ -160,9 +160,10 @@ class Turn:
         if head is None or self._ahead_only:
             self._nothing_written()
             return
-        if not reader.ended and head.stop_reason != "cancelled":
+        room = game.budgets.line - len(head.tokens)
+        if not reader.ended and head.stop_reason in ("eos", "stop") and room > 0:  # a whole head
             prompt = game.prompt(open_turn + list(head.tokens))
-            async with contextlib.aclosing(self._text_step(prompt, reader, len(head.tokens))) as pieces:
+            async with contextlib.aclosing(self._text_step(prompt, reader, room)) as pieces:
                 async for piece in pieces:
                     yield piece
         if self.speaker is None or not self.text.strip():
@@ -217,13 +218,13 @@ class Turn:
         written, self.head = self._streamed_step
         if reader.speaker is None and self.head.stop_reason == "cancelled":
             self.head = None  # no one spoke yet
-        elif self._ahead_only and self.head.stop_reason != "cancelled":
-            self._written.keep(WrittenStep(game.session, prompt, params, written, self.head))
+        else:
+            self._keep(prompt, params, written, self.head)
 
-    async def _text_step(self, prompt: Prompt, reader: LineReader, head_tokens: int) -> AsyncGenerator[str, None]:
-        """The line's text after its head, on what the head left of the line's budget, streamed as
-        it is written: `self.result`."""
-        params = self._params(max(1, self._game.budgets.line - head_tokens), TEXT_GRAMMAR)
+    async def _text_step(self, prompt: Prompt, reader: LineReader, room: int) -> AsyncGenerator[str, None]:
+        """The line's text after its head, on the `room` the head left of the line's budget,
+        streamed as it is written: `self.result`."""
+        params = self._params(room, TEXT_GRAMMAR)
         async with contextlib.aclosing(self._streamed(prompt, params, reader)) as pieces:
             async for piece in pieces:
                 yield piece
@@ -319,17 +320,23 @@ class Turn:
         if self.cancelled or result.stop_reason == "cancelled":
             return None
         self.first_token_at = self.first_token_at or begun + result.first_token_s
-        if self._ahead_only:
-            self._written.keep(WrittenStep(session, prompt, params, written, result))
+        self._keep(prompt, params, written, result)
         return written, result
 
     def _written_ahead(self, prompt: Prompt, params: GenerationParams) -> WrittenStep | None:
         """The step written for exactly this generation in idle time, if any (writing ahead, one
-        written before for the same line)."""
+        written before for the same line); none once the turn is cancelled."""
+        if self.cancelled:
+            return None
         step = self._written.find(self._game.session, prompt, params)
         if not self._ahead_only:
             self.steps_written_ahead += step is not None
         return step
+
+    def _keep(self, prompt: Prompt, params: GenerationParams, written: str, result: GenerationResult) -> None:
+        """Writing ahead: keep a step written to its end for the turn that will ask for it."""
+        if self._ahead_only and not self.cancelled and result.stop_reason != "cancelled":
+            self._written.keep(WrittenStep(self._game.session, prompt, params, written, result))
 
     def _nothing_written(self) -> None:
         """No line this turn: a regenerated line shows again, as before."""

@@ -1,9 +1,10 @@
 """What the model reads and may write: the pinned block, each line as a turn, and the grammars.
 
-A model line is written in two steps, each under its own grammar and token budget: first the
-stage line, `[stage: none]` or `[stage: Pip enters (alert); Mira: smile]`, choosing only among the
-commands legal on the current stage; then the line itself, `Mira (21:40): text`, by a speaker
-allowed to speak and on stage (or the narrator), at an in-story time that does not run backwards.
+A model line is written in three steps, each under its own grammar (turn.py): first the stage
+line, `[stage: none]` or `[stage: Pip enters (alert); Mira: smile]`, choosing only among the
+commands legal on the current stage; then the line's head, `Mira (21:40):`, by a speaker allowed to
+speak and on stage (or the narrator), at an in-story time that does not run backwards; then its
+text, ` text` to the line's end.
 Lore notes a line brought in come before it in the same turn, so the prompt only ever grows at its
 end and the KV cache stays valid.
 """
@@ -242,7 +243,7 @@ def parse_line_head(pack: Pack, written: str, speakers: list[str]) -> tuple[str,
 
 
 class LineReader:
-    """The line step's text read as it streams: first its head `Name (HH:MM): ` (who speaks, and
+    """A line's text read as it streams: first its head `Name (HH:MM): ` (who speaks, and
     when), then the line's own text, up to the end of the line."""
 
     def __init__(self, pack: Pack, speakers: list[str], clock: str) -> None:

@@ -5,9 +5,10 @@ A turn writes its stage line, then its line's head (`Mira (21:40):`), then the l
 first character of text shows: idle time writes them ahead for the typed line (idle_work.py), and
 the turn that asks for the same generation (the same prompt, parameters and model) takes its
 result instead of waiting for it. A generation depends on nothing else (its seed is among its
-parameters, or fresh either way), so the turn plays as it would have: with a fixed seed, the same
-line. Each result serves one turn at most: a turn takes them all as it begins (a regenerated line
-draws again).
+parameters, or fresh either way; the engine's window over a full context may start a turn later,
+as any step's may), so the turn plays as it would have: with a fixed seed, the same line. Each
+result serves one turn at most: a turn takes them all as it begins (a regenerated line draws
+again).
 """
 
 from __future__ import annotations
@@ -34,9 +35,6 @@ class WrittenAhead:
     def __init__(self) -> None:
         self._steps: list[WrittenStep] = []
         self.finished: Prompt | None = None  # the stage prompt of the last typed line written ahead to its end
-
-    def __len__(self) -> int:
-        return len(self._steps)
 
     def keep(self, step: WrittenStep) -> None:
         self._steps = [*self._steps[-(MAX_STEPS - 1) :], step]

@@ -497,8 +497,9 @@ class PlayScreen(Screen[None]):
             self._show_story()  # nothing written: show the story as it is (a regenerated line back)
         else:
             view.set_text(self.game.lines[-1].text)
-        if turn.result is not None and turn.result.tokens_per_second:
-            self.query_one(StatusLine).speed = turn.result.tokens_per_second
+        written = turn.result or turn.head  # the line's text, or the head a server wrote it with
+        if written is not None and written.tokens_per_second:
+            self.query_one(StatusLine).speed = written.tokens_per_second
         self.query_one(StatusLine).reread = 0  # paid
         for achievement in turn.unlocked:
             notify_plain(self, self.game.pack.achievements[achievement].title, title="Achievement unlocked")
@@ -541,7 +542,7 @@ class PlayScreen(Screen[None]):
         if job is not None:
             self.idle_job = job
             self.query_one(StatusLine).idle_work = (
-                "remembering: a summary of the oldest lines…" if job.summarising else "reading the story ahead…"
+                "remembering: a summary of the oldest lines…" if job.summarising else "reading ahead…"
             )
             self._do_idle_work(job)
 
