@@ -73,7 +73,7 @@ async def test_the_screen_writes_the_summary_while_the_player_reads(lighthouse: 
     from tests.test_ui import SIZE, play_screen, turn, wait_for
     from tests.test_ui import lighthouse as app_for
 
-    session = FakeSession(n_ctx=1024, summaries=["Ash came in from the storm."])
+    session = FakeSession(n_ctx=640, summaries=["Ash came in from the storm."])
     app = app_for(session)
     async with app.run_test(size=SIZE) as pilot:
         screen = await play_screen(app)
