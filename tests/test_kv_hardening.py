@@ -109,15 +109,25 @@ def damaged_payload(payload: bytes, damage: str) -> bytes:
     return bytes(data)
 
 
+_PLAYED: list[tuple[list[int], list[list[int]], bytes, str]] = []  # the game below, played once per run
+
+
 @pytest.fixture
 async def saved(session: LlamaSession, tmp_path: Path) -> tuple[ScriptedGame, Path, str]:
-    """A six-turn game, its state file, and the text of its next turn on a KV read afresh."""
-    game = await played_game(session)
+    """A six-turn game, its state file (each test's own copy), and the text of its next turn on a
+    KV read afresh. Played once per run: every test damages its copy, not the game."""
     path = tmp_path / "save.kv"
-    assert await session.save_state(path) > 1_000_000
-    await session.reset()
-    fresh = await next_turn(game)
-    return game, path, fresh.text
+    if not _PLAYED:
+        game = await played_game(session)
+        assert await session.save_state(path) > 1_000_000
+        await session.reset()
+        fresh = await next_turn(game)
+        _PLAYED.append((game.pinned, [list(turn) for turn in game.turns], path.read_bytes(), fresh.text))
+    pinned, turns, state, fresh_text = _PLAYED[0]
+    game = ScriptedGame(session)
+    game.pinned, game.turns = list(pinned), [list(turn) for turn in turns]
+    path.write_bytes(state)
+    return game, path, fresh_text
 
 
 # -- the header -------------------------------------------------------------------------------------
