@@ -84,8 +84,9 @@ class IdleWork:
             self._turn.cancel()
 
     async def run(self) -> bool:
-        """Write the summary due and keep it, then read ahead; whether a summary was kept (False
-        when there was none to write, or it was cancelled, failed or empty)."""
+        """Write the summary due and keep it, then read ahead and write the typed line's turn
+        ahead; whether a summary was kept (False when there was none to write, or it was
+        cancelled, failed or empty)."""
         started = time.perf_counter()
         try:
             if self._request is not None:
