@@ -142,8 +142,8 @@ async def test_a_refused_draw_asks_the_grammar_about_few_tokens_and_draws_the_sa
     session: LlamaSession, lighthouse: LoadedPack
 ) -> None:
     """Where the grammar refuses the first draw, the sampler asks it about the tokens that may be
-    admitted (automaton) or the likeliest 1,024, not the whole vocabulary: ~25 ms a draw on 262k
-    tokens. The token drawn is the one the whole-vocabulary pass draws, seed for seed."""
+    admitted (automaton) or the likeliest few hundred, not the whole vocabulary: ~25 ms a draw on
+    262k tokens. The token drawn is the one the whole-vocabulary pass draws, seed for seed."""
     import llama_cpp as C
     import numpy as np
 
@@ -161,7 +161,7 @@ async def test_a_refused_draw_asks_the_grammar_about_few_tokens_and_draws_the_sa
         logits = np.ctypeslib.as_array(
             C.llama_get_logits_ith(worker.context.ptr, -1), shape=(worker.model.n_vocab,)
         ).copy()
-        paths = []
+        paths, sizes = [], []
         for written, which in REFUSED_AT:
             grammar = line if which == "line" else stage
             for sampling in (BENCH_SAMPLING, GREEDY):
@@ -178,12 +178,28 @@ async def test_a_refused_draw_asks_the_grammar_about_few_tokens_and_draws_the_sa
                     wanted = whole._draw(logits, None, with_grammar=True)
                     if narrow.top_k or automaton.leaves() is not None:  # greedy after penalties: the whole pass
                         narrow._draw = lambda *args, **kwargs: pytest.fail("the whole vocabulary was checked")  # type: ignore[method-assign]
+                    decided_on = []  # the size of the candidate set that gave the draw
+                    among = narrow._draw_among
+
+                    def recorded(logits: np.ndarray, ids: np.ndarray, *, enough: int) -> int | None:
+                        token = among(logits, ids, enough=enough)  # noqa: B023 (called in this iteration)
+                        decided_on.extend([len(ids)] if token is not None else [])  # noqa: B023
+                        return token
+
+                    narrow._draw_among = recorded  # type: ignore[method-assign]
                     drawn = narrow._draw_admitted(logits, None, worker._admissible(automaton), refused=first)
                     assert drawn == wanted, (written, seed, sampling.temperature)
+                    sizes.append(decided_on[0] if decided_on else worker.model.n_vocab)  # else: the whole pass
                     whole.close()
                     narrow.close()
             paths.append("automaton" if automaton.leaves() is not None else "likeliest")
-        return paths
+        return paths, sizes
 
-    paths = await asyncio.get_running_loop().run_in_executor(session._executor, compare)
+    paths, sizes = await asyncio.get_running_loop().run_in_executor(session._executor, compare)
     assert paths == ["automaton", "automaton", "automaton", "likeliest", "automaton"]
+    # Where the automaton admits thousands (any word after the head's space) or cannot tell (free
+    # text), the tokens near the likeliest decide: a few hundred, not the likeliest 1,024.
+    # (Greedy after a repetition penalty checks the whole vocabulary there.)
+    per_state = len(sizes) // len(REFUSED_AT)
+    sampled = [sizes[state * per_state : state * per_state + per_state // 2] for state in (2, 3)]
+    assert max(sampled[0] + sampled[1]) < 1024, sizes

@@ -111,6 +111,13 @@ class Host:
     def log_text(self) -> str:
         return (self.root / "host.log").read_text()
 
+    def wait_for_log(self, text: str, timeout: float = 10.0) -> None:
+        """The host logs what it saw a moment after it happened (a game's exit is reaped, then logged)."""
+        deadline = time.monotonic() + timeout
+        while text not in self.log_text():
+            assert time.monotonic() < deadline, f"{text!r} not in the host's log:\n{self.log_text()}"
+            time.sleep(0.05)
+
     def games(self) -> list[psutil.Process]:
         return psutil.Process(self.process.pid).children()
 
@@ -780,7 +787,7 @@ def test_two_players_play_apart_and_one_dropping_mid_reply_harms_no_one(
     bob_game.wait(timeout=20)  # hung up: it saved and ended
     assert host.process.poll() is None
     assert "bob left: hanging up game" in host.log_text()
-    assert f"game {bob_game.pid} of bob ended with status 0" in host.log_text()  # it quit as Ctrl+Q would
+    host.wait_for_log(f"game {bob_game.pid} of bob ended with status 0")  # it quit as Ctrl+Q would
     after = saved_texts(save_of(host, "bob"))  # loadable TOML
     assert after[: len(bob_before)] == bob_before  # every line before the drop is kept
     assert len(host.games()) == 1  # alice's game alone

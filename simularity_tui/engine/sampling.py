@@ -13,7 +13,7 @@ automaton, or the likeliest tokens when enough of them are admitted), else on al
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import llama_cpp as C
 import numpy as np
@@ -170,21 +170,19 @@ class SamplerChain:
         refused: int,
     ) -> int:
         """A draw among the tokens the grammar admits, as if the grammar had judged every token
-        (it sets the others to -inf, which no sampler after it can pick): on the few ids that
-        `admissible` names; else on the likeliest `_LIKELIEST`, when enough of them are admitted
-        for the chain's top-k to be the same; else on the whole vocabulary (~25 ms on 262k).
+        (it sets the others to -inf, which no sampler after it can pick): on the likeliest tokens
+        (`_likeliest`), when enough of them are admitted for the chain's top-k to be the same,
+        unless `admissible` names fewer ids (after the head's space it names every word: 137k);
+        else on the ids it names; else on the whole vocabulary (~25 ms on 262k).
         The `refused` first draw stays among the candidates (at -inf): a sampler that draws only
         from two candidates or more (XTC) draws as it would on the whole vocabulary."""
         ids = admissible() if admissible is not None and allowed is None and self._subsets else None
-        if ids is not None:
-            ids = np.union1d(ids, np.array([refused], dtype=np.int32)).astype(np.int32)
-            if (token := self._draw_among(logits, ids, enough=1)) is not None:
-                return token
-        if allowed is None and self.top_k and len(logits) > _LIKELIEST:
-            likeliest = np.argpartition(logits, -_LIKELIEST)[-_LIKELIEST:].astype(np.int32)
-            token = self._draw_among(logits, likeliest, enough=self.top_k)
-            if token is not None:
-                return token
+        if allowed is None and self.top_k and len(logits) > _LIKELIEST and (ids is None or len(ids) > _LIKELIEST):
+            for likeliest in _likeliest(logits):
+                if (token := self._draw_among(logits, _with(likeliest, refused), enough=self.top_k)) is not None:
+                    return token
+        if ids is not None and (token := self._draw_among(logits, _with(ids, refused), enough=1)) is not None:
+            return token
         return self._draw(logits, allowed, with_grammar=True)
 
     def _draw_among(self, logits: np.ndarray, ids: np.ndarray, *, enough: int) -> int | None:
@@ -238,8 +236,30 @@ class SamplerChain:
             self.grammar = None
 
 
-_LIKELIEST = 1024  # the candidates a refused draw tries first, when the grammar admits enough of them
+_LIKELIEST = 1024  # a set of the likeliest tokens a refused draw tries, when the grammar admits enough of them
+# Tokens this close to the likeliest (in logits) are a few hundred to a few thousand on Gemma 3 in
+# free text, and far cheaper to find than the likeliest 1,024 (0.05 ms against 2.6 on 262k).
+_SPREADS = (8.0, 12.0)
+_MOST_NEAR = 8 * _LIKELIEST  # more than this many near the likeliest: a flat distribution
 _TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])
+
+
+def _with(ids: np.ndarray, token: int) -> np.ndarray:
+    return np.union1d(ids, np.array([token], dtype=np.int32)).astype(np.int32)
+
+
+def _likeliest(logits: np.ndarray) -> Iterator[np.ndarray]:
+    """Sets of the likeliest tokens, smallest first: every token more likely than one in a set is in
+    it, so when the grammar admits at least top-k of a set, the chain's top-k is the same on it as
+    on the whole vocabulary. Those within each of `_SPREADS` of the likeliest, then the likeliest
+    1,024 (found the slow way, where the distribution is flat)."""
+    top = logits.max()
+    for spread in _SPREADS:
+        near = np.flatnonzero(logits >= top - spread).astype(np.int32)
+        if not 0 < len(near) <= _MOST_NEAR:  # (none: the logits are not numbers)
+            break
+        yield near
+    yield np.argpartition(logits, -_LIKELIEST)[-_LIKELIEST:].astype(np.int32)
 
 
 def _as_token_data_array(candidates: np.ndarray) -> C.llama_token_data_array:
