@@ -35,9 +35,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("simularity")
 
 # The parser's own copies of names, so that `simularity --help` and `simularity check` import no
-# settings (pydantic), engine or story: engine.chat_template.CHOICES here, and from first_frame.py
-# settings.GraphicsMode and story.saves.AUTOSAVE (tests/test_imports.py holds them equal).
+# settings (pydantic), engine or story: engine.chat_template.CHOICES and engine.config.KvCacheType
+# here, and from first_frame.py settings.GraphicsMode and story.saves.AUTOSAVE (tests/test_imports.py
+# holds them equal).
 TEMPLATE_CHOICES = ("auto", "raw", "chatml", "llama3", "mistral", "gemma", "alpaca")
+KV_CACHE_CHOICES = ("f16", "q8_0")
 
 
 def _model_options() -> argparse.ArgumentParser:
@@ -66,6 +68,10 @@ def _model_options() -> argparse.ArgumentParser:
     group.add_argument(
         "--template", choices=TEMPLATE_CHOICES, metavar="NAME",
         help=f"the chat frame: auto (the model's own), raw (a plain transcript), or {', '.join(TEMPLATE_CHOICES[2:])}",
+    )  # fmt: skip
+    group.add_argument(
+        "--kv-cache", choices=KV_CACHE_CHOICES, metavar="TYPE",
+        help="the KV cache's type: f16, or q8_0 (half the memory and the resume file, a little less exact)",
     )  # fmt: skip
     group.add_argument(
         "--no-context-shift",
@@ -225,7 +231,7 @@ def settings_with_overrides(args: argparse.Namespace) -> Settings:
         # A model file on the command line wins over a server in settings.toml: `simularity host`
         # passes its model, and a player's own settings must not point a hosted game elsewhere.
         settings.model.backend = ""
-    for key in ("backend", "n_ctx", "threads", "gpu_layers", "template", "context_shift"):
+    for key in ("backend", "n_ctx", "threads", "gpu_layers", "template", "context_shift", "kv_cache"):
         value = getattr(args, key, None)
         if value is not None:
             try:

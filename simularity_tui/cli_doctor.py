@@ -91,10 +91,11 @@ def doctor_report(settings: Settings, path: Path) -> tuple[list[str], bool]:
     else:
         lines.append(f"  layers: {len(gguf.layer_bytes) or 'unknown'}; KV cache size unknown (the metadata lacks it)")
 
-    gpu_layers, why = suggest_gpu_layers(gguf, n_ctx, offload=build.gpu_offload, vram=vram)
+    cache_type = settings.model.kv_cache
+    gpu_layers, why = suggest_gpu_layers(gguf, n_ctx, offload=build.gpu_offload, vram=vram, cache_type=cache_type)
     wanted = settings.model.gpu_layers
     chosen = gpu_layers if wanted == "auto" else wanted
-    plan = plan_memory(gguf, n_ctx, gpu_layers=chosen, offload=build.gpu_offload)
+    plan = plan_memory(gguf, n_ctx, gpu_layers=chosen, offload=build.gpu_offload, cache_type=cache_type)
     problem = plan.problem(limits)
     lines.append(
         f"At n_ctx = {n_ctx:,}, gpu_layers = {wanted}" + (f" → {gpu_layers} ({why})" if wanted == "auto" else "")
@@ -105,7 +106,7 @@ def doctor_report(settings: Settings, path: Path) -> tuple[list[str], bool]:
             f"  KV cache: {kv.total / MIB:,.1f} MiB ({kv.cache_type}, {kv.cells:,} cells × {shape.n_layer} layers)"
         )
         if kv.swa_layers:
-            lean = kv_cache_size(shape, n_ctx, swa_full=False)
+            lean = kv_cache_size(shape, n_ctx, swa_full=False, cache_type=cache_type)
             lines.append(
                 f"    sliding-window layers kept full-size, so that the context can shift "
                 f"({lean.total / MIB:,.1f} MiB with {lean.swa_cells:,} cells for them)"

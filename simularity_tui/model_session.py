@@ -74,7 +74,7 @@ def context_for(settings: Settings, pack: Pack, path: Path) -> int:
         return wanted
     from .engine.context_size import fitting_n_ctx
 
-    return fitting_n_ctx(path, wanted, n_gpu_layers=settings.gpu_layers_for(path))
+    return fitting_n_ctx(path, wanted, n_gpu_layers=settings.gpu_layers_for(path), cache_type=settings.model.kv_cache)
 
 
 async def fit_context(session: ModelSession, settings: Settings, pack: Pack) -> None:

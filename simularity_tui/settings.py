@@ -19,7 +19,7 @@ from . import sampling_fields as F
 from .atomic import write_atomic
 from .budget_defaults import DIRECTION_TOKENS, LINE_TOKENS, REMIND_EVERY
 from .engine.chat_template import TemplateChoice
-from .engine.config import ModelConfig, SamplingParams
+from .engine.config import KvCacheType, ModelConfig, SamplingParams
 from .engine.remote.config import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, RemoteConfig, checked_url
 from .first_frame import PACK_THEME
 from .text_rules import line_problem
@@ -65,6 +65,9 @@ class ModelSettings(_Section):
     context_shift: Annotated[
         bool, Field(description="true: shift the KV cache when full; false: re-read the kept lines.")
     ] = True
+    kv_cache: Annotated[
+        KvCacheType, Field(description="The KV cache's type: q8_0 halves its memory and the resume file.")
+    ] = "f16"
     backend: Annotated[
         str, Field(description="An OpenAI-compatible server (llama-server, vLLM, SGLang); empty: in-process.")
     ] = ""
@@ -141,6 +144,7 @@ class Settings(_Section):
             n_batch=self.model.batch,
             context_shift=self.model.context_shift,
             template=self.model.template,
+            kv_cache=self.model.kv_cache,
         )
 
     def gpu_layers_for(self, model_path: Path) -> int:
@@ -150,7 +154,7 @@ class Settings(_Section):
             return self.model.gpu_layers
         from .engine.llama_build import auto_gpu_layers  # llama.cpp loads here, only for "auto"
 
-        layers, why = auto_gpu_layers(model_path, self.model.n_ctx)
+        layers, why = auto_gpu_layers(model_path, self.model.n_ctx, self.model.kv_cache)
         log.info("gpu_layers auto: %d (%s)", layers, why)
         return layers
 

@@ -66,6 +66,11 @@ def test_kv_size_matches_llama_cpp(model_path: Path, caplog: pytest.LogCaptureFi
         theirs = _llama_kv_mib(caplog, engine_context)
         ours = kv_cache_size(gguf.kv, n_ctx).total / MIB
         assert ours == pytest.approx(theirs, rel=0.05), (n_ctx, ours, theirs)
+        theirs_q8 = _llama_kv_mib(
+            caplog, lambda: NativeContext(model, n_ctx=n_ctx, n_batch=512, n_threads=2, cache_type="q8_0").close()
+        )
+        ours_q8 = kv_cache_size(gguf.kv, n_ctx, cache_type="q8_0").total / MIB
+        assert ours_q8 == pytest.approx(theirs_q8, rel=0.05) and ours_q8 < 0.55 * ours, (n_ctx, ours_q8, theirs_q8)
         theirs_lean = _llama_kv_mib(caplog, lean_context)
         ours_lean = kv_cache_size(gguf.kv, n_ctx, swa_full=False, n_ubatch=512).total / MIB
         assert ours_lean == pytest.approx(theirs_lean, rel=0.05), (n_ctx, ours_lean, theirs_lean)
@@ -94,6 +99,8 @@ def test_doctor_reports_the_embedded_model(model_path: Path) -> None:
         "n_ctx = 2,048",
     ):
         assert line in out, (line, out)
+    quantized = simularity("doctor", "--model", str(model_path), "--n-ctx", "2048", "--kv-cache", "q8_0")
+    assert "KV cache: 19.1 MiB (q8_0, 2,048 cells × 18 layers)" in quantized.stdout, quantized.stdout
     if not llama_cpp.llama_supports_gpu_offload():
         assert "GPU offload: no" in out
         assert "VRAM: none" in out

@@ -25,6 +25,7 @@ from textual.widgets import ListView, Static
 
 from simularity_tui import budget_defaults, cli, first_frame, scenario
 from simularity_tui.engine.chat_template import CHOICES
+from simularity_tui.engine.config import KvCacheType
 from simularity_tui.errors import UserFacingError
 from simularity_tui.scenario import bundled_packs_dir
 from simularity_tui.settings import GraphicsMode, Settings
@@ -179,6 +180,7 @@ def test_the_first_frame_imports_no_pydantic_nor_the_story(argv: list[str]) -> N
 
 def test_the_parsers_own_names_match_their_homes() -> None:
     assert cli.TEMPLATE_CHOICES == CHOICES
+    assert cli.KV_CACHE_CHOICES == get_args(KvCacheType)
     assert cli.GRAPHICS_MODES == first_frame.GRAPHICS_MODES == get_args(GraphicsMode)
     assert cli.AUTOSAVE == first_frame.AUTOSAVE == AUTOSAVE
 

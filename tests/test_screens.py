@@ -130,12 +130,13 @@ async def test_settings_are_checked_then_saved(fake_session: FakeSession) -> Non
         assert not paths.settings_file().exists() and isinstance(app.screen, SettingsScreen)
         screen.query_one("#sampling-temperature", Input).value = "0.5"
         screen.query_one("#ui-theme", Select).value = "midnight"
+        screen.query_one("#model-kv_cache", Select).value = "q8_0"
         await pilot.pause()
         assert app.theme == "midnight"  # a preview at once
         await pilot.press("ctrl+s")
         await wait_for(lambda: not isinstance(app.screen, SettingsScreen) and app.settings is not settings)
         saved = load_settings()
-        assert saved.sampling.temperature == 0.5 and saved.ui.theme == "midnight"
+        assert saved.sampling.temperature == 0.5 and saved.ui.theme == "midnight" and saved.model.kv_cache == "q8_0"
         assert saved.model.n_ctx == 4096, "a command-line override is not written to the file"
         assert app.settings.sampling.temperature == 0.5 and app.theme == "midnight"
         assert app.settings.model.n_ctx == 777, "the model in use stays as it was started"

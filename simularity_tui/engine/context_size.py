@@ -8,7 +8,9 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+from .config import KvCacheType
 from .gguf_file import inspect_gguf
+from .kv_size import kv_cache_size
 from .memory import largest_n_ctx, memory_limits
 
 MIN_N_CTX = 512  # below this no story fits: a smaller memory is told so when the model loads
@@ -16,7 +18,13 @@ _STEP = 256  # a context cut to fit is a round number of tokens
 
 
 def fitting_n_ctx(
-    path: Path, wanted: int, *, n_gpu_layers: int = 0, offload: bool = False, loaded_n_ctx: int | None = None
+    path: Path,
+    wanted: int,
+    *,
+    n_gpu_layers: int = 0,
+    offload: bool = False,
+    loaded_n_ctx: int | None = None,
+    cache_type: KvCacheType = "f16",
 ) -> int:
     """`wanted`, or as much of it as the model in `path` and the memory allow (memory.py's
     arithmetic, the same that refuses a context that does not fit).
@@ -28,9 +36,9 @@ def fitting_n_ctx(
     if gguf.kv:
         limits = memory_limits()
         if loaded_n_ctx is not None:  # count the weights and the old cache as free: they are ours already
-            freed = gguf.size + (gguf.kv_bytes_per_token or 0) * loaded_n_ctx
+            freed = gguf.size + kv_cache_size(gguf.kv, loaded_n_ctx, cache_type=cache_type).total
             space = None if limits.address_space is None else limits.address_space + freed
             limits = replace(limits, ram=limits.ram + freed, address_space=space)
-        largest = largest_n_ctx(gguf, limits, gpu_layers=n_gpu_layers, offload=offload)
+        largest = largest_n_ctx(gguf, limits, gpu_layers=n_gpu_layers, offload=offload, cache_type=cache_type)
         n_ctx = min(n_ctx, largest // _STEP * _STEP)
     return max(n_ctx, min(wanted, MIN_N_CTX))

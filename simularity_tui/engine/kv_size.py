@@ -19,11 +19,16 @@ from typing import Any
 
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
+from .config import KvCacheType
+
 CELL_PADDING = 256  # llama.cpp pads the context (and the SWA cache) to a multiple of this
 # In every `pattern` layers, the last attends to everything and the others to a window
 # (llama.cpp's `set_swa_pattern`), for the architectures whose GGUF does not say it.
 SWA_PATTERNS = {"gemma2": 2, "gemma3": 6, "cohere2": 4, "gpt-oss": 2, "exaone4": 4}
-CACHE_TYPES = {"f16": GGMLQuantizationType.F16, "q8_0": GGMLQuantizationType.Q8_0, "q4_0": GGMLQuantizationType.Q4_0}
+CACHE_TYPES: dict[KvCacheType, GGMLQuantizationType] = {
+    "f16": GGMLQuantizationType.F16,
+    "q8_0": GGMLQuantizationType.Q8_0,
+}
 
 
 @dataclass(frozen=True)
@@ -51,7 +56,7 @@ class KvSize:
     layers: int
     swa_layers: int
     per_layer: tuple[int, ...]  # bytes of each layer's K and V
-    cache_type: str
+    cache_type: KvCacheType
 
     @property
     def total(self) -> int:
@@ -110,7 +115,7 @@ def padded(cells: int) -> int:
 
 
 def kv_cache_size(
-    shape: KvShape, n_ctx: int, *, swa_full: bool = True, cache_type: str = "f16", n_ubatch: int = 512
+    shape: KvShape, n_ctx: int, *, swa_full: bool = True, cache_type: KvCacheType = "f16", n_ubatch: int = 512
 ) -> KvSize:
     """The cache llama.cpp makes for a context of `n_ctx` tokens (one sequence)."""
     block, block_bytes = GGML_QUANT_SIZES[CACHE_TYPES[cache_type]]

@@ -46,11 +46,17 @@ _MAX_CACHES = 8
 _MAX_LAYERS = 4096
 # ggml types whose values can be checked for NaN and infinity: (item size, exponent mask).
 _FLOAT_TYPES = {0: (4, 0x7F800000), 1: (2, 0x7C00), 30: (2, 0x7F80)}  # f32, f16, bf16
+_Q8_0, _Q8_0_BLOCK = 8, 34  # a block: an f16 scale, then 32 signed bytes (a wrong byte is only a wrong number)
+TYPE_NAMES = {0: "f32", 1: "f16", 2: "q4_0", 8: "q8_0", 30: "bf16"}
 _UINT: dict[int, np.dtype[Any]] = {2: np.dtype("<u2"), 4: np.dtype("<u4")}
 
 
 class StateFileError(Exception):
     """Why a state file cannot be used (said to the player as a warning, not an error)."""
+
+
+class OtherCacheType(StateFileError):
+    """The file holds a KV cache of another type than the context's (`[model] kv_cache` changed)."""
 
 
 @dataclass(frozen=True)
@@ -226,9 +232,10 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def check_payload(payload: bytes, n_tokens: int) -> None:
+def check_payload(payload: bytes, n_tokens: int, cache_type: int) -> None:
     """Raise StateFileError unless `payload` is a sequence state llama.cpp can read safely and that
-    holds exactly positions 0..n_tokens-1 of sequence 0.
+    holds exactly positions 0..n_tokens-1 of sequence 0, with keys and values of the ggml type
+    `cache_type` (OtherCacheType where they have another).
 
     Each cache's cells must be one run of positions ending at the last token (a sliding-window
     cache keeps only the newest), at least one cache must hold them all, every length must add up
@@ -261,21 +268,32 @@ def check_payload(payload: bytes, n_tokens: int) -> None:
             raise StateFileError("its KV layers are not laid out as this llama.cpp writes them")
         for _layer in range(layers):  # keys: a row per cell
             kind, row = reader.unpack("<iQ")
-            _check_values(reader.take(row * cells), kind)
+            _check_values(reader.take(row * cells), kind, cache_type)
         for _layer in range(layers):  # values: a row per cell, or an element per cell and dimension
             if transposed:
                 kind, element, count = reader.unpack("<iII")
-                _check_values(reader.take(element * count * cells), kind)
+                _check_values(reader.take(element * count * cells), kind, cache_type)
             else:
                 kind, row = reader.unpack("<iQ")
-                _check_values(reader.take(row * cells), kind)
+                _check_values(reader.take(row * cells), kind, cache_type)
     if not caches or not whole:
         raise StateFileError(f"no KV cache in it holds all of its {n_tokens:,} tokens")
 
 
-def _check_values(data: memoryview, ggml_type: int) -> None:
-    """NaN or infinity in a key or value spreads to every logit after it: refuse them. (Quantized
-    types are left to llama.cpp: their blocks hold few floats, and a wrong one is only a wrong number.)"""
+def _check_values(data: memoryview, ggml_type: int, cache_type: int) -> None:
+    """Keys or values of the context's type only (llama.cpp would refuse others, after clearing the
+    KV). NaN or infinity in a key or value spreads to every logit after it: refuse them, in float
+    types and in q8_0's block scales."""
+    if ggml_type != cache_type:
+        found, wanted = (TYPE_NAMES.get(kind, f"type {kind}") for kind in (ggml_type, cache_type))
+        raise OtherCacheType(f"it holds a {found} KV cache, and this game keeps {wanted} ([model] kv_cache)")
+    if ggml_type == _Q8_0:
+        if len(data) % _Q8_0_BLOCK:
+            raise StateFileError("its keys or values have rows of a size q8_0 blocks do not make")
+        scales = np.frombuffer(data, dtype=np.uint8).reshape(-1, _Q8_0_BLOCK)[:, :2].copy().view("<u2")
+        if ((scales & 0x7C00) == 0x7C00).any():
+            raise StateFileError("its keys or values hold NaN or infinity")
+        return
     float_type = _FLOAT_TYPES.get(ggml_type)
     if float_type is None:
         return

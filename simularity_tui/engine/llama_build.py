@@ -12,6 +12,7 @@ from pathlib import Path
 
 import llama_cpp as C
 
+from .config import KvCacheType
 from .gguf_file import inspect_gguf
 from .memory import suggest_gpu_layers
 from .native import init_backend
@@ -92,7 +93,9 @@ def _devices() -> tuple[Device, ...]:
     return tuple(devices)
 
 
-def auto_gpu_layers(path: Path, n_ctx: int) -> tuple[int, str]:
+def auto_gpu_layers(path: Path, n_ctx: int, cache_type: KvCacheType = "f16") -> tuple[int, str]:
     """`gpu_layers = "auto"`: the layers of the model at `path` that fit the GPU at `n_ctx`, and why."""
     build = llama_build()
-    return suggest_gpu_layers(inspect_gguf(path), n_ctx, offload=build.gpu_offload, vram=build.vram_free())
+    return suggest_gpu_layers(
+        inspect_gguf(path), n_ctx, offload=build.gpu_offload, vram=build.vram_free(), cache_type=cache_type
+    )

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import psutil
 
+from .config import KvCacheType
 from .errors import OutOfMemoryError
 from .gguf_file import GgufInfo
 from .kv_size import CELL_PADDING, KvSize, kv_cache_size
@@ -105,13 +106,15 @@ class MemoryPlan:
         return None
 
 
-def plan_memory(gguf: GgufInfo, n_ctx: int, *, gpu_layers: int = 0, offload: bool = False) -> MemoryPlan:
+def plan_memory(
+    gguf: GgufInfo, n_ctx: int, *, gpu_layers: int = 0, offload: bool = False, cache_type: KvCacheType = "f16"
+) -> MemoryPlan:
     """What the model in `gguf` needs with a context of `n_ctx` tokens and `gpu_layers` layers on a
     GPU (-1: all; counted only when the build can `offload`). The KV cache is full-size for
-    sliding-window layers, as the engine makes it (native.py: swa_full)."""
+    sliding-window layers, as the engine makes it (native.py: swa_full), of type `cache_type`."""
     n_layer = len(gguf.layer_bytes)
     offloaded = 0 if not offload else n_layer if gpu_layers < 0 else min(gpu_layers, n_layer)
-    kv = kv_cache_size(gguf.kv, n_ctx) if gguf.kv else None
+    kv = kv_cache_size(gguf.kv, n_ctx, cache_type=cache_type) if gguf.kv else None
     return MemoryPlan(
         n_ctx=n_ctx,
         gpu_layers=offloaded,
@@ -122,17 +125,21 @@ def plan_memory(gguf: GgufInfo, n_ctx: int, *, gpu_layers: int = 0, offload: boo
     )
 
 
-def largest_n_ctx(gguf: GgufInfo, limits: MemoryLimits, *, gpu_layers: int = 0, offload: bool = False) -> int:
+def largest_n_ctx(
+    gguf: GgufInfo, limits: MemoryLimits, *, gpu_layers: int = 0, offload: bool = False, cache_type: KvCacheType = "f16"
+) -> int:
     """The largest context (a multiple of 256 tokens, at most the trained one) that fits; 0: none."""
     low, high = 0, (gguf.context_length or 1 << 20) // CELL_PADDING
     while low < high:  # the KV only grows with the context: bisect over multiples of 256
         middle = (low + high + 1) // 2
-        plan = plan_memory(gguf, middle * CELL_PADDING, gpu_layers=gpu_layers, offload=offload)
+        plan = plan_memory(gguf, middle * CELL_PADDING, gpu_layers=gpu_layers, offload=offload, cache_type=cache_type)
         low, high = (middle, high) if plan.problem(limits) is None else (low, middle - 1)
     return low * CELL_PADDING
 
 
-def suggest_gpu_layers(gguf: GgufInfo, n_ctx: int, *, offload: bool, vram: int | None) -> tuple[int, str]:
+def suggest_gpu_layers(
+    gguf: GgufInfo, n_ctx: int, *, offload: bool, vram: int | None, cache_type: KvCacheType = "f16"
+) -> tuple[int, str]:
     """How many layers to offload at a context of `n_ctx` (-1: all), and why."""
     if not offload:
         return 0, "this llama.cpp build cannot offload to a GPU"
@@ -142,7 +149,7 @@ def suggest_gpu_layers(gguf: GgufInfo, n_ctx: int, *, offload: bool, vram: int |
     budget = int(vram * VRAM_MARGIN)
     fitting = 0
     for count in range(1, n_layer + 1):
-        if plan_memory(gguf, n_ctx, gpu_layers=count, offload=True).vram > budget:
+        if plan_memory(gguf, n_ctx, gpu_layers=count, offload=True, cache_type=cache_type).vram > budget:
             break
         fitting = count
     if fitting == n_layer:

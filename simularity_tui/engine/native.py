@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 import llama_cpp as C
 
 from ..untrusted_text import printable
+from .config import KvCacheType
 from .errors import ModelLoadError
 
 log = logging.getLogger("simularity.llama")
@@ -171,6 +172,7 @@ class DecodeAborted(DecodeError):
 Progress = Callable[[int, int], None]  # (tokens done, tokens in all)
 
 
+CACHE_GGML_TYPES: dict[KvCacheType, int] = {"f16": C.GGML_TYPE_F16, "q8_0": C.GGML_TYPE_Q8_0}
 SPLICE_SEQ = 1  # a second sequence, only while `replace_span` evaluates a new span (see there)
 
 
@@ -178,7 +180,9 @@ class NativeContext:
     """One llama.cpp context whose story is sequence 0, with KV the caller tracks. A second sequence
     exists only inside `replace_span`; the KV is unified, so both share every cell (and n_ctx)."""
 
-    def __init__(self, model: NativeModel, *, n_ctx: int, n_batch: int, n_threads: int) -> None:
+    def __init__(
+        self, model: NativeModel, *, n_ctx: int, n_batch: int, n_threads: int, cache_type: KvCacheType = "f16"
+    ) -> None:
         params = C.llama_context_default_params()
         params.n_ctx = n_ctx
         params.n_batch = n_batch
@@ -191,6 +195,10 @@ class NativeContext:
         params.n_threads = n_threads
         params.n_threads_batch = n_threads
         params.swa_full = True  # SWA models (Gemma 3) can shift and roll back only with a full cache
+        params.type_k = params.type_v = CACHE_GGML_TYPES[cache_type]
+        if cache_type != "f16":  # llama.cpp keeps quantized values only with flash attention
+            params.flash_attn_type = C.LLAMA_FLASH_ATTN_TYPE_ENABLED
+        self.cache_type = cache_type
         self.model = model
         self.ptr = C.llama_init_from_model(model.ptr, params)
         if not self.ptr:

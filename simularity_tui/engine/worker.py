@@ -30,10 +30,11 @@ from .gguf_file import GgufInfo, inspect_gguf
 from .grammar_jump import GrammarJumps
 from .healing import Healing, PieceIndex, healable_tail
 from .kv_cache import KvCache
-from .kv_state import StateFileError, check_payload, model_identity, read_state, write_state
+from .kv_state import OtherCacheType, StateFileError, check_payload, model_identity, read_state, write_state
 from .llama_build import llama_build
 from .memory import check_fits, largest_n_ctx, memory_limits, plan_memory
 from .native import (
+    CACHE_GGML_TYPES,
     DecodeAborted,
     DecodeError,
     NativeContext,
@@ -88,7 +89,9 @@ class EngineWorker:
             raise
         threads = config.n_threads or psutil.cpu_count(logical=False) or os.cpu_count() or 1
         try:
-            context = NativeContext(model, n_ctx=config.n_ctx, n_batch=config.n_batch, n_threads=threads)
+            context = NativeContext(
+                model, n_ctx=config.n_ctx, n_batch=config.n_batch, n_threads=threads, cache_type=config.kv_cache
+            )
         except ModelLoadError:
             model.close()
             raise _load_failure(config.path, "create its context", problems_since(mark)) from None
@@ -115,7 +118,9 @@ class EngineWorker:
         """A new context of `n_ctx` tokens, or as many as the model and the memory allow, on the
         weights already loaded (a game of a pack written for another context); the KV starts
         empty. Returns the new size. If llama.cpp cannot make it, the old size is made again."""
-        n_ctx = fitting_n_ctx(self.info.path, n_ctx, loaded_n_ctx=self.context.n_ctx)
+        n_ctx = fitting_n_ctx(
+            self.info.path, n_ctx, loaded_n_ctx=self.context.n_ctx, cache_type=self.context.cache_type
+        )
         n_ctx = min(n_ctx, self.model.n_ctx_train or n_ctx)
         old = self.context
         if n_ctx == old.n_ctx:
@@ -123,9 +128,14 @@ class EngineWorker:
         old.close()
         mark = len(recent_problems)
         try:
-            context = NativeContext(self.model, n_ctx=n_ctx, n_batch=old.n_batch, n_threads=self.info.n_threads)
+            context = NativeContext(
+                self.model, n_ctx=n_ctx, n_batch=old.n_batch, n_threads=self.info.n_threads, cache_type=old.cache_type
+            )
         except ModelLoadError:
-            context = NativeContext(self.model, n_ctx=old.n_ctx, n_batch=old.n_batch, n_threads=self.info.n_threads)
+            context = NativeContext(
+                self.model, n_ctx=old.n_ctx, n_batch=old.n_batch, n_threads=self.info.n_threads,
+                cache_type=old.cache_type,
+            )  # fmt: skip
             log.warning("no context of %d tokens (%s): kept %d", n_ctx, problems_since(mark), old.n_ctx)
         self.context, self.first_turn = context, 0
         self.kv = KvCache(context, shift=self.info.context_shift)
@@ -376,7 +386,7 @@ class EngineWorker:
         written = C.llama_state_seq_get_data(self.context.ptr, buffer, size, 0)
         payload = bytes(buffer)[:written]
         try:
-            check_payload(payload, len(self.kv.tokens))
+            check_payload(payload, len(self.kv.tokens), CACHE_GGML_TYPES[self.context.cache_type])
         except StateFileError as problem:
             # A memory layout restore would refuse (recurrent models, a newer llama.cpp): writing it
             # would only cost disk and a warning on every resume. An older file would be as stale.
@@ -409,7 +419,9 @@ class EngineWorker:
             if header.tokens and max(header.tokens) >= self.model.n_vocab:
                 raise StateFileError(f"{path.name} holds tokens this model does not have")
             try:
-                check_payload(payload, len(header.tokens))
+                check_payload(payload, len(header.tokens), CACHE_GGML_TYPES[self.context.cache_type])
+            except OtherCacheType as problem:
+                raise StateFileError(f"{path.name}: {problem}") from None
             except StateFileError as problem:
                 raise StateFileError(f"{path.name} is damaged ({problem})") from None
         except StateFileError as problem:
@@ -470,9 +482,11 @@ def _check_memory(config: ModelConfig, gguf: GgufInfo) -> None:
     and GPU memory where a GPU build says how much is free): memory.py's arithmetic, as the doctor's."""
     offload = bool(C.llama_supports_gpu_offload()) and config.n_gpu_layers != 0
     limits = memory_limits(llama_build().vram_free() if offload else None)
-    plan = plan_memory(gguf, config.n_ctx, gpu_layers=config.n_gpu_layers, offload=offload)
+    plan = plan_memory(gguf, config.n_ctx, gpu_layers=config.n_gpu_layers, offload=offload, cache_type=config.kv_cache)
     if plan.problem(limits) is not None:
-        largest = largest_n_ctx(gguf, limits, gpu_layers=config.n_gpu_layers, offload=offload)
+        largest = largest_n_ctx(
+            gguf, limits, gpu_layers=config.n_gpu_layers, offload=offload, cache_type=config.kv_cache
+        )
         check_fits(config.path, plan, limits, largest=largest)
 
 

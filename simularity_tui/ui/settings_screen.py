@@ -19,6 +19,7 @@ from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
 
 from .. import paths
 from ..engine.chat_template import CHOICES
+from ..engine.config import KvCacheType
 from ..settings import GraphicsMode, Settings, save_settings, setting_help
 from ..untrusted_text import printable
 from .notify import notify_plain
@@ -76,6 +77,13 @@ class SettingsScreen(Screen[Settings | None]):
                 )  # fmt: skip
             yield _help("model", "template")
             with Horizontal(classes="setting"):
+                yield Label("KV cache", classes="setting-label")
+                yield Select(
+                    [(kind, kind) for kind in get_args(KvCacheType)], value=self.settings.model.kv_cache,
+                    allow_blank=False, id="model-kv_cache",
+                )  # fmt: skip
+            yield _help("model", "kv_cache")
+            with Horizontal(classes="setting"):
                 yield Label("Graphics", classes="setting-label")
                 yield Select(
                     [(mode, mode) for mode in get_args(GraphicsMode)],
@@ -110,6 +118,7 @@ class SettingsScreen(Screen[Settings | None]):
             raw = self.query_one(f"#{section}-{key}", Input).value.strip()
             data[section][key] = {"true": True, "false": False}.get(raw.lower(), raw) if key == "context_shift" else raw
         data["model"]["template"] = self.query_one("#model-template", Select).value
+        data["model"]["kv_cache"] = self.query_one("#model-kv_cache", Select).value
         data["ui"] = {
             "graphics": self.query_one("#ui-graphics", Select).value,
             "theme": self.query_one("#ui-theme", Select).value,
