@@ -87,7 +87,7 @@ FIXTURE_MARKS = {
     "programs": "terminal",  # tests/test_terminal_bytes.py: the game on a pseudo-terminal
     "display": "terminal",  # tests/test_xterm_sixel.py: xterm on Xvfb
     "host": "ssh",  # tests/test_host.py: `simularity host` with its players
-    "server": "server",  # tests/test_remote_backend.py: llama-cpp-python's server on loopback
+    "server": "server",  # tests/test_remote_backend.py: llama-cpp-python's server and llama-server on loopback
     "remote": "server",
     "misbehaving": "server",  # a stand-in server that answers badly, on loopback
     "hub": "server",  # tests/test_models.py: a stand-in for the Hugging Face Hub, on loopback

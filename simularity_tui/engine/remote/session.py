@@ -330,13 +330,23 @@ def _props_context(props: dict[str, Any]) -> int | None:
     return n_ctx if isinstance(n_ctx, int) and n_ctx > 0 else None
 
 
+# What llama-server applies to a model whose GGUF has no chat template (llama.cpp's common/chat.cpp),
+# and reports in /props as if it were the model's: a base model (the embedded one) plays raw instead.
+LLAMA_SERVER_FALLBACK_TEMPLATE = (
+    "{%- for message in messages -%}\n  {{- '<|im_start|>' + message.role + '\n' + message.content + "
+    "'<|im_end|>\n' -}}\n{%- endfor -%}\n{%- if add_generation_prompt -%}\n  {{- '<|im_start|>assistant\n' -}}\n"
+    "{%- endif -%}"
+)
+
+
 def _server_frame(choice: str, props: dict[str, Any], url: str) -> ChatFrame:
     """The chat frame for `[model] template = choice` on a server: "auto" renders the template
-    llama-server says it applies (in the same sandbox as a GGUF's), with its BOS and EOS texts."""
+    llama-server says it applies (in the same sandbox as a GGUF's), with its BOS and EOS texts,
+    unless that is its own fallback for a model without one."""
     template, bos, eos = (props.get(key) for key in ("chat_template", "bos_token", "eos_token"))
     return chosen_frame(
         choice,
-        template if isinstance(template, str) else None,
+        template if isinstance(template, str) and template != LLAMA_SERVER_FALLBACK_TEMPLATE else None,
         bos=bos if isinstance(bos, str) else "",
         eos=eos if isinstance(eos, str) else "",
         source=f"the model server at {url}",
