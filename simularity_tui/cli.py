@@ -121,8 +121,8 @@ BENCHES = (
         n_ctx=1024,
     ),
     Bench(
-        "resume", "resuming from a KV state file vs re-evaluating", "resume:run_resume_bench",
-        (("--rounds", 3, "measurements per side"),), n_ctx=2048, in_process=True,
+        "resume", "resuming from a KV state file (or llama-server's slot file) vs re-evaluating",
+        "resume:run_resume_bench", (("--rounds", 3, "measurements per side"),), n_ctx=2048,
     ),
     Bench(
         "startup", "time to the first frame and to play, model cached and not", "startup:run_startup_bench",

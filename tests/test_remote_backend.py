@@ -41,6 +41,7 @@ from simularity_tui.engine import (
     SamplingParams,
 )
 from simularity_tui.engine.remote.config import checked_url
+from simularity_tui.engine.results import RestoredState
 from simularity_tui.errors import UserFacingError
 from simularity_tui.scenario import LoadedPack, bundled_packs_dir, load_pack
 from simularity_tui.settings import API_KEY_VARIABLE, Settings, load_settings
@@ -82,6 +83,7 @@ class LlamaServer:
         self.log = log
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
+        self.slot_dir = log.parent / "slots"  # llama-server's --slot-save-path
 
     @property
     def url(self) -> str:
@@ -102,7 +104,7 @@ class LlamaServer:
                 "--parallel", "1", "--api-key", API_KEY, "--no-webui",
                 # Gemma 3's sliding-window layers kept whole, as the engine keeps them: else each
                 # prompt after a reply finds 5 tokens fewer of itself cached (llama-server's checkpoints).
-                "--swa-full",
+                "--swa-full", "--slot-save-path", str(self.slot_dir),
             ]  # fmt: skip
         return [
             sys.executable, "-m", "llama_cpp.server", "--model", str(self.model), "--host", "127.0.0.1",
@@ -111,6 +113,7 @@ class LlamaServer:
         ]  # fmt: skip
 
     def start(self) -> None:
+        self.slot_dir.mkdir(exist_ok=True)
         command = self.command()
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
@@ -284,6 +287,72 @@ async def test_old_turns_leave_in_one_chunk_and_the_cache_hits_between(server: L
             assert hit >= len(pinned)  # the pinned block stays cached even then
         else:
             assert left <= new + 4  # between evictions the prompt only grows: the new turn is all there is to read
+
+
+# -- a save's cache ---------------------------------------------------------------------------------
+
+
+async def test_a_save_keeps_its_cache_on_llama_server_and_resuming_reads_only_the_new_turn(
+    server: LlamaServer, lighthouse: LoadedPack, tmp_path: Path
+) -> None:
+    remote = RemoteSession.open_blocking(RemoteConfig(server.url, api_key=API_KEY, n_ctx=SERVER_N_CTX))
+    sidecar = tmp_path / "save.kv"
+    try:
+        game = new_game(remote, lighthouse)
+        await game.say("Good evening.").finish()
+        await game.say("Is that a cat?").finish()
+        size = await remote.save_state(sidecar)
+        if server.kind != "llama-server":  # llama-cpp-python's server has no slots: nothing is saved
+            assert size == 0 and not sidecar.exists()
+            return
+        state = json.loads(sidecar.read_text())
+        assert size == sidecar.stat().st_size and (server.slot_dir / state["filename"]).is_file()
+        assert state["held"] == list(remote.kv_tokens) and state["n_saved"] > 300
+
+        server.kill()
+        server.start()  # a fresh server: nothing cached
+        restored = await remote.restore_state(sidecar)
+        assert restored == RestoredState(len(state["held"]), None)
+        resumed = await game.say("Can I see the lamp room?").finish()
+        assert resumed.evaluated_tokens <= 60  # the new line and its steps, not the story again
+
+        await remote.reset()  # the slot erased: the same turn again reads the whole story
+        again = await game.say("Can I see the lamp room?").finish()
+        assert again.evaluated_tokens > 10 * resumed.evaluated_tokens
+        print(f"\nresumed from the slot file: {resumed.evaluated_tokens} tokens read; "
+              f"from nothing: {again.evaluated_tokens}")  # fmt: skip
+
+        # A sidecar of another build, or one whose file the server lost, is said and read again.
+        other = dict(state, build="b1")
+        sidecar.write_text(json.dumps(other))
+        restored = await remote.restore_state(sidecar)
+        assert restored.tokens == 0 and restored.warning == (
+            "save.kv was saved by llama-server build b1; the story is read again instead."
+        )
+        sidecar.write_text(json.dumps(state))
+        (server.slot_dir / state["filename"]).unlink()
+        restored = await remote.restore_state(sidecar)
+        assert restored.tokens == 0 and "the model server could not restore save.kv's cache" in (restored.warning or "")
+        assert remote.kv_tokens == ()
+    finally:
+        remote.close_blocking()
+
+
+def test_bench_resume_on_a_server_restores_its_slot_file(
+    server: LlamaServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "resume.json"
+    argv = ["bench", "resume", "--backend", server.url, "--api-key", API_KEY, "--n-ctx", "512", "--rounds", "1"]
+    status = cli.main([*argv, "--json", str(out)])
+    said = capsys.readouterr()
+    if server.kind != "llama-server":
+        assert status == 2 and "keeps no cache to resume from" in said.err and "--slot-save-path" in said.err
+        return
+    assert status == 0, said.err
+    figures = json.loads(out.read_text())
+    assert figures["window_tokens"] >= 0.9 * 512 and figures["resume_path"] is None
+    assert figures["ratio"] == figures["reevaluate_ttft_s"] / figures["restore_ttft_s"] > 2
+    assert "slot file on the server" in said.out
 
 
 # -- cancelling -----------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from ..engine import GenerationParams, GenerationResult, Prompt, SamplingParams
 from ..story.framing import framed
 
 if TYPE_CHECKING:
-    from ..engine import LlamaSession
+    from ..engine import ModelSession
 
 # Every benchmark samples with these, whatever the game's defaults become: figures measured in
 # different releases stay comparable.
@@ -63,7 +63,7 @@ def reply_params(turn: int, reply_tokens: int, *, heal: bool) -> GenerationParam
 class ScriptedGame:
     """The conversation as the engine sees it: a pinned block and whole turns of exact tokens."""
 
-    def __init__(self, session: LlamaSession, summary: str = SUMMARIES[0]) -> None:
+    def __init__(self, session: ModelSession, summary: str = SUMMARIES[0]) -> None:
         self.session = session
         self.bos = [session.bos_token] if session.bos_token is not None else []
         self.turns: list[list[int]] = []

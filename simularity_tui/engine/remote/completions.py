@@ -37,7 +37,7 @@ class GrammarRefused(Exception):
 
 
 def completion_body(
-    model: str, prompt: str, params: GenerationParams, seed: int, max_tokens: int, *, grammar: bool
+    model: str, prompt: str, params: GenerationParams, seed: int, max_tokens: int, *, grammar: bool, slot: int | None
 ) -> dict[str, Any]:
     sampling = params.sampling
     body: dict[str, Any] = {
@@ -61,6 +61,8 @@ def completion_body(
         body["stop"] = list(params.stop)
     if grammar and params.grammar:
         body["grammar"] = params.grammar
+    if slot is not None:
+        body["id_slot"] = slot  # llama-server: the game's own slot
     return body
 
 

@@ -7,8 +7,10 @@ cache (llama-server's cache_prompt, llama-cpp-python's prefix match, vLLM's and 
 caching) reads only the new turn. The prompt travels as text (llama-cpp-python's server takes
 nothing else); the server adds its own BOS, so this session asks for none.
 
-There is no KV state to save beside a game: a server keeps its cache itself, so `save_state` and
-`restore_state` do nothing.
+A server keeps its cache itself. On llama-server the game plays in a slot of its own (one slot:
+slot 0; a host gives each player one), and where the server saves slot files (`--slot-save-path`)
+`save_state` saves that slot with a save and `restore_state` brings it back (slots.py); elsewhere
+they do nothing.
 
 Tokenizing is synchronous in the session's surface and goes to the server when the text is new:
 see tokenizer.py for how that is kept short (a cache, and a timeout of its own).
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,7 +40,10 @@ from .completions import Chunk, GrammarRefused, completion_body, stream_completi
 from .config import RemoteConfig
 from .errors import RemoteBackendError, garbage, sample
 from .http import Calls, async_client, sync_client
+from .slots import SlotFileError, SlotState, read_sidecar, slot_filename, write_sidecar
 from .tokenizer import RemoteTokenizer
+
+log = logging.getLogger("simularity")
 
 
 @dataclass(frozen=True)
@@ -71,7 +77,15 @@ class RemoteSession:
     SEAM_TOKENS = 8
 
     def __init__(
-        self, config: RemoteConfig, calls: Calls, tokenizer: RemoteTokenizer, info: RemoteInfo, frame: ChatFrame = RAW
+        self,
+        config: RemoteConfig,
+        calls: Calls,
+        tokenizer: RemoteTokenizer,
+        info: RemoteInfo,
+        frame: ChatFrame = RAW,
+        *,
+        slot: int | None = None,
+        build: str = "",
     ) -> None:
         self.config = config
         self.chat_frame = frame  # the same frame as in-process: the prompt travels as its text
@@ -84,6 +98,9 @@ class RemoteSession:
         self._first_turn = 0  # the window's start, kept between generations so that evictions are rare
         self._grammar = True  # False once the server refused a grammar: replies are checked by the story
         self._last: asyncio.Task[GenerationResult] | None = None
+        self._slot = slot  # llama-server's slot the game plays in (None: the server picks)
+        self._build = build  # the server's build, which its slot files are bound to
+        self._saves_slots = slot is not None  # False once the server said it saves no slot files
 
     @classmethod
     async def open(cls, config: RemoteConfig) -> RemoteSession:
@@ -95,7 +112,7 @@ class RemoteSession:
         calls = Calls(config, sync_client(config))
         try:
             model, reported = _served_model(calls.get("/v1/models", "asking which model it serves"), calls.url)
-            props = _llama_server_props(calls.client) if not reported or config.template == "auto" else {}
+            props = _llama_server_props(calls.client)
             reported = reported or _props_context(props)
             tokenizer = RemoteTokenizer.probe(calls, model)
             frame = _server_frame(config.template, props, calls.url)
@@ -114,7 +131,9 @@ class RemoteSession:
             n_ctx=n_ctx,
             tokenizer=tokenizer.dialect.name,
         )
-        return cls(config, calls, tokenizer, info, frame)
+        slots, build = props.get("total_slots"), props.get("build_info")
+        slot = config.slot if config.slot is not None else 0 if slots == 1 else None
+        return cls(config, calls, tokenizer, info, frame, slot=slot, build=build if isinstance(build, str) else "")
 
     # -- the session surface --------------------------------------------------------------------
 
@@ -154,13 +173,74 @@ class RemoteSession:
         return generation
 
     async def reset(self) -> None:
+        """An empty cache: the game's slot on llama-server is erased too, so that the next prompt
+        is read whole, as on a fresh server."""
+        await self._after_replies()
         self._held, self._window, self._n_keep, self._first_turn = (), (), 0, 0
+        if self._slot is not None:
+            with contextlib.suppress(RemoteBackendError):  # a server without the slots API: nothing held
+                await self._slot_action("erase", None, "erasing its cache")
 
     async def save_state(self, path: Path) -> int:
-        return 0
+        """Save the game's slot on llama-server (`--slot-save-path`) and write its sidecar at
+        `path` (slots.py); the sidecar's size, or 0 where the server keeps no slot files."""
+        await self._after_replies()
+        if not self._saves_slots or not self._held:
+            return 0
+        held = list(self._held)
+        filename = slot_filename(self.info.identity, self._build, held)
+        try:
+            answer = await self._slot_action("save", filename, "saving its cache")
+        except RemoteBackendError as error:  # no --slot-save-path (or no slots API): resuming reads again
+            self._saves_slots = False
+            log.info("no slot file for %s: %s", path.name, error.message)
+            return 0
+        saved = answer.get("n_saved") if isinstance(answer, dict) else None
+        state = SlotState(
+            server=self.info.identity, build=self._build, filename=filename,
+            n_saved=saved if isinstance(saved, int) and saved >= 0 else 0, held=held,
+            window=list(self._window), n_keep=self._n_keep, first_turn=self._first_turn,
+        )  # fmt: skip
+        return write_sidecar(path, state)
 
     async def restore_state(self, path: Path) -> RestoredState:
-        return RestoredState(0, None)
+        """Restore the game's slot from the file the sidecar at `path` names; on any problem say
+        why and leave the cache empty (the next prompt is read whole)."""
+        if self._slot is None:
+            return RestoredState(0, None)  # no slot of its own to restore into: the server's cache decides
+        await self._after_replies()
+        try:
+            state = read_sidecar(path)
+            if state.server != self.info.identity:
+                raise SlotFileError(f"{path.name} was saved on another model server or model")
+            if state.build != self._build:
+                raise SlotFileError(f"{path.name} was saved by llama-server build {state.build or '?'}")
+            try:
+                answer = await self._slot_action("restore", state.filename, "restoring its cache")
+            except RemoteBackendError as error:
+                raise SlotFileError(
+                    f"the model server could not restore {path.name}'s cache ({error.message})"
+                ) from None
+            restored = answer.get("n_restored") if isinstance(answer, dict) else None
+            if restored != state.n_saved:
+                raise SlotFileError(f"the model server restored {restored} tokens of {path.name}'s {state.n_saved}")
+        except SlotFileError as problem:
+            await self.reset()
+            return RestoredState(0, f"{problem}; the story is read again instead.")
+        self._held, self._window = tuple(state.held), tuple(state.window)
+        self._n_keep, self._first_turn = state.n_keep, state.first_turn
+        return RestoredState(len(state.held), None)
+
+    async def _after_replies(self) -> None:
+        """Wait for the replies asked for so far: the slot is the game's again."""
+        last = self._last
+        if last is not None and not last.done() and last.get_loop() is asyncio.get_running_loop():
+            await asyncio.wait({last})
+
+    async def _slot_action(self, action: str, filename: str | None, doing: str) -> Any:
+        async with async_client(self.config) as client:
+            body = {"filename": filename} if filename is not None else {}
+            return await self._calls.apost(client, f"/slots/{self._slot}?action={action}", body, doing)
 
     async def close(self) -> None:
         self.close_blocking()
@@ -245,7 +325,7 @@ class RemoteSession:
         reply.guessed = len(window.tokens) - common_prefix(self._held, window.tokens)
         self._held = ()  # unknown until this reply is whole
         self._window, self._n_keep, self._first_turn = tuple(window.tokens), window.n_keep, window.first_turn
-        body = completion_body(self.info.model, text, params, seed, max_tokens, grammar=self._grammar)
+        body = completion_body(self.info.model, text, params, seed, max_tokens, grammar=self._grammar, slot=self._slot)
         try:
             await self._stream(client, generation, body, reply)
         except GrammarRefused:
