@@ -222,6 +222,18 @@ def templated_vocab(model_path: Path, tmp_path_factory: pytest.TempPathFactory) 
     return vocab_gguf(model_path, tmp_path_factory.mktemp("gguf") / "gemma-it-vocab.gguf", GEMMA_LIKE)
 
 
+def with_template(templated: Path, out: Path, template: str) -> Path:
+    """`templated` (made by `vocab_gguf` with GEMMA_LIKE) with `template` written over that one, padded
+    with a Jinja comment to the same length: the file's lengths stay right, and no 12-second rebuild."""
+    old, new = GEMMA_LIKE.encode(), template.encode()
+    padding = len(old) - len(new) - len("{##}")
+    assert padding >= 0, "the template must be shorter than GEMMA_LIKE"
+    data = templated.read_bytes()
+    assert data.count(old) == 1
+    out.write_bytes(data.replace(old, new + b"{#" + b" " * padding + b"#}"))
+    return out
+
+
 def test_simularity_prompt_shows_the_ggufs_own_template_rendered(templated_vocab: Path) -> None:
     shown = subprocess.run(
         [str(SIMULARITY), "prompt", str(LIGHTHOUSE), "--model", str(templated_vocab)],
@@ -237,8 +249,8 @@ def test_simularity_prompt_shows_the_ggufs_own_template_rendered(templated_vocab
     assert "chat template: raw" in raw.stdout and "<start_of_turn>" not in raw.stdout
 
 
-def test_a_gguf_with_a_hostile_template_is_refused_before_play(model_path: Path, tmp_path: Path) -> None:
-    hostile = vocab_gguf(model_path, tmp_path / "hostile.gguf", "{{ ''.__class__.__base__.__subclasses__() }}")
+def test_a_gguf_with_a_hostile_template_is_refused_before_play(templated_vocab: Path, tmp_path: Path) -> None:
+    hostile = with_template(templated_vocab, tmp_path / "hostile.gguf", "{{ ''.__class__.__base__.__subclasses__() }}")
     shown = subprocess.run(
         [str(SIMULARITY), "prompt", str(LIGHTHOUSE), "--model", str(hostile)],
         capture_output=True, text=True, timeout=120, check=False,

@@ -300,11 +300,11 @@ async def test_a_save_keeps_its_cache_on_llama_server_and_resuming_reads_only_th
     try:
         game = new_game(remote, lighthouse)
         await game.say("Good evening.").finish()
+        if server.kind != "llama-server":  # llama-cpp-python's server has no slots: nothing is saved
+            assert await remote.save_state(sidecar) == 0 and not sidecar.exists()
+            return
         await game.say("Is that a cat?").finish()
         size = await remote.save_state(sidecar)
-        if server.kind != "llama-server":  # llama-cpp-python's server has no slots: nothing is saved
-            assert size == 0 and not sidecar.exists()
-            return
         state = json.loads(sidecar.read_text())
         assert size == sidecar.stat().st_size and (server.slot_dir / state["filename"]).is_file()
         assert state["held"] == list(remote.kv_tokens) and state["n_saved"] > 300
@@ -339,10 +339,11 @@ async def test_a_save_keeps_its_cache_on_llama_server_and_resuming_reads_only_th
 
 
 def test_bench_resume_on_a_server_restores_its_slot_file(
-    server: LlamaServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    server: LlamaServer, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     out = tmp_path / "resume.json"
-    argv = ["bench", "resume", "--backend", server.url, "--api-key", API_KEY, "--n-ctx", "512", "--rounds", "1"]
+    monkeypatch.setenv(API_KEY_VARIABLE, API_KEY)  # (--api-key would set it for every test after this one)
+    argv = ["bench", "resume", "--backend", server.url, "--n-ctx", "512", "--rounds", "1"]
     status = cli.main([*argv, "--json", str(out)])
     said = capsys.readouterr()
     if server.kind != "llama-server":
@@ -515,6 +516,28 @@ def a_working_server(behaviour: Misbehaving) -> None:
     behaviour.routes["/v1/models"] = lambda _body: _json(200, {"data": [{"id": "fake", "max_model_len": 4096}]})
     behaviour.routes["/tokenize"] = lambda body: _json(200, {"tokens": [ord(c) for c in body["content"]]})
     behaviour.routes["/detokenize"] = lambda body: _json(200, {"content": "".join(map(chr, body["tokens"]))})
+
+
+async def test_a_llama_server_without_slot_files_saves_nothing_and_is_not_asked_again(
+    misbehaving: tuple[str, Misbehaving], tmp_path: Path
+) -> None:
+    url, behaviour = misbehaving
+    a_working_server(behaviour)
+    behaviour.routes["/props"] = lambda _body: _json(200, {"total_slots": 1, "build_info": "b1"})
+    behaviour.routes["/v1/completions"] = lambda _body: _events("Hi.")
+    refused = {"error": {"code": 501, "message": "This server does not support slots action.", "type": "x"}}
+    behaviour.routes["/slots/0?action=save"] = lambda _body: _json(501, refused)
+    remote = RemoteSession.open_blocking(RemoteConfig(url))
+    try:
+        assert remote.saves_cache  # one slot: the game's (slot 0)
+        await remote.generate(remote.tokenize("Hello"), GenerationParams(max_tokens=4)).result()
+        assert [body["id_slot"] for path, body, _key in behaviour.seen if path == "/v1/completions"] == [0]
+        sidecar = tmp_path / "save.kv"
+        assert await remote.save_state(sidecar) == 0 and not sidecar.exists() and not remote.saves_cache
+        assert await remote.save_state(sidecar) == 0  # not asked again
+        assert [path for path, _body, _key in behaviour.seen].count("/slots/0?action=save") == 1
+    finally:
+        remote.close_blocking()
 
 
 def test_an_answer_that_is_not_json_is_garbage_said_in_words(misbehaving: tuple[str, Misbehaving]) -> None:

@@ -69,6 +69,8 @@ def run_resume_bench(args: argparse.Namespace, settings: Settings, model_overrid
 
 
 async def _measure(session: ModelSession, args: argparse.Namespace, console: Console) -> dict:
+    if not getattr(session, "saves_cache", True):  # a server with no slot of the game's own: say so now
+        raise _nothing_to_resume(session)
     game = ScriptedGame(session)
     turn = 0
     console.print(f"Playing until the {session.n_ctx:,}-token context is {FULL:.0%} full…")
@@ -82,10 +84,7 @@ async def _measure(session: ModelSession, args: argparse.Namespace, console: Con
         state = Path(directory) / "resume.kv"
         size = await session.save_state(state)
         if not size:
-            raise UserFacingError(
-                f"{session.info.description} keeps no cache to resume from.",
-                hint="Start llama-server with --slot-save-path DIR and one slot (--parallel 1).",
-            )
+            raise _nothing_to_resume(session)
         reevaluate, restore, load = [], [], []
         for _round in range(args.rounds):
             await session.reset()
@@ -110,6 +109,13 @@ async def _measure(session: ModelSession, args: argparse.Namespace, console: Con
         "rounds": {"reevaluate_s": reevaluate, "restore_s": restore, "load_s": load},
         "resume_path": _path_figures(choice) if choice is not None else None,
     }
+
+
+def _nothing_to_resume(session: ModelSession) -> UserFacingError:
+    return UserFacingError(
+        f"{session.info.description} keeps no cache to resume from.",
+        hint="Start llama-server with --slot-save-path DIR and one slot (--parallel 1).",
+    )
 
 
 def _path_figures(choice: ResumeChoice) -> dict:

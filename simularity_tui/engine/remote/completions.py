@@ -37,7 +37,14 @@ class GrammarRefused(Exception):
 
 
 def completion_body(
-    model: str, prompt: str, params: GenerationParams, seed: int, max_tokens: int, *, grammar: bool, slot: int | None
+    model: str,
+    prompt: str,
+    params: GenerationParams,
+    seed: int,
+    max_tokens: int,
+    *,
+    grammar: bool,
+    slot: int | None = None,
 ) -> dict[str, Any]:
     sampling = params.sampling
     body: dict[str, Any] = {

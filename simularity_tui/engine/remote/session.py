@@ -22,10 +22,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -44,6 +44,7 @@ from .slots import SlotFileError, SlotState, read_sidecar, slot_filename, write_
 from .tokenizer import RemoteTokenizer
 
 log = logging.getLogger("simularity")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,8 @@ class RemoteSession:
         self._n_keep = 0
         self._first_turn = 0  # the window's start, kept between generations so that evictions are rare
         self._grammar = True  # False once the server refused a grammar: replies are checked by the story
-        self._last: asyncio.Task[GenerationResult] | None = None
+        # The last reply or slot action asked for: each waits for the one before (one slot, one queue).
+        self._last: asyncio.Task[Any] | None = None
         self._slot = slot  # llama-server's slot the game plays in (None: the server picks)
         self._build = build  # the server's build, which its slot files are bound to
         self._saves_slots = slot is not None  # False once the server said it saves no slot files
@@ -175,25 +177,57 @@ class RemoteSession:
     async def reset(self) -> None:
         """An empty cache: the game's slot on llama-server is erased too, so that the next prompt
         is read whole, as on a fresh server."""
-        await self._after_replies()
+        await self._in_turn(self._forget)
+
+    @property
+    def saves_cache(self) -> bool:
+        """Whether `save_state` may save anything: a slot of its own on a server that has not said
+        it keeps no slot files."""
+        return self._slot is not None and self._saves_slots
+
+    async def save_state(self, path: Path) -> int:
+        """Save the game's slot on llama-server (`--slot-save-path`) and write its sidecar at
+        `path` (slots.py); the sidecar's size, or 0 where the server keeps no slot files."""
+        return await self._in_turn(lambda: self._save(path))
+
+    async def restore_state(self, path: Path) -> RestoredState:
+        """Restore the game's slot from the file the sidecar at `path` names; on any problem say
+        why and leave the cache empty (the next prompt is read whole)."""
+        return await self._in_turn(lambda: self._restore(path))
+
+    async def _in_turn(self, action: Callable[[], Awaitable[T]]) -> T:
+        """Run `action` once the replies and slot actions asked for before it are done, and before
+        any asked for after it: the slot is never saved, restored or erased mid-reply."""
+        previous = self._last
+
+        async def queued() -> T:
+            if previous is not None and not previous.done() and previous.get_loop() is asyncio.get_running_loop():
+                await asyncio.wait({previous})
+            return await action()
+
+        task = asyncio.ensure_future(queued())
+        self._last = task
+        return await task
+
+    async def _forget(self) -> None:
         self._held, self._window, self._n_keep, self._first_turn = (), (), 0, 0
         if self._slot is not None:
             with contextlib.suppress(RemoteBackendError):  # a server without the slots API: nothing held
                 await self._slot_action("erase", None, "erasing its cache")
 
-    async def save_state(self, path: Path) -> int:
-        """Save the game's slot on llama-server (`--slot-save-path`) and write its sidecar at
-        `path` (slots.py); the sidecar's size, or 0 where the server keeps no slot files."""
-        await self._after_replies()
+    async def _save(self, path: Path) -> int:
         if not self._saves_slots or not self._held:
             return 0
         held = list(self._held)
         filename = slot_filename(self.info.identity, self._build, held)
         try:
             answer = await self._slot_action("save", filename, "saving its cache")
-        except RemoteBackendError as error:  # no --slot-save-path (or no slots API): resuming reads again
-            self._saves_slots = False
-            log.info("no slot file for %s: %s", path.name, error.message)
+        except RemoteBackendError as error:
+            if "HTTP 501" in error.message or "has no /slots" in error.message:  # no --slot-save-path
+                self._saves_slots = False
+                log.info("no slot files on %s: %s", self.info.url, error.message)
+            else:  # a failure of this once (a full disk, say): the next save tries again
+                log.warning("no slot file for %s: %s", path.name, error.message)
             return 0
         saved = answer.get("n_saved") if isinstance(answer, dict) else None
         state = SlotState(
@@ -203,12 +237,9 @@ class RemoteSession:
         )  # fmt: skip
         return write_sidecar(path, state)
 
-    async def restore_state(self, path: Path) -> RestoredState:
-        """Restore the game's slot from the file the sidecar at `path` names; on any problem say
-        why and leave the cache empty (the next prompt is read whole)."""
+    async def _restore(self, path: Path) -> RestoredState:
         if self._slot is None:
             return RestoredState(0, None)  # no slot of its own to restore into: the server's cache decides
-        await self._after_replies()
         try:
             state = read_sidecar(path)
             if state.server != self.info.identity:
@@ -225,17 +256,11 @@ class RemoteSession:
             if restored != state.n_saved:
                 raise SlotFileError(f"the model server restored {restored} tokens of {path.name}'s {state.n_saved}")
         except SlotFileError as problem:
-            await self.reset()
+            await self._forget()
             return RestoredState(0, f"{problem}; the story is read again instead.")
         self._held, self._window = tuple(state.held), tuple(state.window)
         self._n_keep, self._first_turn = state.n_keep, state.first_turn
         return RestoredState(len(state.held), None)
-
-    async def _after_replies(self) -> None:
-        """Wait for the replies asked for so far: the slot is the game's again."""
-        last = self._last
-        if last is not None and not last.done() and last.get_loop() is asyncio.get_running_loop():
-            await asyncio.wait({last})
 
     async def _slot_action(self, action: str, filename: str | None, doing: str) -> Any:
         async with async_client(self.config) as client:
