@@ -308,6 +308,16 @@ async def test_a_save_keeps_its_cache_on_llama_server_and_resuming_reads_only_th
         state = json.loads(sidecar.read_text())
         assert size == sidecar.stat().st_size and (server.slot_dir / state["filename"]).is_file()
         assert state["held"] == list(remote.kv_tokens) and state["n_saved"] > 300
+        # Saved again, the save writes its other file, then the first again: two files at most.
+        names = [state["filename"]]
+        for _again in range(2):
+            assert await remote.save_state(sidecar) > 0
+            names.append(json.loads(sidecar.read_text())["filename"])
+        assert names[0] != names[1] and names[2] == names[0]
+        ours = names[0].removesuffix("-a.bin").removesuffix("-b.bin")
+        assert sorted(path.name for path in server.slot_dir.iterdir() if path.name.startswith(ours)) == sorted(
+            names[:2]
+        )
 
         server.kill()
         server.start()  # a fresh server: nothing cached

@@ -112,9 +112,12 @@ async def _measure(session: ModelSession, args: argparse.Namespace, console: Con
 
 
 def _nothing_to_resume(session: ModelSession) -> UserFacingError:
+    on_server = hasattr(session, "saves_cache")
     return UserFacingError(
         f"{session.info.description} keeps no cache to resume from.",
-        hint="Start llama-server with --slot-save-path DIR and one slot (--parallel 1).",
+        hint="Start llama-server with --slot-save-path DIR and one slot (--parallel 1)."
+        if on_server
+        else "This model's memory cannot be saved to a state file (a recurrent model, say).",
     )
 
 

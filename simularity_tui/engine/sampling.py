@@ -252,14 +252,16 @@ def _likeliest(logits: np.ndarray) -> Iterator[np.ndarray]:
     """Sets of the likeliest tokens, smallest first: every token more likely than one in a set is in
     it, so when the grammar admits at least top-k of a set, the chain's top-k is the same on it as
     on the whole vocabulary. Those within each of `_SPREADS` of the likeliest, then the likeliest
-    1,024 (found the slow way, where the distribution is flat)."""
-    top = logits.max()
+    1,024 (found the slow way, where the distribution is flat), unless a set tried held them."""
+    top, tried = logits.max(), 0
     for spread in _SPREADS:
         near = np.flatnonzero(logits >= top - spread).astype(np.int32)
         if not 0 < len(near) <= _MOST_NEAR:  # (none: the logits are not numbers)
             break
+        tried = len(near)
         yield near
-    yield np.argpartition(logits, -_LIKELIEST)[-_LIKELIEST:].astype(np.int32)
+    if tried < _LIKELIEST:
+        yield np.argpartition(logits, -_LIKELIEST)[-_LIKELIEST:].astype(np.int32)
 
 
 def _as_token_data_array(candidates: np.ndarray) -> C.llama_token_data_array:

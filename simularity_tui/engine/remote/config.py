@@ -35,10 +35,6 @@ class RemoteConfig:
     # The chat frame (chat_template.py): "auto" takes the template the server says it uses
     # (llama-server's /props; a server that does not say gets "raw"), or "raw", or a preset.
     template: str = "auto"
-    # llama-server's slot to play in (`id_slot`): its cache is the game's alone, and can be saved
-    # with a save (slots.py). None: slot 0 on a server of one slot; on a server of several, the
-    # server picks one per reply (and no cache is saved with a save).
-    slot: int | None = None
 
     def __repr__(self) -> str:
         # Crash reports print locals: neither the key nor the URL's credentials may show there.

@@ -28,6 +28,8 @@ _MESSAGE_LIMIT = 300
 class RemoteBackendError(UserFacingError):
     """The model server could not be reached, failed, or answered something unusable."""
 
+    status: int | None = None  # the HTTP status it answered with, where it answered
+
 
 def transport_failure(
     error: httpx.HTTPError, url: str, doing: str, timeout: float, *, slow_hint: str | None = None
@@ -60,19 +62,22 @@ def status_failure(status: int, body: str, url: str, path: str, doing: str) -> R
     said = server_message(body)
     detail = f"HTTP {status}" + (f": {said}" if said else "")
     if status in (401, 403):
-        return RemoteBackendError(
+        error = RemoteBackendError(
             f"The model server at {url} refused the API key ({detail}).",
             hint="Give the server's key: --api-key KEY, the SIMULARITY_API_KEY variable, or [model] api_key.",
         )
-    if status in (404, 405):
-        return RemoteBackendError(
+    elif status in (404, 405):
+        error = RemoteBackendError(
             f"The server at {url} has no {path} ({detail}): is it an OpenAI-compatible model server?",
             hint="Point --backend at the server's base URL, e.g. http://127.0.0.1:8080 (llama-server, vLLM, SGLang).",
         )
-    return RemoteBackendError(
-        f"The model server at {url} answered {detail} while {doing}.",
-        hint="Check the server's log and its settings (context size, model), then try again. " + _RETRY_HINT,
-    )
+    else:
+        error = RemoteBackendError(
+            f"The model server at {url} answered {detail} while {doing}.",
+            hint="Check the server's log and its settings (context size, model), then try again. " + _RETRY_HINT,
+        )
+    error.status = status
+    return error
 
 
 def garbage(url: str, doing: str, sample: str) -> RemoteBackendError:

@@ -7,10 +7,10 @@ cache (llama-server's cache_prompt, llama-cpp-python's prefix match, vLLM's and 
 caching) reads only the new turn. The prompt travels as text (llama-cpp-python's server takes
 nothing else); the server adds its own BOS, so this session asks for none.
 
-A server keeps its cache itself. On llama-server the game plays in a slot of its own (one slot:
-slot 0; a host gives each player one), and where the server saves slot files (`--slot-save-path`)
-`save_state` saves that slot with a save and `restore_state` brings it back (slots.py); elsewhere
-they do nothing.
+A server keeps its cache itself. On llama-server of one slot (`--parallel 1`) the game plays in
+slot 0, and where the server saves slot files (`--slot-save-path`) `save_state` saves that slot
+with a save and `restore_state` brings it back (slots.py); elsewhere (several slots, which the
+server hands out by the prompt, or another server) they do nothing.
 
 Tokenizing is synchronous in the session's surface and goes to the server when the text is new:
 see tokenizer.py for how that is kept short (a cache, and a timeout of its own).
@@ -134,7 +134,9 @@ class RemoteSession:
             tokenizer=tokenizer.dialect.name,
         )
         slots, build = props.get("total_slots"), props.get("build_info")
-        slot = config.slot if config.slot is not None else 0 if slots == 1 else None
+        if isinstance(slots, int) and slots > 1:
+            log.info("%s has %d slots: a save keeps no cache there (one slot, --parallel 1, does)", calls.url, slots)
+        slot = 0 if slots == 1 else None
         return cls(config, calls, tokenizer, info, frame, slot=slot, build=build if isinstance(build, str) else "")
 
     # -- the session surface --------------------------------------------------------------------
@@ -219,23 +221,33 @@ class RemoteSession:
         if not self._saves_slots or not self._held:
             return 0
         held = list(self._held)
-        filename = slot_filename(self.info.identity, self._build, held)
+        try:
+            previous: str | None = read_sidecar(path).filename
+        except SlotFileError:
+            previous = None
+        filename = slot_filename(self.info.identity, path, previous)
         try:
             answer = await self._slot_action("save", filename, "saving its cache")
         except RemoteBackendError as error:
-            if "HTTP 501" in error.message or "has no /slots" in error.message:  # no --slot-save-path
+            if error.status in (404, 405, 501):  # no slots API, or no --slot-save-path: never will
                 self._saves_slots = False
                 log.info("no slot files on %s: %s", self.info.url, error.message)
             else:  # a failure of this once (a full disk, say): the next save tries again
                 log.warning("no slot file for %s: %s", path.name, error.message)
-            return 0
+            return 0  # the sidecar still names the last file saved whole
         saved = answer.get("n_saved") if isinstance(answer, dict) else None
+        if not isinstance(saved, int) or saved <= 0:
+            log.warning("no slot file for %s: the server did not say what it saved", path.name)
+            return 0
         state = SlotState(
-            server=self.info.identity, build=self._build, filename=filename,
-            n_saved=saved if isinstance(saved, int) and saved >= 0 else 0, held=held,
+            server=self.info.identity, build=self._build, filename=filename, n_saved=saved, held=held,
             window=list(self._window), n_keep=self._n_keep, first_turn=self._first_turn,
         )  # fmt: skip
-        return write_sidecar(path, state)
+        try:
+            return write_sidecar(path, state)
+        except OSError as error:  # a full disk: the last sidecar still names its own file, whole
+            log.warning("no slot file for %s: %s", path.name, error.strerror)
+            return 0
 
     async def _restore(self, path: Path) -> RestoredState:
         if self._slot is None:
@@ -246,6 +258,8 @@ class RemoteSession:
                 raise SlotFileError(f"{path.name} was saved on another model server or model")
             if state.build != self._build:
                 raise SlotFileError(f"{path.name} was saved by llama-server build {state.build or '?'}")
+            if len(state.held) > self.n_ctx:
+                raise SlotFileError(f"{path.name} holds {len(state.held):,} tokens; this context holds {self.n_ctx:,}")
             try:
                 answer = await self._slot_action("restore", state.filename, "restoring its cache")
             except RemoteBackendError as error:
@@ -447,11 +461,12 @@ LLAMA_SERVER_FALLBACK_TEMPLATE = (
 def _server_frame(choice: str, props: dict[str, Any], url: str) -> ChatFrame:
     """The chat frame for `[model] template = choice` on a server: "auto" renders the template
     llama-server says it applies (in the same sandbox as a GGUF's), with its BOS and EOS texts,
-    unless that is its own fallback for a model without one."""
+    unless that is its own fallback for a model without one (whatever its whitespace)."""
     template, bos, eos = (props.get(key) for key in ("chat_template", "bos_token", "eos_token"))
+    fallback = isinstance(template, str) and template.split() == LLAMA_SERVER_FALLBACK_TEMPLATE.split()
     return chosen_frame(
         choice,
-        template if isinstance(template, str) and template != LLAMA_SERVER_FALLBACK_TEMPLATE else None,
+        template if isinstance(template, str) and not fallback else None,
         bos=bos if isinstance(bos, str) else "",
         eos=eos if isinstance(eos, str) else "",
         source=f"the model server at {url}",

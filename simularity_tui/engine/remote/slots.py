@@ -6,15 +6,19 @@ on a server reads only its new turn, as the in-process engine's KV state files d
 on the server; beside the save, in place of a state file, the game keeps a small JSON sidecar that
 names it and says what it holds: the server and model it was saved on, the server's build (a slot
 file's layout is the build's), and the session's own account of the window (the tokens the cache
-holds, the last prompt, its pinned part and first turn). The file's name is a digest of those, so
-two saves never share one. A sidecar that is damaged, of another server, model or build, or whose
-file the server no longer has, is ignored with a warning and the story is read again.
+holds, the last prompt, its pinned part and first turn). Each save has two files on the server,
+named by a digest of the server and the save's path, and writes the one its sidecar does not name:
+the sidecar switches to the new file only once it is written, so a kill between the two leaves the
+old pair whole, and a save never leaves more than two files behind. A sidecar that is damaged, of
+another server, model or build, or whose file the server no longer has, is ignored with a warning
+and the story is read again.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -23,6 +27,7 @@ from ...atomic import atomic_writer
 
 FORMAT = "simularity remote slot 1"
 MAX_SIDECAR = 32 << 20  # a window of 1 << 20 tokens as decimal digits, twice, with room
+_NAME = re.compile(r"simularity-[0-9a-f]{40}-[ab]\.bin")  # the only names sent to the server
 
 
 class SlotFileError(Exception):
@@ -41,10 +46,12 @@ class SlotState:
     first_turn: int
 
 
-def slot_filename(server: str, build: str, held: list[int]) -> str:
-    """A name only this cache gets (llama-server takes plain file names only: no path)."""
-    digest = hashlib.sha256(json.dumps([server, build, held], separators=(",", ":")).encode()).hexdigest()
-    return f"simularity-{digest[:40]}.bin"
+def slot_filename(server: str, save: Path, previous: str | None) -> str:
+    """The file on the server for the save whose sidecar is `save`: of its two, the one the sidecar
+    does not name now (`previous`). A plain name: llama-server takes no path."""
+    digest = hashlib.sha256(json.dumps([server, str(save.resolve())]).encode()).hexdigest()[:40]
+    first = f"simularity-{digest}-a.bin"
+    return f"simularity-{digest}-b.bin" if previous == first else first
 
 
 def write_sidecar(path: Path, state: SlotState) -> int:
@@ -92,8 +99,8 @@ def _state(document: dict[str, Any]) -> SlotState | None:
         if kind == "list[int]" and not (isinstance(value, list) and all(_count(item) for item in value)):
             return None
     state = SlotState(**document)
-    if "/" in state.filename or "\\" in state.filename or not state.filename.startswith("simularity-"):
-        return None  # a name the server would take as a path elsewhere: never sent
+    if not _NAME.fullmatch(state.filename):
+        return None  # never a name the server could take as a path elsewhere
     if not state.n_keep <= len(state.window) or not state.held or state.window != state.held[: len(state.window)]:
         return None
     return state
