@@ -558,6 +558,41 @@ async def test_a_llama_server_without_slot_files_saves_nothing_and_is_not_asked_
         remote.close_blocking()
 
 
+async def test_a_slot_save_waits_for_the_reply_being_written(
+    misbehaving: tuple[str, Misbehaving], tmp_path: Path
+) -> None:
+    """llama-server saves a slot as it is: asked mid-reply, the save would hold half a reply that
+    the sidecar does not count. The session sends it once the reply is done."""
+    url, behaviour = misbehaving
+    a_working_server(behaviour)
+    behaviour.routes["/props"] = lambda _body: _json(200, {"total_slots": 1, "build_info": "b1"})
+    _status, kind, events = _events("Hi", " there.")
+    assert isinstance(events, bytes)
+    first, rest = events.split(b"\n\n", 1)
+    behaviour.routes["/v1/completions"] = lambda _body: (200, kind, [first + b"\n\n", 0.6, rest])
+    asked_at: list[float] = []
+
+    def save(_body: dict[str, Any]) -> tuple[int, str, Body]:
+        asked_at.append(time.monotonic())
+        return _json(200, {"id_slot": 0, "filename": "x", "n_saved": 9})
+
+    behaviour.routes["/slots/0?action=save"] = save
+    remote = RemoteSession.open_blocking(RemoteConfig(url))
+    try:
+        started = time.monotonic()
+        generation = remote.generate(remote.tokenize("Hello"), GenerationParams(max_tokens=8))
+        saving: asyncio.Future[int] | None = None
+        async for _piece in generation:  # asked for as the reply's first piece comes
+            saving = saving or asyncio.ensure_future(remote.save_state(tmp_path / "save.kv"))
+        result = await generation.result()
+        done_at = time.monotonic()
+        assert saving is not None and await saving > 0 and result.text == "Hi there."
+        assert asked_at and asked_at[0] >= started + 0.6 and asked_at[0] >= done_at - 0.05
+        assert json.loads((tmp_path / "save.kv").read_text())["held"] == list(remote.kv_tokens)
+    finally:
+        remote.close_blocking()
+
+
 def test_an_answer_that_is_not_json_is_garbage_said_in_words(misbehaving: tuple[str, Misbehaving]) -> None:
     url, behaviour = misbehaving
     behaviour.routes["/v1/models"] = lambda _body: (200, "text/html", b"<html><body>It works!</body></html>")
