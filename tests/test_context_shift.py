@@ -87,11 +87,9 @@ async def test_old_turns_are_shifted_out_and_never_read_again(small_session: Lla
     assert result.first_turn > 25
 
 
-@pytest.mark.parametrize("offset", [0, 3, 7])
-async def test_after_a_shift_the_next_token_matches_a_fresh_evaluation(
-    small_session: LlamaSession, offset: int
-) -> None:
-    session = small_session
+async def shift_divergence(session: LlamaSession, offset: int) -> tuple[float, int]:
+    """A conversation played until the context first shifts: KL(fresh || shifted) of the next token
+    against the same kept tokens evaluated from nothing, and how many tokens the shift evicted."""
     await session.reset()
     pinned, turns = conversation(session, 20, offset)
     for count in range(1, len(turns) + 1):
@@ -104,8 +102,15 @@ async def test_after_a_shift_the_next_token_matches_a_fresh_evaluation(
     kept = list(session.kv_tokens)
     await session.reset()
     await run(session, kept, NEXT_TOKEN)  # the same kept tokens, evaluated from nothing
-    divergence = kl(log_probs(session), after_shift)
-    print(f"KL(fresh || shifted) = {divergence:.5f} after shifting out {result.shifted_tokens} tokens")
+    return kl(log_probs(session), after_shift), result.shifted_tokens
+
+
+@pytest.mark.parametrize("offset", [0, 3, 7])
+async def test_after_a_shift_the_next_token_matches_a_fresh_evaluation(
+    small_session: LlamaSession, offset: int
+) -> None:
+    divergence, shifted = await shift_divergence(small_session, offset)
+    print(f"KL(fresh || shifted) = {divergence:.5f} after shifting out {shifted} tokens")
     assert divergence <= 0.01
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from simularity_tui.engine import Prompt
 from tests.conftest import TEST_THREADS
-from tests.test_context_shift import NEXT_TOKEN, conversation, kl, log_probs, run
+from tests.test_context_shift import NEXT_TOKEN, conversation, kl, log_probs, run, shift_divergence
 from tests.test_kv_hardening import first_cache, join, sign, split
 
 if TYPE_CHECKING:
@@ -89,19 +89,6 @@ async def test_a_q8_0_block_scale_that_is_not_a_number_is_refused(q8_session: Ll
 async def test_after_a_shift_a_q8_0_cache_stays_near_a_fresh_evaluation(q8_session: LlamaSession) -> None:
     """A shift re-rotates q8_0 keys through f32 and rounds them again: further from a fresh
     evaluation than f16 (KL 0.0035), within the 0.02 the summary insertion is held to."""
-    session = q8_session
-    await session.reset()
-    pinned, turns = conversation(session, 20, 3)
-    for count in range(1, len(turns) + 1):
-        result = await run(session, Prompt.of(pinned, turns[:count]), NEXT_TOKEN)
-        if result.shifted_tokens:
-            break
-    else:
-        raise AssertionError("the context never shifted")
-    after_shift = log_probs(session)
-    kept = list(session.kv_tokens)
-    await session.reset()
-    await run(session, kept, NEXT_TOKEN)
-    divergence = kl(log_probs(session), after_shift)
-    print(f"q8_0: KL(fresh || shifted) = {divergence:.5f} after shifting out {result.shifted_tokens} tokens")
+    divergence, shifted = await shift_divergence(q8_session, 3)
+    print(f"q8_0: KL(fresh || shifted) = {divergence:.5f} after shifting out {shifted} tokens")
     assert divergence <= 0.02

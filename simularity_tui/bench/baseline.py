@@ -30,6 +30,7 @@ def prepared_model_path(settings: Settings, override: Path | None, console: Cons
 
 
 Play = Callable[[LlamaSession, Console], Coroutine[Any, Any, dict[str, Any]]]
+AnyPlay = Callable[[ModelSession, Console], Coroutine[Any, Any, dict[str, Any]]]  # in-process or on a server
 
 
 def measure_on_session(settings: Settings, override: Path | None, play: Play) -> tuple[Path, ModelInfo, dict[str, Any]]:
@@ -44,9 +45,19 @@ def measure_on_session(settings: Settings, override: Path | None, play: Play) ->
     return path, session.info, figures
 
 
-def measure_on_server(
-    settings: Settings, play: Callable[[ModelSession, Console], Coroutine[Any, Any, dict[str, Any]]]
-) -> tuple[str, dict[str, Any]]:
+def measure_where_set(
+    settings: Settings, override: Path | None, play: AnyPlay
+) -> tuple[str, int | None, dict[str, Any]]:
+    """`play` on the server `[model] backend` names, else on the model in-process: (where it ran,
+    its threads (None: a server's are its own), figures)."""
+    if settings.model.backend:
+        where, figures = measure_on_server(settings, play)
+        return where, None, figures
+    path, model, figures = measure_on_session(settings, override, play)
+    return str(path), model.n_threads, figures
+
+
+def measure_on_server(settings: Settings, play: AnyPlay) -> tuple[str, dict[str, Any]]:
     """As `measure_on_session`, on the server `[model] backend` (--backend) names: (its URL, figures)."""
     remote = settings.remote_config()
     assert remote is not None

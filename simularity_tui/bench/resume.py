@@ -29,19 +29,14 @@ from ..engine import GenerationParams, ModelSession, Prompt
 from ..engine.resume_path import ResumeChoice, choose_resume
 from ..errors import UserFacingError
 from ..settings import Settings
-from .baseline import measure_on_server, measure_on_session
+from .baseline import measure_where_set
 from .script import ScriptedGame, reply_params
 
 FULL = 0.9  # "a game that fills the context": the window holds at least this share of it
 
 
 def run_resume_bench(args: argparse.Namespace, settings: Settings, model_override: Path | None) -> int:
-    threads: int | None = None  # a server's are its own
-    if settings.model.backend:
-        where, figures = measure_on_server(settings, lambda s, c: _measure(s, args, c))
-    else:
-        path, model, figures = measure_on_session(settings, model_override, lambda s, c: _measure(s, args, c))
-        where, threads = str(path), model.n_threads
+    where, threads, figures = measure_where_set(settings, model_override, lambda s, c: _measure(s, args, c))
     figures["settings"] = {"model": where, "n_ctx": args.n_ctx, "threads": threads, "rounds": args.rounds}
     size = figures["state_file_bytes"]
     saved = (

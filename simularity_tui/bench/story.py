@@ -27,18 +27,13 @@ from ..engine import ModelSession
 from ..scenario import bundled_packs_dir, load_pack
 from ..settings import Settings
 from ..story import Budgets, Game
-from .baseline import measure_on_server, measure_on_session
+from .baseline import measure_where_set
 from .lore import measure_lore
 from .script import BENCH_SAMPLING, PLAYER_LINES, SEED_BASE
 
 
 def run_story_bench(args: argparse.Namespace, settings: Settings, model_override: Path | None) -> int:
-    threads: int | None = None  # a server's are its own
-    if settings.model.backend:
-        where, figures = measure_on_server(settings, lambda s, c: _play(s, args, c))
-    else:
-        path, model, figures = measure_on_session(settings, model_override, lambda s, c: _play(s, args, c))
-        where, threads = str(path), model.n_threads
+    where, threads, figures = measure_where_set(settings, model_override, lambda s, c: _play(s, args, c))
     figures["settings"] = {
         "model": where, "pack": "lighthouse", "episode": "storm", "turns": args.turns, "n_ctx": args.n_ctx,
         "line_tokens": args.reply_tokens, "direction_tokens": 24, "threads": threads,
