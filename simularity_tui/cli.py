@@ -40,6 +40,18 @@ log = logging.getLogger("simularity")
 # holds them equal).
 TEMPLATE_CHOICES = ("auto", "raw", "chatml", "llama3", "mistral", "gemma", "alpaca")
 KV_CACHE_CHOICES = ("f16", "q8_0")
+# The model options (_model_options) that set a `[model]` setting of the same name.
+_MODEL_OVERRIDES = (
+    "backend",
+    "api",
+    "server_slot",
+    "n_ctx",
+    "threads",
+    "gpu_layers",
+    "template",
+    "context_shift",
+    "kv_cache",
+)
 
 
 def _model_options() -> argparse.ArgumentParser:
@@ -59,6 +71,14 @@ def _model_options() -> argparse.ArgumentParser:
         help="play on an OpenAI-compatible server (llama-server, vLLM, SGLang), e.g. http://127.0.0.1:8080",
     )  # fmt: skip
     group.add_argument("--api-key", metavar="KEY", help="the server's API key (or set SIMULARITY_API_KEY)")
+    group.add_argument(
+        "--api", choices=("completions", "chat"),
+        help="the server's API: completions (default), or chat for a server with chat completions only",
+    )  # fmt: skip
+    group.add_argument(
+        "--server-slot", type=int, metavar="N",
+        help="llama-server's slot to play in, on a server of several (simularity host sets it)",
+    )  # fmt: skip
     group.add_argument("--n-ctx", type=int, metavar="N", help="context size in tokens")
     group.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: physical cores)")
     group.add_argument(
@@ -107,11 +127,14 @@ BENCHES = (
         (("--tokens", 200, "tokens per generation"), ("--rounds", 5, "generations per side")), in_process=True,
     ),
     Bench(
-        "long-session", "a long conversation: engine vs naive frontend vs lower bound",
+        "long-session",
+        "a long conversation: engine vs naive frontend vs lower bound (--peers 1: and vs llama-server)",
         "long_session:run_long_session_bench",
         (("--turns", 150, "turns to play"), ("--reply-tokens", 40, "tokens per reply"),
          ("--authors-note", 0, "1: an author's note, due 4 lines after its last copy"),
-         ("--lore", 0, "lore entries keyed on the player's words (up to 20)")), n_ctx=1024, in_process=True,
+         ("--lore", 0, "lore entries keyed on the player's words (up to 20)"),
+         ("--peers", 0, "1: also the naive prompts on llama-server, with and without --cache-reuse 256")),
+        n_ctx=1024, in_process=True,
     ),
     Bench(
         "story", "a whole story game with summaries, turn after turn", "story:run_story_bench",
@@ -135,7 +158,9 @@ BENCHES = (
     Bench(
         "host", "N players over SSH on loopback: time to first token, memory", "host:run_host_bench",
         (("--players", 4, "players at once, 1 to 8"), ("--turns", 3, "turns each player plays"),
-         ("--reply-tokens", 40, "tokens per line")), n_ctx=1024,
+         ("--reply-tokens", 40, "tokens per line"),
+         ("--shared-server", 0, "1: then the same on one llama-server the host starts (a slot per player)")),
+        n_ctx=1024,
     ),
 )  # fmt: skip
 BENCH_BY_NAME = {bench.name: bench for bench in BENCHES}
@@ -231,7 +256,7 @@ def settings_with_overrides(args: argparse.Namespace) -> Settings:
         # A model file on the command line wins over a server in settings.toml: `simularity host`
         # passes its model, and a player's own settings must not point a hosted game elsewhere.
         settings.model.backend = ""
-    for key in ("backend", "n_ctx", "threads", "gpu_layers", "template", "context_shift", "kv_cache"):
+    for key in _MODEL_OVERRIDES:
         value = getattr(args, key, None)
         if value is not None:
             try:

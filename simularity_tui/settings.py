@@ -21,6 +21,7 @@ from .budget_defaults import DIRECTION_TOKENS, LINE_TOKENS, REMIND_EVERY
 from .engine.chat_template import TemplateChoice
 from .engine.config import KvCacheType, ModelConfig, SamplingParams
 from .engine.remote.config import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, RemoteConfig, checked_url
+from .errors import UserFacingError
 from .first_frame import PACK_THEME
 from .text_rules import line_problem
 from .toml_source import load_model
@@ -72,6 +73,21 @@ class ModelSettings(_Section):
         str, Field(description="An OpenAI-compatible server (llama-server, vLLM, SGLang); empty: in-process.")
     ] = ""
     api_key: Annotated[str, Field(description="The server's key (SIMULARITY_API_KEY and --api-key win).")] = ""
+    api_key_file: Annotated[
+        str, Field(description="A file whose first line is the server's key (the key itself stays out of this file).")
+    ] = ""
+    api: Annotated[
+        Literal["completions", "chat"],
+        Field(description="The server's API: completions (the prompt as text), or chat (chat completions only)."),
+    ] = "completions"
+    server_slot: Annotated[
+        int,
+        Field(
+            ge=-1,
+            le=4095,
+            description="llama-server's slot to play in (its own KV cache); -1: slot 0 of a one-slot server.",
+        ),
+    ] = -1
     connect_timeout: Annotated[float, Field(gt=0, le=600, description="Seconds to reach the server.")] = (
         DEFAULT_CONNECT_TIMEOUT
     )
@@ -164,12 +180,28 @@ class Settings(_Section):
             return None
         return RemoteConfig(
             url=self.model.backend,
-            api_key=os.environ.get(API_KEY_VARIABLE) or self.model.api_key or None,
+            api_key=os.environ.get(API_KEY_VARIABLE) or self.model.api_key or self._key_from_file() or None,
             n_ctx=self.model.n_ctx,
             connect_timeout=self.model.connect_timeout,
             read_timeout=self.model.read_timeout,
             template=self.model.template,
+            slot=self.model.server_slot if self.model.server_slot >= 0 else None,
+            api=self.model.api,
         )
+
+    def _key_from_file(self) -> str:
+        """`[model] api_key_file`'s first line; a clear error where it cannot be read."""
+        if not self.model.api_key_file:
+            return ""
+        path = Path(self.model.api_key_file).expanduser()
+        try:
+            with path.open(encoding="utf-8") as file:
+                return file.readline().strip()
+        except (OSError, UnicodeDecodeError) as error:
+            raise UserFacingError(
+                f"[model] api_key_file: cannot read {path} ({getattr(error, 'strerror', None) or error})",
+                hint="Point it at a file whose first line is the server's key, or set SIMULARITY_API_KEY.",
+            ) from None
 
     def budgets(self) -> Budgets:
         from .story import Budgets  # the story, only for a game

@@ -42,7 +42,7 @@ import json
 import re
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -158,6 +158,9 @@ class FakeSession:
             else:
                 tokens.extend(_id(piece) for piece in _PIECE.findall(part))
         return tokens
+
+    async def tokens_ahead(self, build: Callable[[], object]) -> None:
+        return None  # tokenized in-process, in microseconds: nothing to fetch ahead
 
     def detokenize(self, tokens: Sequence[int]) -> str:
         # An id no text was tokenized to (a damaged save's) reads as nothing, as an unused token does.

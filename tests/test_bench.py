@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.fake_model import FakeSession
 
 
@@ -34,19 +36,32 @@ def test_bench_decode_reports_a_ratio(tmp_path: Path, model_path: Path) -> None:
     assert f"{figures['ratio']:.2f}" == last.split()[-1]
 
 
-def test_bench_long_session_measures_three_strategies_per_turn(tmp_path: Path, model_path: Path) -> None:
+@pytest.mark.server  # starts two llama-servers on loopback
+def test_bench_long_session_measures_five_strategies_per_turn_with_peers(tmp_path: Path, model_path: Path) -> None:
     out = tmp_path / "long.json"
-    run = bench("long-session", "--turns", "14", "--n-ctx", "512", "--reply-tokens", "12", "--json", str(out))
+    run = bench(
+        "long-session", "--turns", "14", "--n-ctx", "512", "--reply-tokens", "12", "--peers", "1", "--json", str(out)
+    )
     figures = json.loads(out.read_text())
-    assert figures["settings"]["authors_note"] is False and figures["settings"]["lore_entries"] == 0
-    for strategy in ("engine", "naive", "lower_bound"):
-        assert len(figures[strategy]["prefill_tokens"]) == len(figures[strategy]["ttft_s"]) == 14
-        assert all(t > 0 for t in figures[strategy]["ttft_s"])
-    assert figures["settings"]["n_ctx"] == 512 and figures["settings"]["turns"] == 14
+    settings = figures["settings"]
+    assert settings["authors_note"] is False and settings["lore_entries"] == 0 and settings["peers"] is True
+    assert isinstance(settings["llama_server_build"], str) and settings["llama_server_cache_reuse"] == 256
+    for strategy in ("engine", "naive", "lower_bound", "llama_server_naive", "llama_server_cache_reuse"):
+        assert len(figures[strategy]["prefill_tokens"]) == len(figures[strategy]["ttft_s"]) == 14, strategy
+        assert all(t > 0 for t in figures[strategy]["ttft_s"]), strategy
+    assert settings["n_ctx"] == 512 and settings["turns"] == 14
     assert figures["engine_shifts"] >= 1  # 14 turns overflow 512 tokens
     # The naive frontend re-reads its window once it slides; the engine reads about the new tokens.
-    assert sum(figures["naive"]["prefill_tokens"]) > 2 * sum(figures["engine"]["prefill_tokens"])
+    engine = figures["engine"]["prefill_tokens"]
+    assert sum(figures["naive"]["prefill_tokens"]) > 2 * sum(engine)
+    # So does llama-server given the same prompts (after the first turn, which all read whole)…
+    server = figures["llama_server_naive"]["prefill_tokens"]
+    assert sum(server[1:]) > 2 * sum(engine[1:]) and max(server[1:]) > 200
+    # … unless --cache-reuse moves the window's cached turns into place instead.
+    assert sum(figures["llama_server_cache_reuse"]["prefill_tokens"]) < 0.7 * sum(server)
     assert "engine prefill / lower bound:" in run.stdout
+    assert "engine prefill / llama-server --cache-reuse prefill:" in run.stdout
+    assert figures["checks"]["engine_prefill_over_cache_reuse"] > 0
 
 
 def test_bench_resume_compares_restore_with_reevaluation(tmp_path: Path, model_path: Path) -> None:

@@ -15,7 +15,6 @@ import os
 import shlex
 import shutil
 import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -34,6 +33,7 @@ import psutil  # type: ignore[import-untyped]
 import pytest
 import tomli_w
 
+from simularity_tui.engine.remote.llama_server import free_port, llama_server_binary
 from simularity_tui.errors import UserFacingError
 from simularity_tui.host import server
 from simularity_tui.host.auth import Throttle
@@ -41,6 +41,7 @@ from simularity_tui.host.config import HostConfig, LoadedHostConfig, load_host_c
 from simularity_tui.host.host_key import KEY_FILE_NAME, load_or_create_host_key
 from simularity_tui.host.passwords import hash_password, verify_password
 from simularity_tui.host.player_process import PlayerDirs, PlayerProcess, TermSize, game_command, game_environment
+from simularity_tui.host.shared_server import ServerSlots
 
 from .tmux_pane import TmuxPane
 
@@ -75,12 +76,6 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
         (directory / name).chmod(0o600)  # ssh refuses a key others may read
         key.write_public_key(directory / f"{name}.pub")
     return Keys(directory)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class Host:
@@ -524,6 +519,37 @@ def test_every_game_is_told_its_model_or_server(tmp_path: Path, keys: Keys) -> N
         assert argv[3:5] == expected and "--n-ctx" in argv
 
 
+def test_a_shared_server_is_configured_alone_and_its_binary_must_exist(tmp_path: Path, keys: Keys) -> None:
+    config = tmp_path / "host.toml"
+    player = f'\n[players.alice]\nkeys = ["{keys.public("alice")}"]\n'
+    for lines, why in (
+        ('shared_server = true\nbackend = "http://127.0.0.1:8080"\n', "set `shared_server`"),
+        ('llama_server = "/usr/bin/llama-server"\n', "`llama_server` is used with `shared_server = true` only"),
+    ):
+        config.write_text(lines + player)
+        with pytest.raises(UserFacingError) as raised:
+            load_host_config(config)
+        assert str(config) in raised.value.message and why in raised.value.message
+    config.write_text('shared_server = true\nllama_server = "bin/llama-server"\n' + player)
+    loaded = load_host_config(config)
+    assert loaded.llama_server == str(tmp_path / "bin" / "llama-server")  # beside the config, as `model`
+    with pytest.raises(UserFacingError) as raised:
+        llama_server_binary(loaded.llama_server)
+    assert "is not an executable file" in raised.value.message and "[server]" in (raised.value.hint or "")
+
+
+def test_server_slots_give_a_player_back_their_last_slot_when_it_is_free() -> None:
+    slots = ServerSlots(3)
+    alice, bob = slots.take("alice"), slots.take("bob")
+    assert (alice, bob) == (0, 1)
+    slots.give_back(alice)
+    assert slots.take("carol") == 2  # a newcomer gets a slot nobody had last: alice's story stays in 0
+    assert slots.take("alice") == 0
+    assert slots.take("dave") is None  # all three taken (the host lets no more games in than slots)
+    slots.give_back(1)
+    assert slots.take("dave") == 1  # every free slot was someone's: the lowest
+
+
 @needs_ssh
 def test_wrong_keys_unknown_users_commands_and_no_terminal_are_refused(host: Host, keys: Keys) -> None:
     wrong_key = batch_ssh(host, keys, "stranger", "alice")
@@ -803,6 +829,55 @@ def test_two_players_play_apart_and_one_dropping_mid_reply_harms_no_one(
     assert alice.exit_status() == 0 and bob_again.exit_status() == 0
 
 
+@needs_ssh
+@pytest.mark.model
+@pytest.mark.server  # the host's own llama-server
+def test_a_shared_server_plays_every_game_each_in_a_slot_of_its_own(
+    tmp_path: Path, keys: Keys, panes: Callable[[str], Pane]
+) -> None:
+    shared = Host(tmp_path, host_config(keys, shared_server=True), SHORT_REPLIES)
+    try:
+        [llama_server] = [child for child in shared.games() if "llama-server" in child.name()]
+        alice, bob = panes("alice"), panes("bob")
+        log_in(shared, keys, alice, "alice")
+        log_in(shared, keys, bob, "bob")
+        games = [game for game in shared.games() if game.pid != llama_server.pid]
+        assert len(games) == 2
+        key = next(iter({game.environ()["SIMULARITY_API_KEY"] for game in games}))
+        argv_of = {Path(game.environ()["HOME"]).name: game.cmdline() for game in games}
+        slots = set()
+        for game in games:
+            argv = game.cmdline()
+            assert argv[argv.index("--backend") + 1].startswith("http://127.0.0.1:") and "--model" not in argv
+            slots.add(argv[argv.index("--server-slot") + 1])
+            assert key not in " ".join(argv)  # the server's key is in the games' environment alone
+            # The games load no model: llama.cpp is not even in their memory.
+            assert "libllama" not in Path(f"/proc/{game.pid}/maps").read_text()
+        assert slots == {"0", "1"}
+        assert key not in " ".join(llama_server.cmdline()) and "--api-key" not in llama_server.cmdline()
+
+        play_turn(bob, "Bob asks about the storm.")
+        play_turn(alice, "Alice asks about the cat.")
+        assert "Bob asks about the storm." in saved_texts(save_of(shared, "bob"))
+        assert "Alice asks about the cat." in saved_texts(save_of(shared, "alice"))
+        server_log = (shared.data_dir / "llama-server.log").read_text()
+        # Each game asked for its own slot by number (not the server's pick by prompt).
+        assert "selected slot by id (0)" in server_log and "selected slot by id (1)" in server_log
+        assert "n_slots = 2, n_ctx_slot = 1024" in server_log
+        alice.send("C-q")
+        assert alice.exit_status() == 0
+        alice_again = panes("alice-again")
+        log_in(shared, keys, alice_again, "alice")
+        [game] = [game for game in shared.games() if game.pid != llama_server.pid and "alice" in game.environ()["HOME"]]
+        assert game.cmdline() == argv_of["alice"]  # her slot again: the server may still hold her story there
+        alice_again.send("C-q")
+        bob.send("C-q")
+        assert alice_again.exit_status() == 0 and bob.exit_status() == 0
+    finally:
+        shared.stop()
+    assert not llama_server.is_running()  # the host stops the server it started
+
+
 # -- the benchmark --------------------------------------------------------------------------------
 
 
@@ -812,7 +887,7 @@ def test_bench_host_measures_time_to_first_token_and_memory(tmp_path: Path, mode
     run = subprocess.run(
         [
             sys.executable, "-m", "simularity_tui", "bench", "host", "--players", "2", "--turns", "1",
-            "--reply-tokens", "12", "--threads", "1", "--json", str(out),
+            "--reply-tokens", "12", "--threads", "1", "--shared-server", "1", "--json", str(out),
         ],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
@@ -828,3 +903,13 @@ def test_bench_host_measures_time_to_first_token_and_memory(tmp_path: Path, mode
     assert memory["games_rss_bytes"] - memory["games_pss_bytes"] > 0.5 * figures["settings"]["model_bytes"]
     assert 0 < memory["per_extra_player_bytes"] < memory["games_rss_bytes"] / 2
     assert "each extra player:" in run.stdout and "TTFT median" in run.stdout
+    # The same players on one llama-server the host started: the games hold no weights (their RSS
+    # together is less than the model file), the server holds them once, and a player costs less.
+    shared = figures["shared_server"]
+    on_server = shared["memory"]
+    assert on_server["games"] == 2 and on_server["games_rss_bytes"] < figures["settings"]["model_bytes"]
+    assert on_server["server_pss_bytes"] > 0.5 * figures["settings"]["model_bytes"]
+    assert 0 < on_server["server_kv_per_slot_bytes"] < on_server["per_extra_player_bytes"]
+    assert on_server["per_extra_player_bytes"] < memory["per_extra_player_bytes"]
+    assert all(0 < turn["ttft_s"] < 120 for player in shared["players"] for turn in player["turns"])
+    assert "each extra player on the shared server:" in run.stdout

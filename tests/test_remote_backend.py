@@ -17,7 +17,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -41,9 +40,12 @@ from simularity_tui.engine import (
     SamplingParams,
 )
 from simularity_tui.engine.remote.config import checked_url
+from simularity_tui.engine.remote.llama_server import free_port
+from simularity_tui.engine.remote.session import _chosen_slot
 from simularity_tui.engine.results import RestoredState
 from simularity_tui.errors import UserFacingError
 from simularity_tui.scenario import LoadedPack, bundled_packs_dir, load_pack
+from simularity_tui.scenario.schema import NARRATOR
 from simularity_tui.settings import API_KEY_VARIABLE, Settings, load_settings
 from simularity_tui.story import Budgets, Game
 from simularity_tui.story.writing import preamble
@@ -65,12 +67,6 @@ _SLOT_DONE = re.compile(r"stop processing: n_tokens = (\d+)")
 def without_notes(text: str) -> str:
     """A line's text without the lore notes it brought in (the lighthouse's lore fires on its opening)."""
     return re.sub(r"^(?:\[note: [^\n]*\]\n)+", "", text)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class LlamaServer:
@@ -371,6 +367,139 @@ def test_bench_resume_on_a_server_restores_its_slot_file(
     assert "slot file on the server" in said.out
 
 
+# -- chat completions (api = "chat") --------------------------------------------------------------
+
+
+CHAT_LINES = (
+    "What a storm! May I come in?",
+    "Who keeps this lighthouse?",
+    "Is there any tea left?",
+    "Tell me about the cat.",
+    "Why do you keep the lamp lit?",
+)
+
+
+class ChatOnly:
+    """A proxy in front of llama-server that answers as a cloud chat API would: chat completions
+    only (no tokenizer, no plain completions), and any `grammar` refused in words. Its /props still
+    says it is llama-server, which goes on with a last assistant message: the embedded base model
+    writes the line format only when it continues the story's text (asked for it in a user message,
+    it writes anything)."""
+
+    HIDDEN = ("/tokenize", "/extras/tokenize", "/v1/completions")
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self.chats: list[dict[str, Any]] = []  # the bodies it forwarded
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                self._forward(None)
+
+            def do_POST(self) -> None:
+                self._forward(json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}"))
+
+            def _forward(self, body: dict[str, Any] | None) -> None:
+                path = self.path.split("?", 1)[0]
+                if path in ChatOnly.HIDDEN:
+                    self._refuse(404, b'{"error":{"message":"Not found"}}')
+                elif body is not None and "grammar" in body:  # as OpenAI says it
+                    self._refuse(400, b'{"error":{"message":"Unrecognized request argument supplied: grammar"}}')
+                else:
+                    self._relay(body)
+
+            def _refuse(self, status: int, said: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(said)))
+                self.end_headers()
+                self.wfile.write(said)
+
+            def _relay(self, body: dict[str, Any] | None) -> None:
+                if body is not None:
+                    proxy.chats.append(body)
+                headers = {"Authorization": self.headers.get("Authorization", "")}
+                with httpx.stream(
+                    self.command, proxy.upstream + self.path, json=body, headers=headers, timeout=120
+                ) as answer:
+                    self.send_response(answer.status_code)
+                    self.send_header("Content-Type", answer.headers.get("content-type", "application/json"))
+                    self.send_header("Connection", "close")
+                    self.end_headers()
+                    for piece in answer.iter_raw():
+                        self.wfile.write(piece)
+                        self.wfile.flush()
+                self.close_connection = True
+
+            def log_message(self, *_args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def played_lines_are_valid(game: Game, before: int) -> list[str]:
+    """The model's lines since `before`: each a pack character's (or the narrator's), with text."""
+    said = []
+    for line in game.lines[before:]:
+        if line.kind == "model":
+            assert line.speaker in game.pack.characters or line.speaker == NARRATOR, line
+            assert line.text.strip() and "\n" not in line.text, line
+            said.append(line.text)
+    return said
+
+
+@pytest.mark.parametrize("server", ["llama-server"], indirect=True)
+async def test_five_turns_on_llama_servers_chat_completions(server: LlamaServer, lighthouse: LoadedPack) -> None:
+    session = RemoteSession.open_blocking(RemoteConfig(server.url, api_key=API_KEY, n_ctx=SERVER_N_CTX, api="chat"))
+    try:
+        assert session.chat_frame.name == "raw"  # the server frames the messages itself
+        game = new_game(session, lighthouse)
+        before = len(game.lines)
+        mark = server.mark()
+        for line in CHAT_LINES:
+            turn = await game.say(line).finish()
+            assert turn.node_id is not None, f"no line written after {line!r}"
+        assert len(played_lines_are_valid(game, before)) == 5
+        # The story went as one assistant message the model went on with, so the prompt only grew
+        # and llama-server's prefix cache read only each turn's new part.
+        reads = [new for _cached, new in server.evaluations(mark, expected=10)]
+        assert max(reads[2:]) < 120, reads
+    finally:
+        session.close_blocking()
+
+
+@pytest.mark.parametrize("server", ["llama-server"], indirect=True)
+async def test_a_chat_api_without_tokenizer_or_grammar_still_yields_valid_lines(
+    server: LlamaServer, lighthouse: LoadedPack
+) -> None:
+    proxy = ChatOnly(server.url)
+    session = RemoteSession.open_blocking(RemoteConfig(proxy.url, api_key=API_KEY, n_ctx=SERVER_N_CTX, api="chat"))
+    try:
+        assert session.info.tokenizer.startswith("estimated") and session.info.identity.endswith("#pieces")
+        game = new_game(session, lighthouse)
+        before = len(game.lines)
+        written = 0
+        for line in CHAT_LINES[:4]:
+            turn = await game.say(line).finish()
+            written += turn.node_id is not None
+        assert written >= 2 and len(played_lines_are_valid(game, before)) == written
+        # Without grammars: refused once, then never sent again; the story went on as the assistant.
+        assert proxy.chats and all("grammar" not in body for body in proxy.chats)
+        assert all([m["role"] for m in body["messages"]] == ["system", "assistant"] for body in proxy.chats)
+    finally:
+        session.close_blocking()
+        proxy.close()
+
+
 # -- cancelling -----------------------------------------------------------------------------------
 
 
@@ -591,6 +720,16 @@ async def test_a_slot_save_waits_for_the_reply_being_written(
         assert json.loads((tmp_path / "save.kv").read_text())["held"] == list(remote.kv_tokens)
     finally:
         remote.close_blocking()
+
+
+def test_a_game_keeps_the_slot_it_is_given_where_the_server_has_it() -> None:
+    url = "http://127.0.0.1:8080"
+    assert _chosen_slot(3, 8, url) == 3  # simularity host's game on its shared server
+    assert _chosen_slot(None, 1, url) == 0  # one slot: the game's own
+    assert _chosen_slot(None, 4, url) is None  # several, none given: the server picks, nothing saved
+    assert _chosen_slot(9, 4, url) is None  # a slot the server does not have: the server picks
+    assert _chosen_slot(2, 1, url) == 0
+    assert _chosen_slot(2, None, url) is None and _chosen_slot(2, True, url) is None  # not llama-server
 
 
 def test_an_answer_that_is_not_json_is_garbage_said_in_words(misbehaving: tuple[str, Misbehaving]) -> None:
@@ -936,6 +1075,51 @@ async def test_a_failed_turn_on_screen_is_a_notification_and_the_story_stays(
     session.close_blocking()
 
 
+async def test_a_slow_tokenizer_never_stalls_the_screen_and_the_turn_still_plays(
+    misbehaving: tuple[str, Misbehaving],
+) -> None:
+    url, behaviour = misbehaving
+    a_working_server(behaviour)
+    slow_texts: list[str] = []
+
+    def tokenize(body: dict[str, Any]) -> tuple[int, str, Body]:
+        if "lantern" in body["content"]:  # the player's line, in every text it is part of: a busy server
+            slow_texts.append(body["content"])
+            time.sleep(1.0)
+        return _json(200, {"tokens": [ord(c) for c in body["content"]]})
+
+    def completions(body: dict[str, Any]) -> tuple[int, str, Body]:
+        return _events(" none]\n") if body["prompt"].endswith("[stage:") else _events("Mira (20:04): ", "Here.\n")
+
+    behaviour.routes["/tokenize"] = tokenize
+    behaviour.routes["/v1/completions"] = completions
+    session = RemoteSession.open_blocking(RemoteConfig(url))
+    app = SimularityApp(LaunchOptions(Settings(), pack_dir=bundled_packs_dir() / "lighthouse"), session=session)
+    async with app.run_test(size=(100, 32)) as pilot:
+        await wait_for(lambda: isinstance(app.screen, PlayScreen) and not app.screen.busy)
+        screen = app.screen
+        assert isinstance(screen, PlayScreen)
+        loop = asyncio.get_running_loop()
+        stalls: list[float] = []
+
+        async def watch() -> None:  # how late the event loop comes back from a 10 ms sleep
+            while True:
+                before = loop.time()
+                await asyncio.sleep(0.01)
+                stalls.append(loop.time() - before - 0.01)
+
+        watcher = asyncio.create_task(watch())
+        await pilot.press(*"Where is the lantern?")
+        await wait_for(lambda: bool(slow_texts))  # reading ahead asked for the typed line
+        await pilot.press("enter")
+        await wait_for(lambda: not screen.busy and "Here." in [line.text for line in screen.game.lines])
+        watcher.cancel()
+        assert max(stalls) < 0.5, f"the screen froze for {max(stalls):.2f} s"  # each slow text waits 1 s
+        assert "Where is the lantern?" in [line.text for line in screen.game.lines]
+        assert len(slow_texts) == len(set(slow_texts)), slow_texts  # asked for once, though read ahead twice
+    session.close_blocking()
+
+
 async def test_a_server_that_is_down_at_start_is_said_on_the_error_screen() -> None:
     settings = Settings()
     settings.model.backend = url = f"http://127.0.0.1:{free_port()}"
@@ -976,3 +1160,14 @@ def test_the_key_from_the_command_line_or_environment_wins_and_is_never_saved(
     assert settings.remote_config().api_key == "k" and settings.model.api_key == "from-file"  # type: ignore[union-attr]
     with pytest.raises(UserFacingError, match="--model and --backend"):
         cli.settings_with_overrides(cli.build_parser().parse_args(["--model", "m.gguf", "--backend", "http://h:1"]))
+    # A key file, for a key kept out of settings.toml (and out of a systemd unit's environment).
+    monkeypatch.delenv(API_KEY_VARIABLE)
+    key_file = tmp_path / "key"
+    key_file.write_text("from-key-file\n# a comment line after it\n")
+    settings_file.write_text(f'[model]\napi_key_file = "{key_file}"\nbackend = "http://h:1"\napi = "chat"\n')
+    remote = load_settings(settings_file).remote_config()
+    assert remote is not None and remote.api_key == "from-key-file" and remote.api == "chat"
+    assert "from-key-file" not in repr(remote)
+    key_file.unlink()
+    with pytest.raises(UserFacingError, match=r"api_key_file: cannot read .*key \(No such file or directory\)"):
+        load_settings(settings_file).remote_config()

@@ -4,6 +4,13 @@ A real `simularity host` is started on a free port with N players; N SSH clients
 each start the first bundled pack and play a few turns at the same time. Reported: each player's time
 to first token as seen on their screen, and the memory of the host and its games.
 
+With `--shared-server 1` the same is played a second time, in the same run, on a host with
+`shared_server = true`: one llama-server the host starts, a slot per player, and games that load
+no model. What one more player costs there is their game's own memory plus one slot of the
+server's KV cache (from the GGUF's shape, as `simularity doctor` counts it); the rest of the
+server's own memory (weights repacked for the CPU, compute buffers) is the same for any number of
+players, and reported beside it.
+
 Memory is counted with PSS (proportional set size): a page shared by k processes counts 1/k in each,
 so the model's weights, mapped from one file by every game, count once in the total. RSS counts
 them once per game, which is what a naive `ps` sum shows. What one more player costs is that
@@ -17,7 +24,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import statistics
 import sys
 import tempfile
@@ -32,7 +38,10 @@ import tomli_w
 from rich.console import Console
 from rich.table import Table
 
+from ..engine.gguf_file import inspect_gguf
+from ..engine.kv_size import kv_cache_size
 from ..engine.remote.config import without_credentials
+from ..engine.remote.llama_server import free_port
 from ..errors import UserFacingError
 from ..settings import Settings
 from .baseline import prepared_model_path
@@ -59,10 +68,12 @@ class Memory:
     players_pss: int
     players_rss: int
     players_anonymous: list[int]  # per game: what only it holds (KV cache, buffers, Python heap)
+    server_pss: int = 0  # the host's own llama-server (shared_server), if any
+    server_anonymous: int = 0  # its KV cache for every slot, and its buffers
 
     @property
     def total_pss(self) -> int:
-        return self.host_pss + self.players_pss
+        return self.host_pss + self.players_pss + self.server_pss
 
     @property
     def games(self) -> int:
@@ -93,17 +104,22 @@ def measure_memory(host_pid: int) -> Memory:
     while only one game maps them."""
     host = psutil.Process(host_pid)
     host_pss = _rollup(host).get("Pss", 0)
-    pss = rss = 0
+    pss = rss = server_pss = server_anonymous = 0
     anonymous: list[int] = []
     for child in host.children(recursive=True):
         try:
             fields = _rollup(child)
+            is_server = child.name() == "llama-server"
         except (psutil.NoSuchProcess, psutil.AccessDenied, ProcessLookupError, PermissionError):
+            continue
+        if is_server:
+            server_pss += fields.get("Pss", 0)
+            server_anonymous += fields.get("Anonymous", 0)
             continue
         pss += fields.get("Pss", 0)
         rss += fields.get("Rss", 0)
         anonymous.append(fields.get("Anonymous", 0))
-    return Memory(host_pss, pss, rss, anonymous)
+    return Memory(host_pss, pss, rss, anonymous, server_pss, server_anonymous)
 
 
 def run_host_bench(args: argparse.Namespace, settings: Settings, model_override: Path | None) -> int:
@@ -114,8 +130,19 @@ def run_host_bench(args: argparse.Namespace, settings: Settings, model_override:
     console = Console(stderr=True)
     # With a backend the games hold no weights: the server (not measured here) does.
     model = None if settings.model.backend else prepared_model_path(settings, model_override, console)
+    shared = bool(args.shared_server)
+    if shared and model is None:
+        raise UserFacingError(
+            "--shared-server starts llama-server on a model file; [model] backend is set",
+            hint="Run it without --backend (and with --model FILE if you like).",
+        )
     with tempfile.TemporaryDirectory(prefix="simularity-bench-host-") as directory:
-        figures = asyncio.run(_bench(args, settings, model, Path(directory), console))
+        figures = asyncio.run(_bench(args, settings, model, Path(directory) / "per-game", console, shared=False))
+        if shared:
+            console.print("Now the same on one llama-server the host starts, a slot per player…")
+            on_server = asyncio.run(_bench(args, settings, model, Path(directory) / "shared", console, shared=True))
+            kept = ("players", "ttft_median_s", "ttft_max_s", "memory")
+            figures["shared_server"] = {key: on_server[key] for key in kept}
     _report(figures)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
@@ -123,16 +150,18 @@ def run_host_bench(args: argparse.Namespace, settings: Settings, model_override:
 
 
 async def _bench(
-    args: argparse.Namespace, settings: Settings, model: Path | None, root: Path, console: Console
+    args: argparse.Namespace, settings: Settings, model: Path | None, root: Path, console: Console, *, shared: bool
 ) -> dict[str, Any]:
+    root.mkdir()
     names = [f"player{number}" for number in range(1, args.players + 1)]
     keys = {name: asyncssh.generate_private_key("ssh-ed25519") for name in names}
-    port = _free_port()
+    port = free_port()
     config = {
         "listen": "127.0.0.1",
         "port": port,
         "data_dir": str(root / "host"),
         **({"model": str(model)} if model is not None else {"backend": settings.model.backend}),
+        **({"shared_server": True} if shared else {}),
         "n_ctx": settings.model.n_ctx,
         "threads": settings.model.threads,
         "gpu_layers": settings.model.gpu_layers,
@@ -227,12 +256,6 @@ async def _wait_listening(host: asyncio.subprocess.Process, log: Path) -> None:
         )
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _figures(
     args: argparse.Namespace,
     settings: Settings,
@@ -244,6 +267,11 @@ def _figures(
 ) -> dict[str, Any]:
     ttfts = [turn.ttft_s for result in results for turn in result.turns]
     per_player = statistics.mean(playing.players_anonymous) if playing.players_anonymous else 0
+    slot_kv = 0
+    if playing.server_pss and model is not None:
+        shape = inspect_gguf(model).kv
+        slot_kv = kv_cache_size(shape, settings.model.n_ctx).total if shape is not None else 0
+    per_player += slot_kv  # one more player: one more slot of the server's cache
     return {
         "settings": {
             "players": args.players,
@@ -265,6 +293,9 @@ def _figures(
             "games_rss_bytes": playing.players_rss,
             "total_pss_bytes": playing.total_pss,
             "peak_total_pss_bytes": max(peak_pss, playing.total_pss),
+            "server_pss_bytes": playing.server_pss,
+            "server_anonymous_bytes": playing.server_anonymous,
+            "server_kv_per_slot_bytes": slot_kv,
             "games": playing.games,
             "per_extra_player_bytes": per_player,
         },
@@ -295,3 +326,19 @@ def _report(figures: dict[str, Any]) -> None:
     )
     print(f"ttft: median {figures['ttft_median_s'] * 1000:.0f} ms, max {figures['ttft_max_s'] * 1000:.0f} ms")
     print(f"each extra player: {memory['per_extra_player_bytes'] / _MIB:.0f} MiB")
+    shared = figures.get("shared_server")
+    if shared is not None:
+        on_server = shared["memory"]
+        print(
+            f"shared llama-server: host + {on_server['games']} game(s) + server: "
+            f"{on_server['total_pss_bytes'] / _MIB:.0f} MiB PSS "
+            f"(server {on_server['server_pss_bytes'] / _MIB:.0f} MiB, of which its own "
+            f"{on_server['server_anonymous_bytes'] / _MIB:.0f} MiB, "
+            f"{on_server['server_kv_per_slot_bytes'] / _MIB:.0f} MiB of KV per slot); "
+            f"ttft median {shared['ttft_median_s'] * 1000:.0f} ms, max {shared['ttft_max_s'] * 1000:.0f} ms"
+        )
+        print(
+            f"each extra player on the shared server: {on_server['per_extra_player_bytes'] / _MIB:.0f} MiB "
+            f"({on_server['per_extra_player_bytes'] / memory['per_extra_player_bytes']:.2f}x a game with its own "
+            f"model context; ttft {shared['ttft_median_s'] / figures['ttft_median_s']:.2f}x)"
+        )

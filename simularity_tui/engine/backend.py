@@ -7,7 +7,7 @@ game plays the same on both. Structural typing (Protocol) keeps the backends fre
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -75,6 +75,12 @@ class ModelSession(Protocol):
     def tokenize(self, text: str, *, special: bool = False, add_bos: bool = False) -> list[int]: ...
 
     def detokenize(self, tokens: Sequence[int]) -> str: ...
+
+    async def tokens_ahead(self, build: Callable[[], object]) -> None:
+        """Tokenize now, without blocking the event loop, what `build` (plain code with no lasting
+        effect) would tokenize, so that the same code run next finds its tokens at once. Only a
+        model on a server has anything to do: in-process tokenizing takes microseconds."""
+        ...
 
     def generate(self, prompt: Prompt | Sequence[int], params: GenerationParams) -> GenerationStream: ...
 

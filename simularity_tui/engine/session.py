@@ -142,6 +142,9 @@ class LlamaSession:
         """Tokens for `text`; keep `special=False` for anything a player or an author typed."""
         return self._worker.model.tokenize(text, special=special, add_bos=add_bos)
 
+    async def tokens_ahead(self, build: Callable[[], object]) -> None:
+        return None  # tokenized in-process, in microseconds: nothing to fetch ahead
+
     def detokenize(self, tokens: Sequence[int]) -> str:
         return self._worker.model.detokenize(tokens).decode("utf-8", errors="replace")
 

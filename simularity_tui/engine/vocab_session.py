@@ -9,7 +9,7 @@ that a tool can tell what a resumed game would reuse.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -85,6 +85,9 @@ class VocabSession:
 
     def tokenize(self, text: str, *, special: bool = False, add_bos: bool = False) -> list[int]:
         return self._model.tokenize(text, special=special, add_bos=add_bos)
+
+    async def tokens_ahead(self, build: Callable[[], object]) -> None:
+        return None  # tokenized in-process, in microseconds: nothing to fetch ahead
 
     def detokenize(self, tokens: Sequence[int]) -> str:
         return self._model.detokenize(tokens).decode("utf-8", errors="replace")

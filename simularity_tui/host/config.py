@@ -80,9 +80,26 @@ class HostConfig(_Strict):
     # What the players' games play on: one model file every process maps, or one inference server.
     model: Annotated[str, Field(description="A GGUF file; empty: the embedded model.")] = ""
     backend: Annotated[str, Field(description="An OpenAI-compatible server URL instead of a model file.")] = ""
+    shared_server: Annotated[
+        bool,
+        Field(
+            description="Start one llama-server for every game (a slot per player, the model loaded once): "
+            "the games load no model."
+        ),
+    ] = False
+    llama_server: Annotated[
+        str, Field(description="The llama-server binary for shared_server; empty: the [server] extra's, or PATH's.")
+    ] = ""
     # Always passed to the games, so a player's own settings cannot ask the host for more memory or CPU.
     n_ctx: Annotated[int, Field(ge=256, le=1 << 20, description="Each game's context in tokens.")] = 4096
-    threads: Annotated[int, Field(ge=0, le=512, description="CPU threads per game; 0: the physical cores.")] = 0
+    threads: Annotated[
+        int,
+        Field(
+            ge=0,
+            le=512,
+            description="CPU threads per game (a shared server gets as many per slot); 0: the physical cores.",
+        ),
+    ] = 0
     gpu_layers: Annotated[
         Annotated[int, Field(ge=-1)] | Literal["auto"],
         Field(description='Layers each game offloads to the GPU; -1: all; "auto": as many as fit (simularity doctor).'),
@@ -125,6 +142,10 @@ class HostConfig(_Strict):
     def _one_model(self) -> HostConfig:
         if self.model and self.backend:
             raise ValueError("set `model` or `backend`, not both")
+        if self.shared_server and self.backend:
+            raise ValueError("set `shared_server` (the host starts llama-server) or `backend` (one running), not both")
+        if self.llama_server and not self.shared_server:
+            raise ValueError("`llama_server` is used with `shared_server = true` only")
         if self.max_unauthenticated_per_address > self.max_unauthenticated:
             raise ValueError(
                 f"max_unauthenticated_per_address ({self.max_unauthenticated_per_address}) is above "
@@ -144,6 +165,22 @@ class LoadedHostConfig:
         base = path.resolve().parent
         self.data_dir = base / Path(config.data_dir).expanduser() if config.data_dir else paths.data_dir() / "host"
         self.model = base / Path(config.model).expanduser() if config.model else None
+        self.llama_server = str(base / Path(config.llama_server).expanduser()) if config.llama_server else ""
+
+    def model_file(self) -> Path:
+        """The GGUF every game maps (or the shared server loads): `model`, or the embedded one,
+        prepared here once; a clear error where `model` names no file."""
+        from ..engine.embedded_model import prepare_embedded_model
+        from ..errors import UserFacingError
+
+        model = self.model or prepare_embedded_model(paths.cache_dir())
+        if not model.is_file():
+            raise UserFacingError(
+                f"{self.path}: the model {model} does not exist",
+                hint="Set `model` to a GGUF file, or leave it out to play on the embedded model.",
+                path=self.path,
+            )
+        return model
 
     def player_dir(self, name: str) -> Path:
         return self.data_dir / "players" / name

@@ -19,13 +19,13 @@ from pathlib import Path
 
 import asyncssh
 
-from .. import paths
-from ..engine.embedded_model import prepare_embedded_model
+from ..engine.remote.llama_server import LlamaServer
 from ..errors import UserFacingError
 from .auth import Credentials, Throttle
 from .config import LoadedHostConfig
 from .host_key import fingerprint, load_or_create_host_key
 from .player_process import PlayerDirs, PlayerProcess, TermSize, game_command, game_environment
+from .shared_server import ServerSlots, start_shared_server
 from .waiting_room import WaitingRoom
 
 log = logging.getLogger("simularity.host")
@@ -49,26 +49,22 @@ _LISTEN_BACKLOG = 1024
 _SILENT_GRACE_S = 3.0
 
 
-def model_arguments(loaded: LoadedHostConfig) -> list[str]:
+def model_arguments(loaded: LoadedHostConfig, shared: LlamaServer | None = None) -> list[str]:
     """The options every player's game starts with: one shared model (or server), the host's limits
     (which win over the player's own settings.toml).
 
     The model file is prepared here, once: every game then maps the same file, and the kernel keeps one
-    copy of the weights in memory however many players there are."""
+    copy of the weights in memory however many players there are. With a server (`shared`, the host's
+    own llama-server, or `backend`) the games load no model at all."""
     config = loaded.config
-    if config.backend:
+    if shared is not None:
+        arguments = ["--backend", shared.url]
+    elif config.backend:
         arguments = ["--backend", config.backend]
     else:
-        model = loaded.model or prepare_embedded_model(paths.cache_dir())
-        if not model.is_file():
-            raise UserFacingError(
-                f"{loaded.path}: the model {model} does not exist",
-                hint="Set `model` to a GGUF file, or leave it out to play on the embedded model.",
-                path=loaded.path,
-            )
-        arguments = ["--model", str(model)]
+        arguments = ["--model", str(loaded.model_file())]
     arguments += ["--n-ctx", str(config.n_ctx), "--threads", str(config.threads), "--template", config.template]
-    if not config.backend:
+    if shared is None and not config.backend:
         arguments += ["--gpu-layers", str(config.gpu_layers)]
     return arguments
 
@@ -83,10 +79,14 @@ class _Session:
 
 
 class Host:
-    def __init__(self, loaded: LoadedHostConfig, model_args: list[str]) -> None:
+    def __init__(self, loaded: LoadedHostConfig, model_args: list[str], game_env: dict[str, str] | None = None) -> None:
         self.loaded = loaded
         self.config = loaded.config
         self.model_args = model_args
+        self.game_env = game_env or {}  # what every game gets besides its player's terminal and files
+        # On a server, each game keeps a slot of its own (its prompt cache): as many as games at once.
+        on_server = "--backend" in model_args
+        self.server_slots = ServerSlots(self.config.max_sessions) if on_server else None
         self.credentials = Credentials(self.config)
         self.throttle = Throttle(
             self.config.max_auth_failures, self.config.auth_window_seconds, self.config.auth_block_seconds
@@ -252,11 +252,23 @@ class Host:
         dirs = PlayerDirs(self.loaded.player_dir(name))
         for directory in (dirs.root, dirs.config, dirs.data, dirs.cache):
             directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        slot = self.server_slots.take(name) if self.server_slots is not None else None
+        try:
+            return await self._play_game(process, session, dirs, slot)
+        finally:
+            if self.server_slots is not None and slot is not None:
+                self.server_slots.give_back(slot)
+
+    async def _play_game(
+        self, process: asyncssh.SSHServerProcess[bytes], session: _Session, dirs: PlayerDirs, slot: int | None
+    ) -> int:
+        name = session.name
         columns, rows, pixel_width, pixel_height = process.term_size
+        arguments = [*self.model_args, *(["--server-slot", str(slot)] if slot is not None else [])]
         try:
             game = await PlayerProcess.start(
-                game_command(self.model_args),
-                game_environment(dirs, process.term_type),
+                game_command(arguments),
+                {**game_environment(dirs, process.term_type), **self.game_env},
                 TermSize(columns, rows, pixel_width, pixel_height),
                 cwd=dirs.root,
             )
@@ -266,7 +278,7 @@ class Host:
                 process.stdout.write(f"simularity host: the game cannot start ({error.strerror}).\r\n".encode())
             return 1
         self.games.add(game)
-        log.info("%s plays: game %d", name, game.pid)
+        log.info("%s plays: game %d%s", name, game.pid, f", server slot {slot}" if slot is not None else "")
         to_client = asyncio.create_task(_game_to_client(game, process))
         to_game = asyncio.create_task(_client_to_game(process, game))
         # The channel closing ends the session even while `to_game` is stuck typing into a game that
@@ -523,7 +535,14 @@ def run_host(config_path: Path) -> int:
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log.addHandler(handler)
     raise_open_files_limit()
-    arguments = model_arguments(loaded)
-    with contextlib.suppress(KeyboardInterrupt):
-        return asyncio.run(Host(loaded, arguments).serve())
-    return 130
+    shared = start_shared_server(loaded) if loaded.config.shared_server else None
+    try:
+        arguments = model_arguments(loaded, shared)
+        # The server's key reaches the games in their environment only (settings.API_KEY_VARIABLE).
+        game_env = {"SIMULARITY_API_KEY": shared.api_key} if shared is not None else {}
+        with contextlib.suppress(KeyboardInterrupt):
+            return asyncio.run(Host(loaded, arguments, game_env).serve())
+        return 130
+    finally:
+        if shared is not None:
+            shared.stop()

@@ -50,6 +50,9 @@ class Completion(Turn):
 
     async def _steps(self) -> AsyncGenerator[str, None]:
         game, line = self._game, self._line_so_far
+        # A server's new texts (the led line, lore notes) tokenized off the event loop first, on a
+        # copy of the game (the run that counts follows, and sets the same line so far again).
+        await game.session.tokens_ahead(lambda: self._prompt(game.looking_ahead(), line))
         opened, prompt = self._prompt(game, line)
         sampling = replace(game.sampling, seed=self._seed)
         params = GenerationParams(sampling=sampling, max_tokens=game.budgets.line, stop=("\n",), heal=True)

@@ -118,6 +118,7 @@ class IdleWork:
         params = replace(_READ_ONLY, room=budgets.directions + budgets.line)
         for _pass in range(2):  # a second pass where making room changed what the turn reads
             window = game.window_start
+            await game.session.tokens_ahead(lambda: game.read_ahead_prompt(typed))  # a server's, off the loop
             prompt = game.read_ahead_prompt(typed)
             if unread(game.session.kv_tokens, prompt) < READ_AHEAD_MIN:
                 return

@@ -143,6 +143,9 @@ class Turn:
     async def _steps(self) -> AsyncGenerator[str, None]:
         game = self._game
         pack = game.pack  # as the turn begins: a pack changed meanwhile (hot reload) plays from the next turn
+        # On a server, texts new to it are tokenized off the event loop first (on a copy: the real
+        # run below changes the game's lore log); in-process this costs nothing.
+        await game.session.tokens_ahead(lambda: Opening.of(game.looking_ahead()))
         opening = Opening.of(game)
         staged = await self._stage_step(pack, opening)
         if staged is None:
@@ -173,6 +176,9 @@ class Turn:
         # "ral" for " neutral"): read back, an odd split is copied line after line, and every piece
         # of it costs a draw. Where they differ, idle time reads the stage line and the line after
         # it again (idle_work.py).
+        await game.session.tokens_ahead(
+            lambda: self._line(opening.tokens + game.session.tokenize(stage_line(pack, self.directions)), notes, reader)
+        )
         kept_stage = game.session.tokenize(stage_line(pack, self.directions))
         line = replace(self._line(opening.tokens + kept_stage, notes, reader), reminders=reminders)
         last = self.result or head
@@ -195,7 +201,9 @@ class Turn:
         if whole:
             stage_tokens = opening.stage_open + list(directed_result.tokens)
         else:  # cut short, or a command no longer legal: write the stage line as it was applied
-            stage_tokens = game.session.tokenize(stage_line(pack, self.directions))
+            text = stage_line(pack, self.directions)
+            await game.session.tokens_ahead(lambda: game.session.tokenize(text))
+            stage_tokens = game.session.tokenize(text)
         for command in self.directions:
             stage = stage.apply(pack, command)
         return stage, stage_tokens

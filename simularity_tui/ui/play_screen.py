@@ -236,7 +236,8 @@ class PlayScreen(Screen[None]):
             return
         if word.startswith("/") and word[1:] in ACTS:  # "/do opens the door": this entry only
             act, text = next(a for a in ACTS if a == word[1:]), rest
-        self.write(lambda: self.game.act(act, text))
+        # On a server, the line's tokens are asked for off the event loop, on a copy of the game.
+        self.write(lambda: self.game.act(act, text), ahead=lambda: self.game.looking_ahead().act(act, text))
 
     def action_extend(self) -> None:
         """Ctrl+G: the last line goes on where it stopped."""
@@ -454,16 +455,20 @@ class PlayScreen(Screen[None]):
 
     # -- a turn -----------------------------------------------------------------------------------
 
-    def write(self, start: Callable[[], Turn]) -> None:
+    def write(self, start: Callable[[], Turn], ahead: Callable[[], object] | None = None) -> None:
+        """Play the turn `start` begins; `ahead`, the same on a copy of the game, tokenizes its new
+        texts first where that would make the screen wait (a model server)."""
         self._stop_idle_work()
         self.busy = True  # before the worker starts: a second Enter must not start a second turn
-        self._write(start)
+        self._write(start, ahead)
 
     @work(exclusive=True, group="turn")
-    async def _write(self, start: Callable[[], Turn]) -> None:
+    async def _write(self, start: Callable[[], Turn], ahead: Callable[[], object] | None) -> None:
         transcript = self.query_one(Transcript)
         lines_before = len(self.game.lines)
         try:
+            if ahead is not None:
+                await self.game.session.tokens_ahead(ahead)
             turn = self.turn = start()
             if len(self.game.lines) < lines_before:  # regenerate stepped back over the old variant
                 self._show_story()
@@ -538,16 +543,22 @@ class PlayScreen(Screen[None]):
     def _start_idle_work(self) -> None:
         """While the player reads and types: the summary the game has due, and reading ahead."""
         self._stop_idle_work()
-        job = self.game.idle_work(self._draft)
-        if job is not None:
-            self.idle_job = job
-            self.query_one(StatusLine).idle_work = (
-                "remembering: a summary of the oldest lines…" if job.summarising else "reading ahead…"
-            )
-            self._do_idle_work(job)
+        self._do_idle_work()
 
     @work(exclusive=True, group="idle-work")
-    async def _do_idle_work(self, job: IdleWork) -> None:
+    async def _do_idle_work(self) -> None:
+        draft = self._draft()
+        # Deciding what is due tokenizes the line being typed: a server's tokens come off the event loop.
+        await self.game.session.tokens_ahead(lambda: self.game.idle_work(lambda: draft))
+        if self.busy:
+            return  # the player sent a line meanwhile
+        job = self.game.idle_work(self._draft)
+        if job is None:
+            return
+        self.idle_job = job
+        self.query_one(StatusLine).idle_work = (
+            "remembering: a summary of the oldest lines…" if job.summarising else "reading ahead…"
+        )
         try:
             if await job.run():
                 self._show_prompt()
@@ -567,6 +578,8 @@ class PlayScreen(Screen[None]):
             self.idle_job = None
             for status in self.query(StatusLine):
                 status.idle_work = ""
+        else:  # still deciding what is due (tokenizing the typed line): nothing to stop but that
+            self.workers.cancel_group(self, "idle-work")
 
     def _stage_of(self, turn: Turn) -> Stage:
         """The stage as this turn's commands leave it, as soon as they are written."""

@@ -1,4 +1,11 @@
-"""One streamed `POST /v1/completions`: the request body, and the server-sent events as chunks.
+"""One streamed `POST /v1/completions` (or `/v1/chat/completions`): the request body, and the
+server-sent events as chunks.
+
+`[model] api = "chat"` is for servers that offer chat completions only (the cloud APIs): the
+pinned block goes as the system message, and the story as one assistant message the model goes
+on with (prefill) where the server continues a last assistant message (llama-server does); else
+as a user message, with the system message asking for the text's continuation alone. Either way
+the reply is the continuation of the story's text, read as the line format like any other.
 
 The body carries the fields every OpenAI-compatible server knows (prompt, max_tokens, temperature,
 top_p, stop, seed, stream) and those the llama.cpp family adds (top_k, min_p, repeat_penalty,
@@ -21,7 +28,13 @@ from .errors import RemoteBackendError, garbage, sample, server_message, status_
 from .http import Calls
 
 PATH = "/v1/completions"
+CHAT_PATH = "/v1/chat/completions"
 DOING = "writing a reply"
+# Said to a chat model that cannot be given the story's beginning to go on with (no prefill).
+CONTINUE_ONLY = (
+    "\n\nThe user's message is the story so far, in the format above. Continue it from exactly where it "
+    "stops, in the same format: write only what comes next, without repeating any of it."
+)
 
 
 @dataclass(frozen=True)
@@ -46,10 +59,36 @@ def completion_body(
     grammar: bool,
     slot: int | None = None,
 ) -> dict[str, Any]:
+    return {"prompt": prompt, **_request_fields(model, params, seed, max_tokens, grammar=grammar, slot=slot)}
+
+
+def chat_body(
+    model: str,
+    system: str,
+    story: str,
+    params: GenerationParams,
+    seed: int,
+    max_tokens: int,
+    *,
+    grammar: bool,
+    slot: int | None = None,
+    prefill: bool,
+) -> dict[str, Any]:
+    """The pinned block as the system message and the story after it: the model continues the story
+    as an assistant message (`prefill`), or is asked to go on with it as a user message."""
+    if prefill:
+        messages = [{"role": "system", "content": system}, {"role": "assistant", "content": story}]
+    else:
+        messages = [{"role": "system", "content": system + CONTINUE_ONLY}, {"role": "user", "content": story}]
+    return {"messages": messages, **_request_fields(model, params, seed, max_tokens, grammar=grammar, slot=slot)}
+
+
+def _request_fields(
+    model: str, params: GenerationParams, seed: int, max_tokens: int, *, grammar: bool, slot: int | None
+) -> dict[str, Any]:
     sampling = params.sampling
     body: dict[str, Any] = {
         "model": model,
-        "prompt": prompt,
         "stream": True,
         "stream_options": {"include_usage": True},  # vLLM/SGLang: how much of the prompt was cached
         "max_tokens": max_tokens,
@@ -102,16 +141,18 @@ def extra_sampling_fields(sampling: SamplingParams) -> dict[str, Any]:
 async def stream_completion(
     client: httpx.AsyncClient, calls: Calls, body: dict[str, Any]
 ) -> AsyncGenerator[Chunk, None]:
-    """The reply's chunks; every failure (transport, status, shape, an unfinished stream) is a
-    `RemoteBackendError`. Closing the iteration closes the stream, which is how a reply is cancelled."""
+    """The reply's chunks (of a chat completion where `body` has messages); every failure
+    (transport, status, shape, an unfinished stream) is a `RemoteBackendError`. Closing the
+    iteration closes the stream, which is how a reply is cancelled."""
     url = calls.url
+    path = CHAT_PATH if "messages" in body else PATH
     try:
-        async with client.stream("POST", PATH, json=body) as response:
+        async with client.stream("POST", path, json=body) as response:
             if response.status_code >= 400:
                 said = (await response.aread()).decode("utf-8", errors="replace")
                 if "grammar" in body and response.status_code in (400, 422, 500, 501) and "grammar" in said.lower():
                     raise GrammarRefused(server_message(said))
-                raise status_failure(response.status_code, said, url, PATH, DOING)
+                raise status_failure(response.status_code, said, url, path, DOING)
             if response.headers.get("content-type", "").startswith("application/json"):
                 yield _chunk(await response.aread(), url)  # a server that answered all at once
                 return
@@ -176,7 +217,7 @@ def _chunk(data: str | bytes, url: str) -> Chunk:
     if not choices:  # a usage-only chunk at the end
         return Chunk("", evaluated=evaluated)
     choice = choices[0]
-    text = choice.get("text") if isinstance(choice, dict) else None
+    text = _choice_text(choice) if isinstance(choice, dict) else None
     if not isinstance(text, str | None):
         raise garbage(url, DOING, sample(data))
     finish = choice.get("finish_reason")
@@ -187,6 +228,17 @@ def _chunk(data: str | bytes, url: str) -> Chunk:
         stop_string=stop if isinstance(stop, str) else None,
         evaluated=evaluated,
     )
+
+
+def _choice_text(choice: dict[str, Any]) -> object:
+    """A completion's `text`, a chat chunk's `delta.content`, or a whole chat answer's `message.content`."""
+    if "text" in choice:
+        return choice["text"]
+    for key in ("delta", "message"):
+        part = choice.get(key)
+        if isinstance(part, dict):
+            return part.get("content")
+    return None
 
 
 def _dumped(event: object) -> str:

@@ -35,6 +35,13 @@ class RemoteConfig:
     # The chat frame (chat_template.py): "auto" takes the template the server says it uses
     # (llama-server's /props; a server that does not say gets "raw"), or "raw", or a preset.
     template: str = "auto"
+    # llama-server's slot to play in: on a server of several slots shared by players (`simularity
+    # host`), each game keeps one, so that its prompt cache is its own. None: slot 0 of a one-slot
+    # server, and the server's choice on one of several.
+    slot: int | None = None
+    # "completions": the prompt as text to /v1/completions; "chat": /v1/chat/completions, for servers
+    # (cloud APIs) that offer nothing else (completions.py says how the story travels there).
+    api: str = "completions"
 
     def __repr__(self) -> str:
         # Crash reports print locals: neither the key nor the URL's credentials may show there.

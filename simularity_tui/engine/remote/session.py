@@ -7,13 +7,15 @@ cache (llama-server's cache_prompt, llama-cpp-python's prefix match, vLLM's and 
 caching) reads only the new turn. The prompt travels as text (llama-cpp-python's server takes
 nothing else); the server adds its own BOS, so this session asks for none.
 
-A server keeps its cache itself. On llama-server of one slot (`--parallel 1`) the game plays in
-slot 0, and where the server saves slot files (`--slot-save-path`) `save_state` saves that slot
-with a save and `restore_state` brings it back (slots.py); elsewhere (several slots, which the
-server hands out by the prompt, or another server) they do nothing.
+A server keeps its cache itself. On llama-server the game plays in a slot of its own: the one
+`RemoteConfig.slot` names (`simularity host` gives each player's game one of a shared server's),
+or slot 0 of a one-slot server (`--parallel 1`). Where the server saves slot files
+(`--slot-save-path`) `save_state` saves that slot with a save and `restore_state` brings it back
+(slots.py); elsewhere (several slots and none asked for, which the server hands out by the
+prompt, or another server) they do nothing.
 
-Tokenizing is synchronous in the session's surface and goes to the server when the text is new:
-see tokenizer.py for how that is kept short (a cache, and a timeout of its own).
+Tokenizing is synchronous in the session's surface and goes to the server when the text is new;
+the story asks for new texts ahead, asynchronously, with `tokens_ahead` (tokenizer.py says how).
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -36,12 +39,13 @@ from ..context_window import Window, common_prefix, plan_window
 from ..prompt import Prompt
 from ..results import GenerationResult, RestoredState, StopReason
 from ..task_generation import TaskGeneration
-from .completions import Chunk, GrammarRefused, completion_body, stream_completion
+from .completions import Chunk, GrammarRefused, chat_body, completion_body, stream_completion
 from .config import RemoteConfig
 from .errors import RemoteBackendError, garbage, sample
 from .http import Calls, async_client, sync_client
+from .pieces import PieceTokenizer
 from .slots import SlotFileError, SlotState, read_sidecar, slot_filename, write_sidecar
-from .tokenizer import RemoteTokenizer
+from .tokenizer import RemoteTokenizer, no_tokenizer
 
 log = logging.getLogger("simularity")
 T = TypeVar("T")
@@ -70,6 +74,7 @@ class _Reply:
     stop_string: str | None = None
     evaluated: int | None = None
     first_text_at: float | None = None
+    echo: str = ""  # what of the prefilled story the server has still to repeat before its reply
 
 
 class RemoteSession:
@@ -81,12 +86,13 @@ class RemoteSession:
         self,
         config: RemoteConfig,
         calls: Calls,
-        tokenizer: RemoteTokenizer,
+        tokenizer: RemoteTokenizer | PieceTokenizer,
         info: RemoteInfo,
         frame: ChatFrame = RAW,
         *,
         slot: int | None = None,
         build: str = "",
+        prefill: bool = False,
     ) -> None:
         self.config = config
         self.chat_frame = frame  # the same frame as in-process: the prompt travels as its text
@@ -103,6 +109,7 @@ class RemoteSession:
         self._slot = slot  # llama-server's slot the game plays in (None: the server picks)
         self._build = build  # the server's build, which its slot files are bound to
         self._saves_slots = slot is not None  # False once the server said it saves no slot files
+        self._prefill = prefill  # api "chat": the story goes as an assistant message the model continues
 
     @classmethod
     async def open(cls, config: RemoteConfig) -> RemoteSession:
@@ -116,8 +123,12 @@ class RemoteSession:
             model, reported = _served_model(calls.get("/v1/models", "asking which model it serves"), calls.url)
             props = _llama_server_props(calls.client)
             reported = reported or _props_context(props)
-            tokenizer = RemoteTokenizer.probe(calls, model)
-            frame = _server_frame(config.template, props, calls.url)
+            chat = config.api == "chat"
+            tokenizer = RemoteTokenizer.probe(calls, model) or (PieceTokenizer() if chat else None)
+            if tokenizer is None:
+                raise no_tokenizer(calls.url)
+            # Chat messages are framed by the server's own template: the story goes as plain text.
+            frame = RAW if chat else _server_frame(config.template, props, calls.url)
         except BaseException:
             calls.client.close()
             raise
@@ -129,15 +140,20 @@ class RemoteSession:
             model=model,
             name=short,
             description=f"{short} on {calls.url}",
-            identity=f"remote:{calls.url}#{model}",
+            # Estimated counts' ids are not the model's: a save keeps them only for the same estimate.
+            identity=f"remote:{calls.url}#{model}" + ("#pieces" if isinstance(tokenizer, PieceTokenizer) else ""),
             n_ctx=n_ctx,
             tokenizer=tokenizer.dialect.name,
         )
-        slots, build = props.get("total_slots"), props.get("build_info")
-        if isinstance(slots, int) and slots > 1:
-            log.info("%s has %d slots: a save keeps no cache there (one slot, --parallel 1, does)", calls.url, slots)
-        slot = 0 if slots == 1 else None
-        return cls(config, calls, tokenizer, info, frame, slot=slot, build=build if isinstance(build, str) else "")
+        build = props.get("build_info")
+        slot = _chosen_slot(config.slot, props.get("total_slots"), calls.url)
+        # llama-server goes on with a last assistant message (unless started with --no-prefill-assistant,
+        # which its /props does not say); the cloud APIs answer it instead, so they are asked.
+        prefill = chat and "chat_template" in props
+        return cls(
+            config, calls, tokenizer, info, frame,
+            slot=slot, build=build if isinstance(build, str) else "", prefill=prefill,
+        )  # fmt: skip
 
     # -- the session surface --------------------------------------------------------------------
 
@@ -163,6 +179,13 @@ class RemoteSession:
 
     def detokenize(self, tokens: Sequence[int]) -> str:
         return self._tokenizer.detokenize(tokens)
+
+    async def tokens_ahead(self, build: Callable[[], object]) -> None:
+        """Run `build` in a thread, so that the texts it tokenizes are asked of the server there
+        and the event loop goes on; the same code run next on the loop finds them known
+        (tokenizer.py). `build` must change nothing that matters: it may run alongside the game.
+        What it returns or raises is dropped: the run on the loop says any real error."""
+        await asyncio.to_thread(self._tokenizer.ahead, build)
 
     def generate(self, prompt: Prompt | Sequence[int], params: GenerationParams) -> TaskGeneration:
         """Start a reply to `prompt`; it is sent once the replies asked for before it are done."""
@@ -359,12 +382,19 @@ class RemoteSession:
         plan_ctx = self.n_ctx - self.SEAM_TOKENS
         reply.start = self._sticky(prompt)
         window = reply.window = plan_window(prompt, plan_ctx, min(params.max_tokens, plan_ctx // 4) + 1, reply.start)
-        text = await self._prompt_text(client, window)
+        pinned, story = await self._prompt_text(client, window)
         max_tokens = max(1, min(params.max_tokens, plan_ctx - len(window.tokens)))
         reply.guessed = len(window.tokens) - common_prefix(self._held, window.tokens)
         self._held = ()  # unknown until this reply is whole
         self._window, self._n_keep, self._first_turn = tuple(window.tokens), window.n_keep, window.first_turn
-        body = completion_body(self.info.model, text, params, seed, max_tokens, grammar=self._grammar, slot=self._slot)
+        model, grammar, slot = self.info.model, self._grammar, self._slot
+        if self.config.api == "chat":
+            body = chat_body(
+                model, pinned, story, params, seed, max_tokens, grammar=grammar, slot=slot, prefill=self._prefill
+            )
+            reply.echo = story if self._prefill else ""  # llama-server answers with the message it went on with
+        else:
+            body = completion_body(model, pinned + story, params, seed, max_tokens, grammar=grammar, slot=slot)
         try:
             await self._stream(client, generation, body, reply)
         except GrammarRefused:
@@ -399,6 +429,7 @@ class RemoteSession:
 
     @staticmethod
     def _take(chunk: Chunk, generation: TaskGeneration, reply: _Reply) -> None:
+        chunk = replace(chunk, text=_without_echo(chunk.text, reply))
         if chunk.text:
             reply.first_text_at = reply.first_text_at or time.perf_counter()
             generation.emit(chunk.text)
@@ -406,12 +437,17 @@ class RemoteSession:
         reply.stop_string = chunk.stop_string or reply.stop_string
         reply.evaluated = chunk.evaluated if chunk.evaluated is not None else reply.evaluated
 
-    async def _prompt_text(self, client: httpx.AsyncClient, window: Window) -> str:
-        """The window as text, turn by turn: each turn's text is remembered, so only new ones cost."""
+    async def _prompt_text(self, client: httpx.AsyncClient, window: Window) -> tuple[str, str]:
+        """The window as text, the pinned block and the story after it, turn by turn: each turn's
+        text is remembered, so only new ones cost."""
         tokens = window.tokens
         bounds = sorted({0, window.n_keep, *window.turn_starts, len(tokens)})
-        texts = [await self._tokenizer.adetokenize(client, tokens[a:b]) for a, b in zip(bounds, bounds[1:]) if b > a]
-        return "".join(texts)
+        pinned, story = "", ""
+        for a, b in zip(bounds, bounds[1:]):
+            if b > a:
+                text = await self._tokenizer.adetokenize(client, tokens[a:b])
+                pinned, story = (pinned + text, story) if b <= window.n_keep else (pinned, story + text)
+        return pinned, story
 
     def _sticky(self, prompt: Prompt) -> int:
         """Keep the window's start while the server still holds that turn first; else start afresh."""
@@ -420,6 +456,37 @@ class RemoteSession:
         if turn and sent[:n_keep] == prompt.pinned and sent[n_keep : n_keep + len(turn)] == turn:
             return self._first_turn
         return 0
+
+
+def _without_echo(text: str, reply: _Reply) -> str:
+    """`text` without the part of the prefilled story the server repeats before its reply (llama-server
+    sends the whole assistant message, prefill included); as is once the story has been passed."""
+    echo = reply.echo
+    if not echo:
+        return text
+    same = len(os.path.commonprefix([echo, text]))
+    if same == len(text):  # all of it the story again, so far
+        reply.echo = echo[same:]
+        return ""
+    reply.echo = ""
+    return text[same:] if same == len(echo) else text  # a server that does not repeat it: its reply whole
+
+
+def _chosen_slot(asked: int | None, total: Any, url: str) -> int | None:
+    """The llama-server slot the game keeps: the one asked for (`simularity host` gives each game its
+    own) if the server has it, else slot 0 of a one-slot server; None where the server hands slots
+    out itself (several and none asked for, or not llama-server), and then nothing is saved there."""
+    if not isinstance(total, int) or isinstance(total, bool) or total < 1:
+        if asked is not None:
+            log.info("%s says nothing of slots: slot %d is not kept", url, asked)
+        return None
+    if asked is not None and asked < total:
+        return asked
+    if asked is not None:
+        log.warning("%s has %d slot(s), not slot %d: %s", url, total, asked, "slot 0" if total == 1 else "its choice")
+    elif total > 1:
+        log.info("%s has %d slots and none was asked for: a save keeps no cache there", url, total)
+    return 0 if total == 1 else None
 
 
 def _served_model(answer: Any, url: str) -> tuple[str, int | None]:

@@ -12,19 +12,23 @@ for anything the story tokenized (every line is), and is exact where a server's 
 not (llama-cpp-python's drops tokens longer than 32 bytes; SentencePiece decoders drop the leading
 space of a piece): a token run is split into runs the table knows, the server asked only for the rest.
 
-The limit that remains: `tokenize` and `detokenize` are synchronous, as the session's surface has
-them (the story tokenizes its lines in plain code, on the event loop), so a request the table
-cannot answer blocks the interface while it runs. Each such request therefore has its own short
-timeout (`RemoteConfig.tokenizer_timeout`, 10 s at most by default, against minutes for a reply):
-a server that accepts connections but stalls freezes the screen for that long, then the turn fails
-in words and can be tried again. The table answers every text the story tokenized before (each
-line, the preamble, stage and note texts), so most turns send only the new line.
+`tokenize` and `detokenize` are synchronous, as the session's surface has them (the story
+tokenizes its lines in plain code, on the event loop), so a request the table cannot answer would
+block the interface while it runs. The story therefore runs such code ahead in a thread wherever
+the event loop would otherwise wait (`ahead`, for `RemoteSession.tokens_ahead`): the requests wait
+there, as long as a reply may take (a server shared by players may be slow to answer), and the
+code, run again on the event loop, finds every text in the table. The tables are locked for that
+(the thread and the event loop both use them). What still goes to the server from the event loop
+(a text no code asked for ahead) has its own short timeout (`RemoteConfig.tokenizer_timeout`, 10 s
+at most by default, against minutes for a reply).
 """
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,10 +71,13 @@ class RemoteTokenizer:
         self._tokens_of: OrderedDict[str, tuple[int, ...]] = OrderedDict()
         self._text_of: OrderedDict[tuple[int, ...], str] = OrderedDict()
         self._starting: dict[int, set[tuple[int, ...]]] = {}  # first token -> known runs, longest first
+        self._lock = threading.RLock()  # the tables: `ahead` fills them from a thread
+        self._ahead = threading.local()  # `patient`: True in a thread running `ahead`
+        self._asking: dict[str, threading.Event] = {}  # texts being asked for now, set once learnt
 
     @classmethod
-    def probe(cls, calls: Calls, model: str) -> RemoteTokenizer:
-        """The first dialect the server answers; a clear error when it offers no tokenizer."""
+    def probe(cls, calls: Calls, model: str) -> RemoteTokenizer | None:
+        """The first dialect the server answers; None when it offers no tokenizer."""
         doing = "looking for its tokenizer"
         for dialect in DIALECTS:
             answer = calls.try_post(dialect.tokenize_path, dialect.tokenize_body("Hello", model), doing)
@@ -78,12 +85,7 @@ class RemoteTokenizer:
                 continue
             empty = _tokens_in(calls.post(dialect.tokenize_path, dialect.tokenize_body("", model), doing))
             return cls(calls, dialect, model, tuple(empty or ()))
-        tried = ", ".join(sorted({f"POST {d.tokenize_path}" for d in DIALECTS}))
-        raise RemoteBackendError(
-            f"The model server at {calls.url} offers no tokenizer endpoint (tried {tried}).",
-            hint="The game counts tokens to keep the story inside the context: use a server that has one "
-            "(llama-server, vLLM, SGLang, or llama-cpp-python's server).",
-        )
+        return None
 
     # -- text to tokens -------------------------------------------------------------------------
 
@@ -91,9 +93,34 @@ class RemoteTokenizer:
         known = self._known_tokens(text)
         if known is not None:
             return list(known)
-        body = self.dialect.tokenize_body(text, self.model)
-        answer = self.calls.post(self.dialect.tokenize_path, body, "tokenizing", quick=True)
-        return list(self._learn(text, answer))
+        quick = not getattr(self._ahead, "patient", False)  # on the event loop: the screen waits
+        with self._lock:
+            asked = self._asking.get(text)
+            if asked is None:
+                self._asking[text] = threading.Event()
+        if asked is not None:  # another thread asks for it now (an earlier read-ahead): its answer serves
+            asked.wait(self.calls.config.tokenizer_timeout if quick else self.calls.config.read_timeout)
+            if (known := self._known_tokens(text)) is not None:
+                return list(known)
+            return self.tokenize(text)  # that one failed: ask for it here
+        try:
+            body = self.dialect.tokenize_body(text, self.model)
+            answer = self.calls.post(self.dialect.tokenize_path, body, "tokenizing", quick=quick)
+            return list(self._learn(text, answer))
+        finally:
+            with self._lock:
+                self._asking.pop(text).set()
+
+    def ahead(self, build: Callable[[], object]) -> None:
+        """Run `build` (in a thread of its own) for the texts it tokenizes: they are asked of the
+        server as patiently as a reply, and learnt. What it returns or raises is dropped (the game
+        may change under it; the run that counts follows, on the event loop)."""
+        self._ahead.patient = True
+        try:
+            with contextlib.suppress(Exception):
+                build()
+        finally:
+            self._ahead.patient = False
 
     async def atokenize(self, client: httpx.AsyncClient, text: str) -> list[int]:
         known = self._known_tokens(text)
@@ -106,20 +133,22 @@ class RemoteTokenizer:
     def _known_tokens(self, text: str) -> tuple[int, ...] | None:
         if not text:
             return ()
-        tokens = self._tokens_of.get(text)
-        if tokens is not None:
-            self._tokens_of.move_to_end(text)
-        return tokens
+        with self._lock:
+            tokens = self._tokens_of.get(text)
+            if tokens is not None:
+                self._tokens_of.move_to_end(text)
+            return tokens
 
     def _learn(self, text: str, answer: Any) -> tuple[int, ...]:
         found = _tokens_in(answer)
         if found is None:
             raise garbage(self.calls.url, "tokenizing", sample(answer))
         tokens = tuple(found[len(self._added) :] if found[: len(self._added)] == list(self._added) else found)
-        self._tokens_of[text] = tokens
-        if len(self._tokens_of) > _TEXTS_KEPT:
-            self._tokens_of.popitem(last=False)
-        self._remember(tokens, text)
+        with self._lock:
+            self._tokens_of[text] = tokens
+            if len(self._tokens_of) > _TEXTS_KEPT:
+                self._tokens_of.popitem(last=False)
+            self._remember(tokens, text)
         return tokens
 
     # -- tokens to text -------------------------------------------------------------------------
@@ -156,6 +185,10 @@ class RemoteTokenizer:
 
     def _split(self, tokens: tuple[int, ...]) -> list[str | tuple[int, ...]]:
         """`tokens` as the texts of the longest known runs (greedy), and the unknown runs between."""
+        with self._lock:
+            return self._split_locked(tokens)
+
+    def _split_locked(self, tokens: tuple[int, ...]) -> list[str | tuple[int, ...]]:
         whole = self._text_of.get(tokens)
         if whole is not None or not tokens:
             return [whole or ""]
@@ -185,13 +218,14 @@ class RemoteTokenizer:
     def _remember(self, tokens: tuple[int, ...], text: str) -> None:
         if not tokens:
             return
-        if tokens not in self._text_of:
-            self._starting.setdefault(tokens[0], set()).add(tokens)
-        self._text_of[tokens] = text
-        self._text_of.move_to_end(tokens)
-        if len(self._text_of) > _TEXTS_KEPT:
-            old, _text = self._text_of.popitem(last=False)
-            self._starting[old[0]].discard(old)
+        with self._lock:
+            if tokens not in self._text_of:
+                self._starting.setdefault(tokens[0], set()).add(tokens)
+            self._text_of[tokens] = text
+            self._text_of.move_to_end(tokens)
+            if len(self._text_of) > _TEXTS_KEPT:
+                old, _text = self._text_of.popitem(last=False)
+                self._starting[old[0]].discard(old)
 
 
 def _tokens_in(answer: Any) -> list[int] | None:
@@ -208,3 +242,13 @@ def _text_in(answer: Any, url: str) -> str:
             if isinstance(answer.get(key), str):
                 return str(answer[key])
     raise garbage(url, "detokenizing", sample(answer))
+
+
+def no_tokenizer(url: str) -> RemoteBackendError:
+    tried = ", ".join(sorted({f"POST {d.tokenize_path}" for d in DIALECTS}))
+    return RemoteBackendError(
+        f"The model server at {url} offers no tokenizer endpoint (tried {tried}).",
+        hint="The game counts tokens to keep the story inside the context: use a server that has one "
+        "(llama-server, vLLM, SGLang, or llama-cpp-python's server), or, for a chat API, "
+        'api = "chat" (the game then estimates its counts).',
+    )
