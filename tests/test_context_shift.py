@@ -194,7 +194,7 @@ async def test_a_reply_that_fills_the_context_evicts_and_goes_on(small_session: 
     assert kv_is_consistent(session) and len(session.kv_tokens) < session.n_ctx
 
 
-async def test_ten_contexts_of_turns_play_without_an_error(small_session: LlamaSession) -> None:
+async def test_six_contexts_of_turns_play_without_an_error(small_session: LlamaSession) -> None:
     from simularity_tui.engine.kv_cache import REFRESH_TOKENS  # llama.cpp: not at collection
 
     session = small_session
@@ -203,7 +203,7 @@ async def test_ten_contexts_of_turns_play_without_an_error(small_session: LlamaS
     turns: list[list[int]] = []
     total = 0
     turn = 0
-    while total < 10 * session.n_ctx:
+    while total < 6 * session.n_ctx:
         line = " ".join(PLAYER_LINES[(turn + k) % 12] for k in range(5))
         opened = session.tokenize(f"Ash: {line}\nMira:")
         params = GenerationParams(sampling=SamplingParams(seed=turn), max_tokens=6)
@@ -216,7 +216,7 @@ async def test_ten_contexts_of_turns_play_without_an_error(small_session: LlamaS
         total += len(completed)
         turn += 1
     assert kv_is_consistent(session)
-    assert result.first_turn > turn - 10  # the window moved along with the story
+    assert result.first_turn > turn - 10  # the window moved along with the story (6 contexts: 30-odd turns)
 
 
 async def test_a_cancel_while_the_reply_makes_room_ends_cleanly(unshifting_session: LlamaSession) -> None:

@@ -166,14 +166,28 @@ class LlamaServer:
         return found
 
 
+@pytest.fixture(scope="module")
+def servers() -> Iterator[dict[str, LlamaServer]]:
+    """Each kind of server started once for the module, whatever order pytest runs its tests in
+    (tests that pick one kind would otherwise have it stopped and started again between them)."""
+    started: dict[str, LlamaServer] = {}
+    yield started
+    for running in started.values():
+        running.kill()
+
+
 @pytest.fixture(scope="module", params=["llama-cpp-python", "llama-server"])
 def server(
-    request: pytest.FixtureRequest, model_path: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LlamaServer]:
-    started = LlamaServer(request.param, model_path, tmp_path_factory.mktemp(request.param) / "server.log")
-    started.start()
-    yield started
-    started.kill()
+    request: pytest.FixtureRequest,
+    servers: dict[str, LlamaServer],
+    model_path: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> LlamaServer:
+    kind = request.param
+    if kind not in servers:
+        servers[kind] = LlamaServer(kind, model_path, tmp_path_factory.mktemp(kind) / "server.log")
+        servers[kind].start()
+    return servers[kind]
 
 
 @pytest.fixture(scope="module")
