@@ -33,7 +33,7 @@ import psutil  # type: ignore[import-untyped]
 import pytest
 import tomli_w
 
-from simularity_tui.engine.remote.llama_server import free_port, llama_server_binary
+from simularity_tui.engine.remote.llama_server import LlamaServer, LlamaServerSpec, free_port, llama_server_binary
 from simularity_tui.errors import UserFacingError
 from simularity_tui.host import server
 from simularity_tui.host.auth import Throttle
@@ -538,6 +538,20 @@ def test_a_shared_server_is_configured_alone_and_its_binary_must_exist(tmp_path:
     assert "is not an executable file" in raised.value.message and "[server]" in (raised.value.hint or "")
 
 
+def test_a_llama_server_that_never_answers_is_stopped_and_its_files_are_private(tmp_path: Path) -> None:
+    binary = tmp_path / "llama-server"
+    binary.write_text("#!/bin/sh\numask\nexec sleep 60\n")  # says its umask, then hangs as a stuck load would
+    binary.chmod(0o755)
+    spec = LlamaServerSpec(tmp_path / "model.gguf", n_ctx_per_slot=256, slot_save_path=tmp_path / "data" / "slots")
+    server = LlamaServer(binary, spec, tmp_path / "data" / "llama-server.log")
+    with pytest.raises(UserFacingError, match=r"did not answer within 1 s"):
+        server.start(timeout_s=1.0)
+    assert server.process is not None and server.process.poll() is not None  # stopped, not left behind
+    # The players' stories end up in its slot files and its log: for the host's user alone.
+    assert (tmp_path / "data" / "slots").stat().st_mode & 0o777 == 0o700
+    assert (tmp_path / "data" / "llama-server.log").read_text().strip() == "0077"
+
+
 def test_server_slots_give_a_player_back_their_last_slot_when_it_is_free() -> None:
     slots = ServerSlots(3)
     alice, bob = slots.take("alice"), slots.take("bob")
@@ -545,7 +559,8 @@ def test_server_slots_give_a_player_back_their_last_slot_when_it_is_free() -> No
     slots.give_back(alice)
     assert slots.take("carol") == 2  # a newcomer gets a slot nobody had last: alice's story stays in 0
     assert slots.take("alice") == 0
-    assert slots.take("dave") is None  # all three taken (the host lets no more games in than slots)
+    with pytest.raises(RuntimeError):  # all three taken: never a slot shared (the host lets no more games in)
+        slots.take("dave")
     slots.give_back(1)
     assert slots.take("dave") == 1  # every free slot was someone's: the lowest
 

@@ -179,3 +179,33 @@ async def test_the_screen_reads_the_line_ahead_when_the_player_pauses_typing(lig
 
 def _holds(tokens: tuple[int, ...], part: list[int]) -> bool:
     return any(list(tokens[at : at + len(part)]) == part for at in range(len(tokens) - len(part) + 1))
+
+
+def test_a_pinned_block_made_while_the_pack_changed_under_it_is_not_kept() -> None:
+    """A pinned block made in a thread (ModelSession.tokens_ahead, on a server) while the loop
+    changes the pack, the persona or the lore may be made from the old texts: it serves that run
+    only, and the game makes the next one afresh."""
+
+    class ChangedMidway(FakeSession):
+        game: Game | None = None
+        preambles = 0  # pinned blocks tokenized
+
+        def tokenize(self, text: str, *, special: bool = False, add_bos: bool = False) -> list[int]:
+            if "Story:" in text:
+                self.preambles += 1
+                if self.game is not None:  # as the loop takes in a changed pack mid-way (hot reload)
+                    game, self.game = self.game, None
+                    game.apply_pack(load_pack(LIGHTHOUSE))
+            return super().tokenize(text, special=special, add_bos=add_bos)
+
+    session = ChangedMidway()
+    game = Game(session, load_pack(LIGHTHOUSE), "storm")
+    game.apply_pack(load_pack(LIGHTHOUSE))  # a first reload: the next prompt makes the block
+    session.game = game
+    game.prompt([])  # made while a second reload comes in
+    made = session.preambles
+    game.prompt([])
+    assert session.preambles > made  # the block made mid-change was not kept: made again
+    made = session.preambles
+    game.prompt([])
+    assert session.preambles == made  # and that one is kept

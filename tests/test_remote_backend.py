@@ -508,7 +508,7 @@ async def test_a_chat_api_without_tokenizer_or_grammar_still_yields_valid_lines(
         assert written >= 2 and len(played_lines_are_valid(game, before)) == written
         # Without grammars: refused once, then never sent again; the story went on as the assistant.
         assert proxy.chats and all("grammar" not in body for body in proxy.chats)
-        assert all([m["role"] for m in body["messages"]] == ["system", "assistant"] for body in proxy.chats)
+        assert all([m["role"] for m in body["messages"]] == ["system", "user", "assistant"] for body in proxy.chats)
     finally:
         session.close_blocking()
         proxy.close()
@@ -956,6 +956,24 @@ def test_tokenizing_has_its_own_short_timeout_and_remembers_what_it_tokenized(
     session.close_blocking()
 
 
+async def test_a_text_a_read_ahead_is_asking_for_is_waited_for_within_the_screens_short_timeout(
+    misbehaving: tuple[str, Misbehaving],
+) -> None:
+    url, behaviour = misbehaving
+    a_tokenizer_that_stalls_on(behaviour, lambda text: "stall" in text)  # 3 s
+    session = RemoteSession.open_blocking(RemoteConfig(url, tokenize_timeout=0.3))
+    ahead = asyncio.create_task(session.tokens_ahead(lambda: session.tokenize("Words that stall the server.")))
+    await asyncio.sleep(0.1)  # the read-ahead's request is on its way, patiently
+    asked = len(behaviour.seen)
+    started = time.perf_counter()
+    with pytest.raises(RemoteBackendError, match=r"0\.3 s while tokenizing"):
+        session.tokenize("Words that stall the server.")  # on the loop: the same text, not asked twice
+    assert time.perf_counter() - started < 1.0 and len(behaviour.seen) == asked
+    await ahead  # its answer came after all (3 s): the text is known now
+    assert session.tokenize("Words that stall the server.") == [ord(c) for c in "Words that stall the server."]
+    session.close_blocking()
+
+
 async def test_a_cancelled_reply_is_kept_when_the_server_cannot_tokenize_it(
     misbehaving: tuple[str, Misbehaving], lighthouse: LoadedPack
 ) -> None:
@@ -1131,6 +1149,13 @@ async def test_a_slow_tokenizer_never_stalls_the_screen_and_the_turn_still_plays
         assert max(stalls) < 0.5, f"the screen froze for {max(stalls):.2f} s"  # each slow text waits 1 s
         assert "Where is the lantern?" in [line.text for line in screen.game.lines]
         assert len(slow_texts) == len(set(slow_texts)), slow_texts  # asked for once, though read ahead twice
+        # Esc while the line's tokens are still asked of the server: no turn, the story as it was.
+        lines = len(screen.game.lines)
+        await pilot.press(*"The lantern went out.", "enter")
+        await wait_for(lambda: screen.busy)
+        await pilot.press("escape")
+        await wait_for(lambda: not screen.busy)
+        assert len(screen.game.lines) == lines
     session.close_blocking()
 
 

@@ -77,9 +77,10 @@ class ModelSession(Protocol):
     def detokenize(self, tokens: Sequence[int]) -> str: ...
 
     async def tokens_ahead(self, build: Callable[[], object]) -> None:
-        """Tokenize now, without blocking the event loop, what `build` (plain code with no lasting
-        effect) would tokenize, so that the same code run next finds its tokens at once. Only a
-        model on a server has anything to do: in-process tokenizing takes microseconds."""
+        """Tokenize now, without blocking the event loop, what `build` would tokenize, so that the
+        same code run next finds its tokens at once. `build` may run in a thread alongside the game:
+        it must change nothing the game relies on (caches it fills with what the real run would are
+        fine). Only a model on a server has anything to do: in-process tokenizing takes microseconds."""
         ...
 
     def generate(self, prompt: Prompt | Sequence[int], params: GenerationParams) -> GenerationStream: ...

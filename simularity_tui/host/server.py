@@ -85,7 +85,7 @@ class Host:
         self.model_args = model_args
         self.game_env = game_env or {}  # what every game gets besides its player's terminal and files
         # On a server, each game keeps a slot of its own (its prompt cache): as many as games at once.
-        on_server = "--backend" in model_args
+        on_server = self.config.shared_server or bool(self.config.backend)
         self.server_slots = ServerSlots(self.config.max_sessions) if on_server else None
         self.credentials = Credentials(self.config)
         self.throttle = Throttle(
@@ -252,7 +252,7 @@ class Host:
         dirs = PlayerDirs(self.loaded.player_dir(name))
         for directory in (dirs.root, dirs.config, dirs.data, dirs.cache):
             directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        slot = self.server_slots.take(name) if self.server_slots is not None else None
+        slot = self.server_slots.take(name) if self.server_slots is not None else None  # a free one: sessions <= slots
         try:
             return await self._play_game(process, session, dirs, slot)
         finally:
@@ -527,6 +527,10 @@ def _most_open_files() -> int:
         return 1 << 20
 
 
+def _exit_on(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def run_host(config_path: Path) -> int:
     from .config import load_host_config
 
@@ -535,8 +539,13 @@ def run_host(config_path: Path) -> int:
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log.addHandler(handler)
     raise_open_files_limit()
-    shared = start_shared_server(loaded) if loaded.config.shared_server else None
+    # Until serve() takes them over, SIGTERM and SIGHUP end the host through `finally` (Python's
+    # default would kill it on the spot, and leave the llama-server it started running).
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _exit_on)
+    shared: LlamaServer | None = None
     try:
+        shared = start_shared_server(loaded) if loaded.config.shared_server else None
         arguments = model_arguments(loaded, shared)
         # The server's key reaches the games in their environment only (settings.API_KEY_VARIABLE).
         game_env = {"SIMULARITY_API_KEY": shared.api_key} if shared is not None else {}

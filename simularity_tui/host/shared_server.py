@@ -17,10 +17,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import socket
 from pathlib import Path
 
-from ..engine.remote.llama_server import LlamaServer, LlamaServerSpec, free_port, llama_server_binary
+from ..engine.remote.llama_server import LlamaServer, LlamaServerSpec, free_port, llama_server_binary, port_is_free
 from .config import LoadedHostConfig
 
 log = logging.getLogger("simularity.host")
@@ -46,7 +45,10 @@ def start_shared_server(loaded: LoadedHostConfig) -> LlamaServer:
     server = LlamaServer(binary, spec, loaded.data_dir / "llama-server.log", _kept_port(loaded.data_dir))
     log.info("starting llama-server: %d slots of %d tokens, %s", config.max_sessions, config.n_ctx, model.name)
     server.start()
-    (loaded.data_dir / "llama-server.port").write_text(f"{server.port}\n")
+    try:
+        (loaded.data_dir / "llama-server.port").write_text(f"{server.port}\n")
+    except OSError as error:  # a full disk: the next start picks a port again
+        log.warning("cannot keep llama-server's port: %s", error.strerror)
     log.info("llama-server %d on %s, log %s", server.process.pid if server.process else 0, server.url, server.log)
     return server
 
@@ -55,18 +57,9 @@ def _kept_port(data_dir: Path) -> int:
     """The port the last start used, if it is free now; else a new free one."""
     with contextlib.suppress(OSError, ValueError):
         port = int((data_dir / "llama-server.port").read_text().strip())
-        if 1024 <= port <= 65535 and _free(port):
+        if 1024 <= port <= 65535 and port_is_free(port):
             return port
     return free_port()
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 class ServerSlots:
@@ -77,9 +70,9 @@ class ServerSlots:
         self._free = set(range(count))
         self._last: dict[str, int] = {}
 
-    def take(self, player: str) -> int | None:
-        if not self._free:
-            return None  # more games than slots (cannot happen: max_sessions slots for max_sessions games)
+    def take(self, player: str) -> int:
+        if not self._free:  # the host lets no more games in than it has slots: a slot is never shared
+            raise RuntimeError("every server slot is taken")
         mine = self._last.get(player)
         if mine is None or mine not in self._free:
             unclaimed = self._free - set(self._last.values())

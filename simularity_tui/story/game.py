@@ -133,6 +133,9 @@ class Game:
         self.on_commit = on_commit  # called after each change to the story (autosave)
         self._bos = [session.bos_token] if session.bos_token is not None else []
         self._pinned: _Pinned | None = None
+        # Bumped by every change that makes the pinned block stale: a block made in a thread meanwhile
+        # (ModelSession.tokens_ahead) from the old pack, persona or lore is not kept.
+        self._pinned_epoch = 0
         self._window_start = 0
         self.last_lore_scan: LoreScan | None = None  # the lore of the next line, as last worked out
         # The scales the next line's notes and reminders were cut to, to fit their budgets (1.0: whole):
@@ -196,7 +199,7 @@ class Game:
         return Prompt.of(self._pinned_block().tokens, [*(line.tokens for line in lines), open_turn])
 
     def _pinned_block(self) -> _Pinned:
-        summary, essentials = self.summary, self.essentials
+        summary, essentials, epoch = self.summary, self.essentials, self._pinned_epoch
         if self._pinned is None or (self._pinned.summary, self._pinned.essentials) != (summary, essentials):
             budget = min(self.pack.prompt.example_tokens, int(self.session.n_ctx * EXAMPLES_SHARE))
             examples = examples_text(self.pack, lambda text: len(self.session.tokenize(text)), budget)
@@ -222,8 +225,14 @@ class Game:
                 preamble(self.pack, self.episode, shown, scale=scale, examples=examples, essentials=essentials)
             )
             pinned = self._bos + framed(self.session, tokens)
-            self._pinned = _Pinned(summary, shown, essentials, pinned, scale, examples)
+            made = _Pinned(summary, shown, essentials, pinned, scale, examples)
+            if epoch == self._pinned_epoch:
+                self._pinned = made
+            return made
         return self._pinned
+
+    def _stale_pinned(self) -> None:
+        self._pinned, self._pinned_epoch = None, self._pinned_epoch + 1
 
     def pinned_parts(self) -> list[tuple[str, str]]:
         """The pinned block as labelled parts (writing.pinned_parts), as the model reads it now."""
@@ -440,7 +449,7 @@ class Game:
         """Play on with a changed pack (hot reload); the engine re-reads from the first change."""
         self._as_written = loaded
         self.loaded = self._named(loaded)
-        self._pinned = None
+        self._stale_pinned()
 
     def set_persona(self, name: str | None, description: str | None) -> int:
         """Who the player is, from now on (None: the pack's own): their character's name (which
@@ -454,7 +463,7 @@ class Game:
         self.player_name = name or None
         self.player_description = clean_note(description) if description else None
         self.loaded = self._named(self._as_written)
-        self._pinned = None
+        self._stale_pinned()
         self._changed()
         return self._reread_after(before)
 
@@ -467,7 +476,7 @@ class Game:
         else:
             self.player_lore[lid] = entry
         self.loaded = self._named(self._as_written)
-        self._pinned = None  # always-on lore sits in the pinned block
+        self._stale_pinned()  # always-on lore sits in the pinned block
         self._changed()
 
     def written_lore(self) -> dict[str, LoreEntry]:

@@ -102,6 +102,7 @@ class PlayScreen(Screen[None]):
         self.graphics = graphics
         self.turn: Turn | None = None
         self.idle_job: IdleWork | None = None  # the idle work running (story/idle_work.py)
+        self._stop_asked = False  # Esc before the turn began (its tokens were being asked of a server)
         self._typing: Timer | None = None  # until the player pauses typing
         self.editing: int | None = None  # the line being edited (its node id)
         self._stage_drawn: tuple[Stage, int] | None = None
@@ -305,6 +306,8 @@ class PlayScreen(Screen[None]):
     def action_stop(self) -> None:
         if self.turn is not None:
             self.turn.cancel()
+        elif self.busy:  # the line's tokens are still asked of a server: the turn will not start
+            self._stop_asked = True
         else:
             self._idle()
 
@@ -456,8 +459,9 @@ class PlayScreen(Screen[None]):
     # -- a turn -----------------------------------------------------------------------------------
 
     def write(self, start: Callable[[], Turn], ahead: Callable[[], object] | None = None) -> None:
-        """Play the turn `start` begins; `ahead`, the same on a copy of the game, tokenizes its new
-        texts first where that would make the screen wait (a model server)."""
+        """Play the turn `start` begins. `ahead` does what `start` does on a copy of the game (taken
+        in a thread): run first where tokenizing would make the screen wait (a model server), it
+        has the line's new texts tokenized there."""
         self._stop_idle_work()
         self.busy = True  # before the worker starts: a second Enter must not start a second turn
         self._write(start, ahead)
@@ -468,7 +472,10 @@ class PlayScreen(Screen[None]):
         lines_before = len(self.game.lines)
         try:
             if ahead is not None:
+                self._stop_asked = False
                 await self.game.session.tokens_ahead(ahead)
+                if self._stop_asked:  # Esc while a server tokenized the line: no turn, nothing changed
+                    return
             turn = self.turn = start()
             if len(self.game.lines) < lines_before:  # regenerate stepped back over the old variant
                 self._show_story()
@@ -550,8 +557,8 @@ class PlayScreen(Screen[None]):
         draft = self._draft()
         # Deciding what is due tokenizes the line being typed: a server's tokens come off the event loop.
         await self.game.session.tokens_ahead(lambda: self.game.idle_work(lambda: draft))
-        if self.busy:
-            return  # the player sent a line meanwhile
+        if self.busy or self._draft() != draft:
+            return  # the player sent a line, or typed on (the typing pause starts this again)
         job = self.game.idle_work(self._draft)
         if job is None:
             return

@@ -3,15 +3,20 @@ server-sent events as chunks.
 
 `[model] api = "chat"` is for servers that offer chat completions only (the cloud APIs): the
 pinned block goes as the system message, and the story as one assistant message the model goes
-on with (prefill) where the server continues a last assistant message (llama-server does); else
-as a user message, with the system message asking for the text's continuation alone. Either way
-the reply is the continuation of the story's text, read as the line format like any other.
+on with (prefill) where the server continues a last assistant message (llama-server does), after
+a constant user turn (templates such as Gemma's put the system text into the first user turn, and
+render none without one); else as a user message, with the system message asking for the text's
+continuation alone. Either way the reply is the continuation of the story's text, read as the
+line format like any other. A chat API without prefill is taken for a strict cloud API, which
+refuses fields it does not know: it is sent the OpenAI fields alone, and the other samplers only
+where the player turned them on.
 
-The body carries the fields every OpenAI-compatible server knows (prompt, max_tokens, temperature,
-top_p, stop, seed, stream) and those the llama.cpp family adds (top_k, min_p, repeat_penalty,
-repeat_last_n, grammar, cache_prompt); vLLM's name for the repeat penalty goes too. Servers ignore
-fields they do not know, so one body fits all. The other samplers (penalties, typical-p, DRY, XTC,
-mirostat) go under llama-server's names, and only when they are on.
+The body of a completion (or of a chat on llama-server) carries the fields every OpenAI-compatible
+server knows (prompt, max_tokens, temperature, top_p, stop, seed, stream) and those the llama.cpp
+family adds (top_k, min_p, repeat_penalty, repeat_last_n, grammar, cache_prompt); vLLM's name for
+the repeat penalty goes too. The completion servers ignore fields they do not know, so one body
+fits them all. The other samplers (penalties, typical-p, DRY, XTC, mirostat) go under
+llama-server's names, and only when they are on.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ PATH = "/v1/completions"
 CHAT_PATH = "/v1/chat/completions"
 DOING = "writing a reply"
 # Said to a chat model that cannot be given the story's beginning to go on with (no prefill).
+GO_ON = "Go on with the story."  # the user turn before the prefilled story
 CONTINUE_ONLY = (
     "\n\nThe user's message is the story so far, in the format above. Continue it from exactly where it "
     "stops, in the same format: write only what comes next, without repeating any of it."
@@ -77,10 +83,33 @@ def chat_body(
     """The pinned block as the system message and the story after it: the model continues the story
     as an assistant message (`prefill`), or is asked to go on with it as a user message."""
     if prefill:
-        messages = [{"role": "system", "content": system}, {"role": "assistant", "content": story}]
-    else:
-        messages = [{"role": "system", "content": system + CONTINUE_ONLY}, {"role": "user", "content": story}]
-    return {"messages": messages, **_request_fields(model, params, seed, max_tokens, grammar=grammar, slot=slot)}
+        messages = [
+            {"role": "system", "content": system},
+            {"role": "user", "content": GO_ON},
+            {"role": "assistant", "content": story},
+        ]
+        return {"messages": messages, **_request_fields(model, params, seed, max_tokens, grammar=grammar, slot=slot)}
+    messages = [{"role": "system", "content": system + CONTINUE_ONLY}, {"role": "user", "content": story}]
+    return {"messages": messages, **_openai_fields(model, params, seed, max_tokens)}
+
+
+def _openai_fields(model: str, params: GenerationParams, seed: int, max_tokens: int) -> dict[str, Any]:
+    """What a strict OpenAI-compatible API accepts: its own fields, and the other samplers only
+    where the player turned them on (a server that refuses them then says so in words)."""
+    sampling = params.sampling
+    body: dict[str, Any] = {
+        "model": model,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "max_tokens": max_tokens,
+        "temperature": max(0.0, sampling.temperature),
+        "top_p": sampling.top_p,
+        "seed": seed,
+        **extra_sampling_fields(sampling),
+    }
+    if params.stop:
+        body["stop"] = list(params.stop)
+    return body
 
 
 def _request_fields(

@@ -100,6 +100,10 @@ class Calls:
         connect = min(config.connect_timeout, config.tokenizer_timeout)
         return httpx.Timeout(config.tokenizer_timeout, connect=connect, pool=connect)
 
+    def timed_out(self, doing: str, *, quick: bool) -> Exception:
+        """The error of a request that was not answered in its time (waited for elsewhere)."""
+        return self._failure(httpx.ReadTimeout(f"no answer while {doing}"), doing, quick)
+
     def _failure(self, error: httpx.HTTPError, doing: str, quick: bool) -> Exception:
         if quick:
             timeout, hint = self.config.tokenizer_timeout, _TOKENIZER_SLOW_HINT

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Literal
 
 import httpx
+import psutil  # type: ignore[import-untyped,unused-ignore]
 
 from ...errors import UserFacingError
 
@@ -104,6 +105,18 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def port_is_free(port: int) -> bool:
+    """Whether a server could listen on `port` now (connections of an earlier one that linger in
+    TIME_WAIT do not stop it, as they do not stop llama-server)."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 class LlamaServer:
     """A running llama-server on a loopback port, with a key of its own: other users of the machine
     can reach the port, not the model. Its output goes to `log`: that is where it says why it failed."""
@@ -121,10 +134,13 @@ class LlamaServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout_s: float = START_TIMEOUT_S) -> None:
-        """Start it and wait until it answers (its model loaded); a clear error if it does not."""
-        self.log.parent.mkdir(parents=True, exist_ok=True)
-        if self.spec.slot_save_path is not None:
-            self.spec.slot_save_path.mkdir(parents=True, exist_ok=True)
+        """Start it and wait until it answers (its model loaded); a clear error if it does not, and
+        the process stopped whatever ends the wait (a Ctrl-C during a long load included).
+
+        Its files (log, slot files: the players' stories) are for this user alone (umask 077)."""
+        for directory in (self.log.parent, self.spec.slot_save_path):
+            if directory is not None:
+                directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         with self.log.open("ab") as output:
             self.process = subprocess.Popen(
                 [str(self.binary), *self.spec.arguments(self.port)],
@@ -133,7 +149,16 @@ class LlamaServer:
                 stdout=output,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # a Ctrl-C in the host's terminal is the host's to handle
+                umask=0o077,
             )
+        try:
+            self._wait_until_up(timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_until_up(self, timeout_s: float) -> None:
+        assert self.process is not None
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -144,16 +169,28 @@ class LlamaServer:
             if self._healthy():
                 return
             time.sleep(0.1)
-        self.stop()
         raise UserFacingError(
             f"llama-server did not answer within {timeout_s:.0f} s", hint=f"Its log says what it did: {self.log}"
         )
 
     def _healthy(self) -> bool:
+        """Whether our server answers: its /health says so (503 while loading), and the port is its
+        own (not another program's that took it first, which would be sent the key and the stories)."""
         try:
-            return httpx.get(f"{self.url}/health", timeout=2.0).status_code == 200  # 503 while loading
+            if httpx.get(f"{self.url}/health", timeout=2.0).status_code != 200:
+                return False
         except httpx.HTTPError:
             return False
+        assert self.process is not None
+        process = psutil.Process(self.process.pid)
+        connections = process.net_connections() if hasattr(process, "net_connections") else process.connections()
+        listening = {c.laddr.port for c in connections if c.status == psutil.CONN_LISTEN}
+        if self.port not in listening:
+            raise UserFacingError(
+                f"another program answers on port {self.port}, not the llama-server started for it",
+                hint="Start again: a free port is chosen.",
+            )
+        return True
 
     def stop(self) -> None:
         """SIGTERM (it finishes nothing we wait for), then SIGKILL if it lingers."""

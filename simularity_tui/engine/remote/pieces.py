@@ -12,7 +12,7 @@ reads, and its context is normally far larger than the game's `n_ctx` (a cloud m
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import httpx
 
@@ -41,9 +41,6 @@ class PieceTokenizer:
 
     async def adetokenize(self, client: httpx.AsyncClient, tokens: Sequence[int]) -> str:
         return self.detokenize(tokens)
-
-    def ahead(self, build: Callable[[], object]) -> None:
-        return None  # nothing is asked of the server: there is nothing to do ahead
 
 
 def _fitting(piece: str) -> list[str]:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
@@ -74,7 +73,8 @@ class _Reply:
     stop_string: str | None = None
     evaluated: int | None = None
     first_text_at: float | None = None
-    echo: str = ""  # what of the prefilled story the server has still to repeat before its reply
+    echo: str = ""  # the prefilled story, which llama-server repeats before its reply
+    held: str = ""  # text that repeats the story so far: its reply, if the story does not come whole
 
 
 class RemoteSession:
@@ -185,6 +185,8 @@ class RemoteSession:
         and the event loop goes on; the same code run next on the loop finds them known
         (tokenizer.py). `build` must change nothing that matters: it may run alongside the game.
         What it returns or raises is dropped: the run on the loop says any real error."""
+        if isinstance(self._tokenizer, PieceTokenizer):
+            return  # estimated counts ask nothing of the server
         await asyncio.to_thread(self._tokenizer.ahead, build)
 
     def generate(self, prompt: Prompt | Sequence[int], params: GenerationParams) -> TaskGeneration:
@@ -459,17 +461,18 @@ class RemoteSession:
 
 
 def _without_echo(text: str, reply: _Reply) -> str:
-    """`text` without the part of the prefilled story the server repeats before its reply (llama-server
-    sends the whole assistant message, prefill included); as is once the story has been passed."""
-    echo = reply.echo
-    if not echo:
+    """`text` without the prefilled story the server repeats before its reply (llama-server sends the
+    whole assistant message, prefill included). Text that could still be the story is held back; once
+    it is not (a server that does not repeat it, or a reply that began like the story), all of what
+    was held comes out, so nothing of a real reply is lost."""
+    if not reply.echo:
         return text
-    same = len(os.path.commonprefix([echo, text]))
-    if same == len(text):  # all of it the story again, so far
-        reply.echo = echo[same:]
+    seen = reply.held + text
+    if reply.echo.startswith(seen) and len(seen) < len(reply.echo):
+        reply.held = seen
         return ""
-    reply.echo = ""
-    return text[same:] if same == len(echo) else text  # a server that does not repeat it: its reply whole
+    story, reply.echo, reply.held = reply.echo, "", ""
+    return seen[len(story) :] if seen.startswith(story) else seen
 
 
 def _chosen_slot(asked: int | None, total: Any, url: str) -> int | None:

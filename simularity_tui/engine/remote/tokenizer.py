@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -72,7 +73,7 @@ class RemoteTokenizer:
         self._text_of: OrderedDict[tuple[int, ...], str] = OrderedDict()
         self._starting: dict[int, set[tuple[int, ...]]] = {}  # first token -> known runs, longest first
         self._lock = threading.RLock()  # the tables: `ahead` fills them from a thread
-        self._ahead = threading.local()  # `patient`: True in a thread running `ahead`
+        self._thread_state = threading.local()  # `patient`: True in a thread running `ahead`
         self._asking: dict[str, threading.Event] = {}  # texts being asked for now, set once learnt
 
     @classmethod
@@ -90,37 +91,41 @@ class RemoteTokenizer:
     # -- text to tokens -------------------------------------------------------------------------
 
     def tokenize(self, text: str) -> list[int]:
-        known = self._known_tokens(text)
-        if known is not None:
-            return list(known)
-        quick = not getattr(self._ahead, "patient", False)  # on the event loop: the screen waits
-        with self._lock:
-            asked = self._asking.get(text)
-            if asked is None:
-                self._asking[text] = threading.Event()
-        if asked is not None:  # another thread asks for it now (an earlier read-ahead): its answer serves
-            asked.wait(self.calls.config.tokenizer_timeout if quick else self.calls.config.read_timeout)
-            if (known := self._known_tokens(text)) is not None:
-                return list(known)
-            return self.tokenize(text)  # that one failed: ask for it here
-        try:
-            body = self.dialect.tokenize_body(text, self.model)
-            answer = self.calls.post(self.dialect.tokenize_path, body, "tokenizing", quick=quick)
-            return list(self._learn(text, answer))
-        finally:
+        """The text's tokens: from the table, else from the server. A text another thread is asking
+        for already (a read-ahead) is waited for, within this call's own timeout: the tokenizer's
+        short one on the event loop, a reply's in a thread running `ahead`."""
+        patient = getattr(self._thread_state, "patient", False)
+        config = self.calls.config
+        deadline = time.monotonic() + (config.read_timeout if patient else config.tokenizer_timeout)
+        while (known := self._known_tokens(text)) is None:
             with self._lock:
-                self._asking.pop(text).set()
+                asked = self._asking.get(text)
+                mine = asked is None
+                if asked is None:
+                    asked = self._asking[text] = threading.Event()
+            if mine:
+                try:
+                    body = self.dialect.tokenize_body(text, self.model)
+                    answer = self.calls.post(self.dialect.tokenize_path, body, "tokenizing", quick=not patient)
+                    return list(self._learn(text, answer))
+                finally:
+                    with self._lock:
+                        self._asking.pop(text).set()
+            if not asked.wait(max(0.0, deadline - time.monotonic())):
+                raise self.calls.timed_out("tokenizing", quick=not patient)
+            # The other request ended: learnt (found above), or failed (this call asks itself).
+        return list(known)
 
     def ahead(self, build: Callable[[], object]) -> None:
         """Run `build` (in a thread of its own) for the texts it tokenizes: they are asked of the
         server as patiently as a reply, and learnt. What it returns or raises is dropped (the game
         may change under it; the run that counts follows, on the event loop)."""
-        self._ahead.patient = True
+        self._thread_state.patient = True
         try:
             with contextlib.suppress(Exception):
                 build()
         finally:
-            self._ahead.patient = False
+            self._thread_state.patient = False
 
     async def atokenize(self, client: httpx.AsyncClient, text: str) -> list[int]:
         known = self._known_tokens(text)
@@ -165,7 +170,8 @@ class RemoteTokenizer:
 
     def _ask_sync(self, run: tuple[int, ...]) -> str:
         body = self.dialect.detokenize_body(run, self.model)
-        return self._learn_text(run, self.calls.post(self.dialect.detokenize_path, body, "detokenizing", quick=True))
+        quick = not getattr(self._thread_state, "patient", False)
+        return self._learn_text(run, self.calls.post(self.dialect.detokenize_path, body, "detokenizing", quick=quick))
 
     async def _ask(self, client: httpx.AsyncClient, run: tuple[int, ...]) -> str:
         body = self.dialect.detokenize_body(run, self.model)
