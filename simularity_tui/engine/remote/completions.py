@@ -100,9 +100,9 @@ def _openai_fields(model: str, params: GenerationParams, seed: int, max_tokens: 
     body: dict[str, Any] = {
         "model": model,
         "stream": True,
-        "stream_options": {"include_usage": True},
+        "stream_options": {"include_usage": True},  # vLLM/SGLang: how much of the prompt was cached
         "max_tokens": max_tokens,
-        "temperature": max(0.0, sampling.temperature),
+        "temperature": max(0.0, sampling.temperature),  # 0: greedy, as on the in-process engine
         "top_p": sampling.top_p,
         "seed": seed,
         **extra_sampling_fields(sampling),
@@ -115,25 +115,17 @@ def _openai_fields(model: str, params: GenerationParams, seed: int, max_tokens: 
 def _request_fields(
     model: str, params: GenerationParams, seed: int, max_tokens: int, *, grammar: bool, slot: int | None
 ) -> dict[str, Any]:
+    """The OpenAI fields, and those the llama.cpp family (and vLLM) add."""
     sampling = params.sampling
-    body: dict[str, Any] = {
-        "model": model,
-        "stream": True,
-        "stream_options": {"include_usage": True},  # vLLM/SGLang: how much of the prompt was cached
-        "max_tokens": max_tokens,
-        "temperature": max(0.0, sampling.temperature),  # 0: greedy, as on the in-process engine
-        "top_p": sampling.top_p,
-        "top_k": sampling.top_k,
-        "min_p": sampling.min_p,
-        "repeat_penalty": sampling.repeat_penalty,
-        "repetition_penalty": sampling.repeat_penalty,
-        "repeat_last_n": sampling.repeat_last_n,
-        "seed": seed,
-        "cache_prompt": True,  # llama-server: reuse the longest common prefix (its default, said anyway)
-    }
-    body.update(extra_sampling_fields(sampling))
-    if params.stop:
-        body["stop"] = list(params.stop)
+    body = _openai_fields(model, params, seed, max_tokens)
+    body.update(
+        top_k=sampling.top_k,
+        min_p=sampling.min_p,
+        repeat_penalty=sampling.repeat_penalty,
+        repetition_penalty=sampling.repeat_penalty,  # vLLM's name
+        repeat_last_n=sampling.repeat_last_n,
+        cache_prompt=True,  # llama-server: reuse the longest common prefix (its default, said anyway)
+    )
     if grammar and params.grammar:
         body["grammar"] = params.grammar
     if slot is not None:
