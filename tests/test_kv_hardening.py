@@ -21,7 +21,7 @@ from simularity_tui.bench.script import ScriptedGame
 from simularity_tui.engine.kv_state import MAGIC
 from simularity_tui.scenario import bundled_packs_dir
 from tests.conftest import TEST_N_CTX, TEST_THREADS
-from tests.test_kv_state import next_turn, played_game
+from tests.test_kv_state import next_turn, played_once
 
 if TYPE_CHECKING:
     from simularity_tui.engine import LlamaSession
@@ -109,25 +109,14 @@ def damaged_payload(payload: bytes, damage: str) -> bytes:
     return bytes(data)
 
 
-_PLAYED: list[tuple[list[int], list[list[int]], bytes, str]] = []  # the game below, played once per run
-
-
 @pytest.fixture
 async def saved(session: LlamaSession, tmp_path: Path) -> tuple[ScriptedGame, Path, str]:
     """A six-turn game, its state file (each test's own copy), and the text of its next turn on a
-    KV read afresh. Played once per run: every test damages its copy, not the game."""
+    KV read afresh. Played once per run (tests/test_kv_state.py): every test damages its copy, not the game."""
+    played = await played_once(session)
     path = tmp_path / "save.kv"
-    if not _PLAYED:
-        game = await played_game(session)
-        assert await session.save_state(path) > 1_000_000
-        await session.reset()
-        fresh = await next_turn(game)
-        _PLAYED.append((game.pinned, [list(turn) for turn in game.turns], path.read_bytes(), fresh.text))
-    pinned, turns, state, fresh_text = _PLAYED[0]
-    game = ScriptedGame(session)
-    game.pinned, game.turns = list(pinned), [list(turn) for turn in turns]
-    path.write_bytes(state)
-    return game, path, fresh_text
+    path.write_bytes(played.state)
+    return played.game(session), path, played.fresh
 
 
 # -- the header -------------------------------------------------------------------------------------
@@ -178,6 +167,9 @@ async def test_a_file_of_the_first_state_format_is_refused(session: LlamaSession
 
 # -- the payload, restored in a child process (an abort would kill it, not the tests) ---------------
 
+# The child restores each state file given on a fresh KV (reset, as a newly opened session has it),
+# then plays the next turn; one JSON line per file. One child for all the damages (one model load, not
+# eight); a damage it did not answer for (it died first) is restored again in a child of its own.
 CHILD = """
 import asyncio, json, sys
 from pathlib import Path
@@ -185,40 +177,64 @@ from simularity_tui.bench.script import ScriptedGame
 from simularity_tui.engine import LlamaSession, ModelConfig
 from tests.test_kv_state import next_turn
 
-async def main(model, state, game_file, n_ctx, threads):
+async def main(model, game_file, n_ctx, threads, *states):
     session = await LlamaSession.open(ModelConfig(Path(model), n_ctx=int(n_ctx), n_threads=int(threads)))
-    restored = await session.restore_state(Path(state))
-    held = len(session.kv_tokens)
-    game = ScriptedGame(session)
     saved = json.loads(Path(game_file).read_text())
-    game.pinned, game.turns = saved["pinned"], saved["turns"]
-    text = (await next_turn(game)).text
+    for state in states:
+        await session.reset()
+        restored = await session.restore_state(Path(state))
+        held = len(session.kv_tokens)
+        game = ScriptedGame(session)
+        game.pinned, game.turns = saved["pinned"], saved["turns"]
+        text = (await next_turn(game)).text
+        answer = {"state": state, "tokens": restored.tokens, "held": held, "warning": restored.warning, "text": text}
+        print(json.dumps(answer), flush=True)
     await session.close()
-    print(json.dumps({"tokens": restored.tokens, "held": held, "warning": restored.warning, "text": text}))
 
 asyncio.run(main(*sys.argv[1:]))
 """
+DAMAGES = ["truncated", "positions", "far-position", "cells", "nan-keys", "garbled", "garbled-anywhere", "huge-values"]
+_ANSWERS: dict[str, dict[str, Any]] = {}  # damage: the shared child's answer (filled by the first test)
 
 
-@pytest.mark.parametrize(
-    "damage",
-    ["truncated", "positions", "far-position", "cells", "nan-keys", "garbled", "garbled-anywhere", "huge-values"],
-)
+def restore_in_child(
+    model_path: Path, game_file: Path, states: list[Path]
+) -> tuple[subprocess.CompletedProcess[str], dict[str, dict[str, Any]]]:
+    """The child run on `states`, and its answers by state file."""
+    child = subprocess.run(
+        [sys.executable, "-c", CHILD, str(model_path), str(game_file), str(TEST_N_CTX), str(TEST_THREADS),
+         *map(str, states)],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )  # fmt: skip
+    answers = [json.loads(line) for line in child.stdout.splitlines() if line.startswith('{"state": ')]
+    return child, {answer["state"]: answer for answer in answers}
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
 async def test_a_damaged_payload_with_a_matching_checksum_is_refused(
     saved, model_path: Path, tmp_path: Path, damage: str
 ) -> None:  # type: ignore[no-untyped-def]
     game, path, fresh_text = saved
     header, payload = split(path.read_bytes())
-    broken = damaged_payload(payload, damage)
-    path.write_bytes(join(sign(header, broken), broken))
     game_file = tmp_path / "game.json"
     game_file.write_text(json.dumps({"pinned": game.pinned, "turns": game.turns}))
-    child = subprocess.run(
-        [sys.executable, "-c", CHILD, str(model_path), str(path), str(game_file), str(TEST_N_CTX), str(TEST_THREADS)],
-        capture_output=True, text=True, timeout=300, cwd=ROOT,
-    )  # fmt: skip
-    assert child.returncode == 0, f"the restore took the process down ({child.returncode}): {child.stderr[-2000:]}"
-    answer = json.loads(child.stdout.splitlines()[-1])
+    if not _ANSWERS:  # the first of these tests: every damage, in one child
+        states = {name: tmp_path / f"{name}.kv" for name in DAMAGES}
+        for name, state in states.items():
+            broken = damaged_payload(payload, name)
+            state.write_bytes(join(sign(header, broken), broken))
+        child, answers = restore_in_child(model_path, game_file, list(states.values()))
+        for name, state in states.items():  # what a child that exited cleanly answered
+            if child.returncode == 0 and str(state) in answers:
+                _ANSWERS[name] = answers[str(state)]
+        _ANSWERS.setdefault("", {})  # the shared child ran
+    answer = _ANSWERS.get(damage)
+    if answer is None:  # the shared child died before answering: this damage alone, to see if it kills
+        broken = damaged_payload(payload, damage)
+        path.write_bytes(join(sign(header, broken), broken))
+        child, answers = restore_in_child(model_path, game_file, [path])
+        assert child.returncode == 0, f"the restore took the process down ({child.returncode}): {child.stderr[-2000:]}"
+        answer = answers[str(path)]
     assert answer["tokens"] == 0 and answer["held"] == 0 and answer["warning"], answer
     assert answer["text"] == fresh_text  # as a re-evaluation plays it
 
@@ -232,19 +248,23 @@ async def test_a_state_saved_after_context_shifts_is_restored(small_session: Lla
     await small_session.reset()
     game = ScriptedGame(small_session)
     shifted = 0
-    for turn in range(14):
+    for turn in range(11):  # it shifts at the tenth turn
         shifted += (await game.play(turn, 16)).shifted_tokens
     assert shifted > 0, "the context never shifted"
     path = tmp_path / "shifted.kv"
     assert await small_session.save_state(path) > 0
+    _header, payload = split(path.read_bytes())
+    (cells,) = struct.unpack_from("<I", payload, 12)
+    positions = [struct.unpack_from("<i", payload, CELLS_AT + 12 * cell)[0] for cell in range(cells)]
+    assert positions != sorted(positions)  # the new turns' cells are the evicted ones, reused
     held = small_session.kv_tokens
     await small_session.reset()
     restored = await small_session.restore_state(path)
     assert restored.warning is None and restored.tokens == len(held) > 200 and small_session.kv_tokens == held
     # Only the new turn is read. (Its text may differ from the live KV's in the last digits: the cells
     # come back packed, not in the live cache's order, and attention sums them in another order.)
-    result = await next_turn(game, 14)
-    assert result.evaluated_tokens <= len(game.prompt(14).turns[-1]) + 1
+    result = await next_turn(game, 11)
+    assert result.evaluated_tokens <= len(game.prompt(11).turns[-1]) + 1
 
 
 # -- through the real command line ------------------------------------------------------------------

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import shutil
 import struct
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,14 +37,51 @@ async def next_turn(game: ScriptedGame, turn: int = 6):  # type: ignore[no-untyp
     return result
 
 
+@dataclass(frozen=True)
+class Played:
+    """The six-turn game, its state file's bytes, and the text of its next turn: played straight on
+    (`live`), and on a KV read afresh from nothing (`fresh`)."""
+
+    pinned: list[int]
+    turns: list[list[int]]
+    state: bytes
+    live: str
+    fresh: str
+
+    def game(self, session: LlamaSession) -> ScriptedGame:
+        """The game as it was played, on `session` (a copy each time)."""
+        game = ScriptedGame(session)
+        game.pinned, game.turns = list(self.pinned), [list(turn) for turn in self.turns]
+        return game
+
+
+_PLAYED: list[Played] = []
+
+
+async def played_once(session: LlamaSession) -> Played:
+    """The game of `played_game`, played once per run (here and in tests/test_kv_hardening.py):
+    every test that damages or restores its state file gets its own copy of the bytes."""
+    if not _PLAYED:
+        game = await played_game(session)
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "save.kv"
+            assert await session.save_state(path) > 1_000_000
+            state = path.read_bytes()
+        live = await next_turn(game)
+        await session.reset()
+        fresh = await next_turn(game)
+        _PLAYED.append(Played(game.pinned, [list(turn) for turn in game.turns], state, live.text, fresh.text))
+    return _PLAYED[0]
+
+
 @pytest.fixture
 async def saved(session: LlamaSession, tmp_path: Path) -> tuple[ScriptedGame, Path, str]:
-    """A six-turn game, its state file, and the text of its next turn played straight on."""
-    game = await played_game(session)
+    """A six-turn game, its state file (this test's own copy), and the text of its next turn played
+    straight on."""
+    played = await played_once(session)
     path = tmp_path / "save.kv"
-    assert await session.save_state(path) > 1_000_000
-    live = await next_turn(game)
-    return game, path, live.text
+    path.write_bytes(played.state)
+    return played.game(session), path, played.live
 
 
 async def test_restoring_evaluates_only_the_new_turn(session: LlamaSession, saved) -> None:  # type: ignore[no-untyped-def]
