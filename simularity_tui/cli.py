@@ -22,9 +22,10 @@ from .cli_import import COMMANDS as IMPORT_COMMANDS
 from .cli_import import add_import_commands, import_command
 from .cli_models import add_models_command, models_command
 from .cli_prompt import add_prompt_command, prompt_command
+from .cli_room import add_room_command, room_command
 from .errors import UserFacingError
 from .first_frame import AUTOSAVE, GRAPHICS_MODES
-from .native_stderr import route_native_stderr
+from .native_stderr import restore_native_stderr, route_native_stderr
 from .untrusted_text import printable
 
 if TYPE_CHECKING:
@@ -159,7 +160,8 @@ BENCHES = (
         "host", "N players over SSH on loopback: time to first token, memory", "host:run_host_bench",
         (("--players", 4, "players at once, 1 to 8"), ("--turns", 3, "turns each player plays"),
          ("--reply-tokens", 40, "tokens per line"),
-         ("--shared-server", 0, "1: then the same on one llama-server the host starts (a slot per player)")),
+         ("--shared-server", 0, "1: then the same on one llama-server the host starts (a slot per player)"),
+         ("--room", 0, "1: then the N players in one room: the reply on the others' screens, memory per player")),
         n_ctx=1024,
     ),
 )  # fmt: skip
@@ -203,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     host.add_argument("--hash-password", action="store_true", help="read a password and print its hash for the config")
 
     add_prompt_command(commands, _model_options())
+    add_room_command(commands, _model_options())  # room serve | join (cli_room.py), started by `host`
     add_models_command(commands)  # models list | pull | rm | use (cli_models.py)
     add_doctor_command(commands, _model_options())  # doctor (cli_doctor.py)
 
@@ -303,6 +306,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return import_command(args)
         if args.command == "run":
             return _run(args)
+        if args.command == "room":
+            return room_command(args, lambda: settings_with_overrides(args))
         if args.command == "prompt":
             return prompt_command(args, settings_with_overrides(args))
         if args.command == "saves":
@@ -462,6 +467,9 @@ def _play(args: argparse.Namespace) -> int:
     app.run()
     if app.error is not None:  # shown in the game; said again here, where it stays after the screen clears
         raise app.error
+    if app.next_room is not None:  # the library's room: this process becomes its screen (the model goes)
+        restore_native_stderr()
+        os.execv(sys.executable, [sys.executable, "-m", "simularity_tui", "room", "join", app.next_room])
     return 0
 
 

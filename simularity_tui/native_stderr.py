@@ -21,11 +21,12 @@ from .untrusted_text import printable
 
 log = logging.getLogger("simularity.native")
 _installed = False
+_real: int | None = None  # the real standard error, while descriptor 2 is the pipe
 
 
 def route_native_stderr() -> None:
     """Install the pipe (once per process), before anything starts the TUI or loads llama.cpp."""
-    global _installed
+    global _installed, _real
     if _installed:
         return
     try:
@@ -41,7 +42,14 @@ def route_native_stderr() -> None:
     sys.stderr = stream
     setattr(sys, "__stderr__", stream)  # noqa: B010 - typeshed marks it Final; Textual draws on it
     threading.Thread(target=_relay, args=(read_end,), name="native-stderr", daemon=True).start()
-    _installed = True
+    _installed, _real = True, real
+
+
+def restore_native_stderr() -> None:
+    """Give descriptor 2 back its real standard error: before this process becomes another program
+    (exec), which would otherwise write into a pipe nobody reads any more."""
+    if _real is not None:
+        os.dup2(_real, 2)
 
 
 class _Terminal(io.TextIOWrapper):

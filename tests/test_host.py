@@ -172,10 +172,10 @@ def batch_ssh(
 
 
 class Pane(TmuxPane):
-    """A player's terminal: `ssh -tt` inside tmux, 100x30."""
+    """A player's terminal: `ssh -tt` inside tmux (100x30 unless told)."""
 
-    def __init__(self, tmp_path: Path, name: str) -> None:
-        super().__init__(tmp_path / f"{name}-ssh.status", exit_timeout=20.0)
+    def __init__(self, tmp_path: Path, name: str, size: tuple[int, int] = (100, 30)) -> None:
+        super().__init__(tmp_path / f"{name}-ssh.status", exit_timeout=20.0, size=size)
         self.pid_file = tmp_path / f"{name}-ssh.pid"
 
     def start(self, argv: list[str]) -> None:
@@ -902,7 +902,7 @@ def test_bench_host_measures_time_to_first_token_and_memory(tmp_path: Path, mode
     run = subprocess.run(
         [
             sys.executable, "-m", "simularity_tui", "bench", "host", "--players", "2", "--turns", "1",
-            "--reply-tokens", "12", "--threads", "1", "--shared-server", "1", "--json", str(out),
+            "--reply-tokens", "12", "--threads", "1", "--shared-server", "1", "--room", "1", "--json", str(out),
         ],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
@@ -928,3 +928,10 @@ def test_bench_host_measures_time_to_first_token_and_memory(tmp_path: Path, mode
     assert on_server["per_extra_player_bytes"] < memory["per_extra_player_bytes"]
     assert all(0 < turn["ttft_s"] < 120 for player in shared["players"] for turn in player["turns"])
     assert "each extra player on the shared server:" in run.stdout
+    # The two in one room: the reply seen on the other's screen; a player there is a screen, no model.
+    room = figures["room"]
+    assert room["players"] == room["seated"] == 2 and 0 < room["reply_seen_median_s"] <= room["reply_seen_max_s"] < 120
+    in_room = room["memory"]
+    assert len(in_room["clients_anonymous"]) == 2 and in_room["room_pss_bytes"] > 0
+    assert 0 < in_room["per_extra_player_bytes"] < memory["per_extra_player_bytes"] / 2
+    assert "each extra player in the room:" in run.stdout

@@ -16,6 +16,11 @@ import pytest
 from textual.app import App
 
 from simularity_tui.errors import UserFacingError
+from simularity_tui.room.client import RoomConnection
+from simularity_tui.room.doors import ROOMS_VARIABLE, RoomDoor, doors_variable
+from simularity_tui.room.rules import RoomConfig, RoomLaunch
+from simularity_tui.room.server import RoomServer
+from simularity_tui.room.table import Table
 from simularity_tui.scenario import bundled_packs_dir, load_pack
 from simularity_tui.settings import Settings
 from simularity_tui.story import open_game
@@ -23,6 +28,7 @@ from simularity_tui.story.saves import save_path
 from simularity_tui.ui.app import LaunchOptions, SimularityApp
 from simularity_tui.ui.error_screen import ErrorScreen
 from simularity_tui.ui.loading_screen import LoadingScreen
+from simularity_tui.ui.room_app import RoomApp
 from tests.fake_model import FakeSession
 
 SIZES = [(80, 24), (160, 48)]
@@ -223,3 +229,48 @@ def test_error(snap_compare, size: tuple[int, int]) -> None:  # type: ignore[no-
         hint="Check the path, or leave the model setting empty to play on the embedded model.",
     )
     assert snap_compare(Showing(ErrorScreen(error)), terminal_size=size, run_before=settle)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_library_with_a_room(snap_compare, fake_session: FakeSession, size: tuple[int, int], monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    door = RoomDoor("tea", "Starlight Café", str(FIXED / "room.sock"), "key", "player")
+    monkeypatch.setenv(ROOMS_VARIABLE, doors_variable([door])[ROOMS_VARIABLE])
+    assert snap_compare(app(fake_session), terminal_size=size, run_before=settle)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_room(snap_compare, fake_session: FakeSession, size: tuple[int, int]) -> None:  # type: ignore[no-untyped-def]
+    """alice's screen in a room where bob has spoken and the story answered him."""
+    cafe = load_pack(bundled_packs_dir() / "starlight-cafe")
+    socket = FIXED / "room.sock"
+    config = RoomConfig(pack=str(cafe.root), players=["alice", "bob"], characters={"alice": "rin", "bob": "juno"})
+    launch = RoomLaunch(
+        name="tea", config=config, pack_dir=str(cafe.root), socket=str(socket), save="room",
+        keys={"key-a": "alice", "key-b": "bob"},
+    )  # fmt: skip
+    door = RoomDoor("tea", "Starlight Café", str(socket), "key-a", "player")
+    kept: list[object] = []  # bob stays connected while the picture is taken
+
+    async def play(pilot) -> None:  # type: ignore[no-untyped-def]
+        server = RoomServer(launch)
+        saved = await open_game(fake_session, cafe, save_path(cafe.pack.id, "room"))
+        server.table = Table(saved, "tea", config, server.emit)
+        socket.parent.mkdir(parents=True, exist_ok=True)
+        await asyncio.start_unix_server(server.connection, path=str(socket))
+        asyncio.ensure_future(server.table.run())
+        bob = await RoomConnection.open(str(socket), "key-b")
+        kept.extend([server, bob])
+        while (await bob.receive() or {}).get("t") != "welcome":
+            pass
+        for _ in range(100):  # alice's screen finds the room (it looks again every second)
+            if any(client.player == "alice" for client in server.clients):
+                break
+            await pilot.pause(0.05)
+        await bob.send({"t": "say", "text": "Welcome back! The usual?"})
+        while (message := await bob.receive()) is not None and not (
+            message["t"] == "line" and message["line"]["player"] == ""
+        ):
+            pass
+        await settle(pilot)
+
+    assert snap_compare(RoomApp(door, "halfcell"), terminal_size=size, run_before=play)

@@ -1,4 +1,4 @@
-"""A real terminal for tests: one tmux session on a private server, 100x30, read with capture-pane.
+"""A real terminal for tests: one tmux session on a private server (100x30 unless told), read with capture-pane.
 
 The command runs under bash; its exit status is written to a file, and the pane stays open after
 it (so what it printed last can still be read).
@@ -15,10 +15,11 @@ from pathlib import Path
 
 
 class TmuxPane:
-    def __init__(self, status_file: Path, exit_timeout: float = 10.0) -> None:
+    def __init__(self, status_file: Path, exit_timeout: float = 10.0, size: tuple[int, int] = (100, 30)) -> None:
         self.socket = f"simularity-test-{uuid.uuid4().hex[:8]}"
         self.status_file = status_file
         self.exit_timeout = exit_timeout
+        self.size = size
 
     def tmux(self, *args: str) -> str:
         return subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, text=True, check=True).stdout
@@ -26,7 +27,8 @@ class TmuxPane:
     def run(self, command: str, *, before: str = "") -> None:
         """Start `command` (shell text); `before` runs first, in the same shell."""
         script = f"{before}{command}; echo $? > {shlex.quote(str(self.status_file))}; sleep 600"
-        self.tmux("new-session", "-d", "-x", "100", "-y", "30", "bash", "-c", script)
+        columns, rows = self.size
+        self.tmux("new-session", "-d", "-x", str(columns), "-y", str(rows), "bash", "-c", script)
 
     def text(self) -> str:
         return self.tmux("capture-pane", "-p")

@@ -4,6 +4,11 @@ A real `simularity host` is started on a free port with N players; N SSH clients
 each start the first bundled pack and play a few turns at the same time. Reported: each player's time
 to first token as seen on their screen, and the memory of the host and its games.
 
+With `--room 1` the players then share one story: a host with one room (`free` mode), which all N
+join with `ssh HOST room bench`. Each turn one seated player sends a line, and what is timed is Enter
+to the first character of the story's reply on every *other* player's screen; and what a player
+costs there, beside a game with a model context of its own (measured in the same run, above).
+
 With `--shared-server 1` the same is played a second time, in the same run, on a host with
 `shared_server = true`: one llama-server the host starts, a slot per player, and games that load
 no model. What one more player costs there is their game's own memory plus one slot of the
@@ -138,6 +143,9 @@ def run_host_bench(args: argparse.Namespace, settings: Settings, model_override:
         )
     with tempfile.TemporaryDirectory(prefix="simularity-bench-host-") as directory:
         figures = asyncio.run(_bench(args, settings, model, Path(directory) / "per-game", console, shared=False))
+        if args.room:
+            console.print(f"Now {args.players} player(s) in one room…")
+            figures["room"] = asyncio.run(_bench_room(args, settings, model, Path(directory) / "room", console))
         if shared:
             console.print("Now the same on one llama-server the host starts, a slot per player…")
             on_server = asyncio.run(_bench(args, settings, model, Path(directory) / "shared", console, shared=True))
@@ -149,19 +157,22 @@ def run_host_bench(args: argparse.Namespace, settings: Settings, model_override:
     return 0
 
 
-async def _bench(
-    args: argparse.Namespace, settings: Settings, model: Path | None, root: Path, console: Console, *, shared: bool
-) -> dict[str, Any]:
+def _host_config(
+    args: argparse.Namespace,
+    settings: Settings,
+    model: Path | None,
+    root: Path,
+    keys: dict[str, asyncssh.SSHKey],
+    **extra: Any,
+) -> int:
+    """Write the bench's host.toml and the players' settings under `root`; the port it listens on."""
     root.mkdir()
-    names = [f"player{number}" for number in range(1, args.players + 1)]
-    keys = {name: asyncssh.generate_private_key("ssh-ed25519") for name in names}
     port = free_port()
     config = {
         "listen": "127.0.0.1",
         "port": port,
         "data_dir": str(root / "host"),
         **({"model": str(model)} if model is not None else {"backend": settings.model.backend}),
-        **({"shared_server": True} if shared else {}),
         "n_ctx": settings.model.n_ctx,
         "threads": settings.model.threads,
         "gpu_layers": settings.model.gpu_layers,
@@ -171,21 +182,52 @@ async def _bench(
         "max_unauthenticated": max(64, args.players),
         "hangup_grace_seconds": 5.0,
         "players": {name: {"keys": [key.export_public_key().decode().strip()]} for name, key in keys.items()},
+        **extra,
     }
     (root / "host.toml").write_text(tomli_w.dumps(config))
-    for name in names:  # each player's own settings: the reply budget of the bench, text-only stage
-        player_settings = root / "host" / "players" / name / "config" / "settings.toml"
+    # Each player's own settings (and a room's): the reply budget of the bench, a half-cell stage.
+    for directory in [*(f"players/{name}" for name in keys), *(f"rooms/{room}" for room in extra.get("rooms", {}))]:
+        player_settings = root / "host" / directory / "config" / "settings.toml"
         player_settings.parent.mkdir(parents=True)
         player_settings.write_text(
             tomli_w.dumps({"game": {"max_reply_tokens": args.reply_tokens}, "ui": {"graphics": "halfcell"}})
         )
-    host_log = (root / "host.log").open("wb")
-    host = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "simularity_tui", "host", "--config", str(root / "host.toml"),
-        stdout=asyncio.subprocess.PIPE, stderr=host_log,
-    )  # fmt: skip
+    return port
+
+
+async def _start_host(root: Path) -> asyncio.subprocess.Process:
+    """`simularity host` on the config under `root`, once it listens (stopped again if it does not)."""
+    with (root / "host.log").open("wb") as host_log:  # the host writes to its own copy
+        host = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "simularity_tui", "host", "--config", str(root / "host.toml"),
+            stdout=asyncio.subprocess.PIPE, stderr=host_log,
+        )  # fmt: skip
     try:
         await _wait_listening(host, root / "host.log")
+    except BaseException:
+        await _stop_host(host)
+        raise
+    return host
+
+
+async def _stop_host(host: asyncio.subprocess.Process) -> None:
+    if host.returncode is None:
+        host.send_signal(signal.SIGTERM)
+    try:
+        await asyncio.wait_for(host.wait(), timeout=30)
+    except TimeoutError:
+        host.kill()
+        await host.wait()
+
+
+async def _bench(
+    args: argparse.Namespace, settings: Settings, model: Path | None, root: Path, console: Console, *, shared: bool
+) -> dict[str, Any]:
+    names = [f"player{number}" for number in range(1, args.players + 1)]
+    keys = {name: asyncssh.generate_private_key("ssh-ed25519") for name in names}
+    port = _host_config(args, settings, model, root, keys, **({"shared_server": True} if shared else {}))
+    host = await _start_host(root)
+    try:
         idle = measure_memory(host.pid)
         console.print(f"Host up on port {port}; {args.players} player(s) connecting…")
         players = await asyncio.gather(*(SshPlayer.connect(port, name, keys[name]) for name in names))
@@ -203,15 +245,67 @@ async def _bench(
         for player in players:
             await player.close()
     finally:
-        if host.returncode is None:
-            host.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(host.wait(), timeout=30)
-        except TimeoutError:
-            host.kill()
-            await host.wait()
-        host_log.close()
+        await _stop_host(host)
     return _figures(args, settings, model, results, idle, playing, peak.highest)
+
+
+async def _bench_room(
+    args: argparse.Namespace, settings: Settings, model: Path | None, root: Path, console: Console
+) -> dict[str, Any]:
+    """N players in one room: Enter → the reply's first character on every other screen; memory."""
+    from ..scenario import bundled_packs_dir
+
+    names = [f"player{number}" for number in range(1, args.players + 1)]
+    keys = {name: asyncssh.generate_private_key("ssh-ed25519") for name in names}
+    room = {"pack": str(bundled_packs_dir() / "lighthouse"), "players": names, "mode": "free", "lines_per_minute": 60}
+    port = _host_config(args, settings, model, root, keys, rooms={"bench": room})
+    host = await _start_host(root)
+    try:
+        players = [await SshPlayer.connect(port, name, keys[name], command="room bench") for name in names]
+        seated = [player for player, holds in zip(players, [await p.join_room() for p in players]) if holds]
+        if not seated:
+            raise UserFacingError("no player got a character in the bench's room", hint="Check the room's log.")
+        console.print(f"{len(players)} in the room, {len(seated)} holding a character; playing {args.turns} turn(s)…")
+        waits: list[float] = []
+        for turn in range(args.turns):
+            sender = seated[turn % len(seated)]
+            line = f"{_LINES[turn % len(_LINES)]} ({turn + 1})"
+            started = await sender.say_in_room(line)
+            readers = [player for player in players if player is not sender] or [sender]
+            seen = await asyncio.gather(*(reader.room_reply_seen(line) for reader in readers))
+            waits += [at - started for at in seen]
+            await asyncio.gather(*(player.room_quiet() for player in players))
+        await asyncio.sleep(READING_S)
+        memory = measure_room_memory(host.pid)
+        for player in players:
+            await player.close()
+    finally:
+        await _stop_host(host)
+    clients = memory["clients_anonymous"]
+    return {
+        "players": len(players),
+        "seated": len(seated),
+        "reply_seen_median_s": statistics.median(waits),
+        "reply_seen_max_s": max(waits),
+        "memory": {**memory, "per_extra_player_bytes": statistics.median(clients) if clients else 0},
+    }
+
+
+def measure_room_memory(host_pid: int) -> dict[str, Any]:
+    """The room's process (its model context), and each player's screen on it, under the host."""
+    room_pss = room_anonymous = 0
+    clients: list[int] = []
+    for child in psutil.Process(host_pid).children(recursive=True):
+        try:
+            command = " ".join(child.cmdline())
+            fields = _rollup(child)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, ProcessLookupError, PermissionError):
+            continue
+        if "room serve" in command:
+            room_pss, room_anonymous = fields.get("Pss", 0), fields.get("Anonymous", 0)
+        elif "room join" in command:
+            clients.append(fields.get("Anonymous", 0))
+    return {"room_pss_bytes": room_pss, "room_anonymous_bytes": room_anonymous, "clients_anonymous": clients}
 
 
 async def _play(player: SshPlayer, turns: int) -> PlayerFigures:
@@ -326,6 +420,20 @@ def _report(figures: dict[str, Any]) -> None:
     )
     print(f"ttft: median {figures['ttft_median_s'] * 1000:.0f} ms, max {figures['ttft_max_s'] * 1000:.0f} ms")
     print(f"each extra player: {memory['per_extra_player_bytes'] / _MIB:.0f} MiB")
+    room = figures.get("room")
+    if room is not None:
+        in_room = room["memory"]
+        median, longest = room["reply_seen_median_s"] * 1000, room["reply_seen_max_s"] * 1000
+        print(
+            f"one room, {room['players']} player(s) ({room['seated']} holding a character): the reply on the other "
+            f"screens after {median:.0f} ms median, {longest:.0f} ms max; "
+            f"the room's process {in_room['room_pss_bytes'] / _MIB:.0f} MiB PSS"
+        )
+        print(
+            f"each extra player in the room: {in_room['per_extra_player_bytes'] / _MIB:.0f} MiB "
+            f"({in_room['per_extra_player_bytes'] / max(1, memory['per_extra_player_bytes']):.2f}x a game with its own "
+            "model context)"
+        )
     shared = figures.get("shared_server")
     if shared is not None:
         on_server = shared["memory"]

@@ -86,12 +86,21 @@ class SshPlayer:
         self.closed = asyncio.Event()
 
     @classmethod
-    async def connect(cls, port: int, name: str, key: asyncssh.SSHKey, columns: int = 120, rows: int = 32) -> SshPlayer:
+    async def connect(
+        cls,
+        port: int,
+        name: str,
+        key: asyncssh.SSHKey,
+        columns: int = 120,
+        rows: int = 32,
+        command: str | None = None,
+    ) -> SshPlayer:
+        """Log in; `command`: what to ask the host for (`room NAME`), else the game."""
         conn = await asyncssh.connect(
             "127.0.0.1", port, username=name, client_keys=[key], known_hosts=None, agent_path=None
         )
         process = await conn.create_process(
-            term_type="xterm-256color", term_size=(columns, rows), encoding=None, stderr=asyncssh.STDOUT
+            command, term_type="xterm-256color", term_size=(columns, rows), encoding=None, stderr=asyncssh.STDOUT
         )
         return cls(name, process, columns, rows)
 
@@ -146,6 +155,28 @@ class SshPlayer:
         speed = _SPEED.search(_status(self.screen.rows()))
         return TurnFigures(first - started, done - started, float(speed.group(1)) if speed else 0.0)
 
+    async def join_room(self) -> bool:
+        """Wait for the room's screen (the session asked for `room NAME`); whether this player holds a
+        character there (else they watch: every character was taken)."""
+        await self.wait_for(lambda rows: any("Say something as" in row or "You are watching." in row for row in rows))
+        return not any("You are watching." in row for row in self.screen.rows())
+
+    async def say_in_room(self, line: str) -> float:
+        """Type `line` and press Enter; when Enter went."""
+        self.type(line)
+        await self.wait_for(lambda rows: any(line in row for row in rows))
+        started = time.perf_counter()
+        self.type("\r")
+        return started
+
+    async def room_reply_seen(self, line: str) -> float:
+        """When the story's reply to `line` began on this screen."""
+        return await self.wait_for(lambda rows: room_reply_begun(rows, line))
+
+    async def room_quiet(self) -> None:
+        """Until the story has finished writing its line."""
+        await self.wait_for(lambda rows: not any("✎ the story" in row for row in rows))
+
     async def close(self) -> None:
         self.process.close()
         self.process.channel.get_connection().close()
@@ -173,3 +204,18 @@ def _reply_begun(rows: list[str], line: str) -> bool:
         if row.strip():
             below.append(row.strip())
     return any(text != "…" for text in below)
+
+
+def room_reply_begun(rows: list[str], line: str) -> bool:
+    """On a room's screen: below the player's line, the story's reply has some text (the transcript
+    ends at the table's line)."""
+    said = [index for index, row in enumerate(rows) if row.strip().endswith(f": {line}")]
+    if not said:
+        return False
+    for row in rows[said[-1] + 1 :]:
+        if row.strip().startswith("At the table:"):
+            return False
+        text = row.strip()
+        if text and not text.endswith(":"):  # a name alone is the line's head, before its first word
+            return True
+    return False

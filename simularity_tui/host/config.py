@@ -17,11 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from .. import paths
 from ..engine.chat_template import TemplateChoice
 from ..engine.remote.config import checked_url
+from ..room.rules import PLAYER_NAME, ROOM_NAME, RoomConfig
 from ..toml_source import load_model
 from .passwords import is_password_hash
-
-# A player's name is a directory name under data_dir/players/ and an SSH user name: keep it plain.
-PLAYER_NAME = r"^[a-z_][a-z0-9_-]{0,31}$"
 
 
 class _Strict(BaseModel):
@@ -130,6 +128,10 @@ class HostConfig(_Strict):
         float, Field(gt=0, le=600, description="Time a connection has to log in before it is closed.")
     ] = 20.0
     players: dict[Annotated[str, Field(pattern=PLAYER_NAME)], PlayerConfig] = {}
+    rooms: Annotated[
+        dict[Annotated[str, Field(pattern=ROOM_NAME)], RoomConfig],
+        Field(description="Shared stories: several players in one story (docs/hosting.md, Rooms)."),
+    ] = {}
 
     @field_validator("backend")
     @classmethod
@@ -153,6 +155,10 @@ class HostConfig(_Strict):
             )
         if not self.players:
             raise ValueError('no players: add a table such as [players.alice] with keys = ["ssh-ed25519 AAAA…"]')
+        for name, room in self.rooms.items():
+            strangers = sorted(set(room.players) - set(self.players))
+            if strangers:
+                raise ValueError(f"rooms.{name}.players: {', '.join(strangers)} have no [players.NAME] table")
         return self
 
 
@@ -184,6 +190,17 @@ class LoadedHostConfig:
 
     def player_dir(self, name: str) -> Path:
         return self.data_dir / "players" / name
+
+    def room_dir(self, name: str) -> Path:
+        return self.data_dir / "rooms" / name
+
+    def room_pack(self, name: str) -> Path:
+        return self.path.resolve().parent / Path(self.config.rooms[name].pack).expanduser()
+
+    @property
+    def server_slots(self) -> int:
+        """Slots a shared server needs: one per game at once, and one per room."""
+        return self.config.max_sessions + len(self.config.rooms)
 
 
 def load_host_config(path: Path) -> LoadedHostConfig:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import resource
 import signal
 import time
@@ -21,10 +22,12 @@ import asyncssh
 
 from ..engine.remote.llama_server import LlamaServer
 from ..errors import UserFacingError
+from ..room.rules import ROOM_NAME
 from .auth import Credentials, Throttle
 from .config import LoadedHostConfig
 from .host_key import fingerprint, load_or_create_host_key
 from .player_process import PlayerDirs, PlayerProcess, TermSize, game_command, game_environment
+from .rooms import RoomProcesses, RoomUnavailable, check_rooms
 from .shared_server import ServerSlots, start_shared_server
 from .waiting_room import WaitingRoom
 
@@ -79,14 +82,20 @@ class _Session:
 
 
 class Host:
-    def __init__(self, loaded: LoadedHostConfig, model_args: list[str], game_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        loaded: LoadedHostConfig,
+        model_args: list[str],
+        game_env: dict[str, str] | None = None,
+        room_titles: dict[str, str] | None = None,
+    ) -> None:
         self.loaded = loaded
         self.config = loaded.config
         self.model_args = model_args
         self.game_env = game_env or {}  # what every game gets besides its player's terminal and files
         # On a server, each game keeps a slot of its own (its prompt cache): as many as games at once.
         on_server = self.config.shared_server or bool(self.config.backend)
-        self.server_slots = ServerSlots(self.config.max_sessions) if on_server else None
+        self.server_slots = ServerSlots(loaded.server_slots) if on_server else None
         self.credentials = Credentials(self.config)
         self.throttle = Throttle(
             self.config.max_auth_failures, self.config.auth_window_seconds, self.config.auth_block_seconds
@@ -101,6 +110,9 @@ class Host:
         )
         self._drops_unlogged: int | None = None  # None: no drop logged lately, the next is logged at once
         self._stopping = asyncio.Event()
+        self.rooms = RoomProcesses(loaded, model_args, self.game_env, room_titles or {})
+        self._room_slots: dict[str, int] = {}  # on a server, each room's slot, kept while the host runs
+        self._room_openings: set[asyncio.Future[RoomUnavailable | None]] = set()
 
     async def listen(self) -> asyncssh.SSHAcceptor:
         """Accept players from now on (the host key is made on the first start)."""
@@ -148,6 +160,7 @@ class Host:
         log.info("stopping: hanging up %d game(s)", len(self.games))
         server.close()
         await asyncio.gather(*(game.hang_up(config.hangup_grace_seconds) for game in list(self.games)))
+        await self.rooms.stop()
         return 0
 
     # -- connections that have not logged in yet --------------------------------------------------
@@ -194,9 +207,13 @@ class Host:
     def playing(self) -> int:
         return sum(len(sessions) for sessions in self.sessions.values())
 
-    def _refusal(self, process: asyncssh.SSHServerProcess[bytes]) -> str | None:
-        if process.command is not None or process.subsystem is not None:
-            return "This host runs the game only: connect without a command (ssh -t HOST)."
+    def _refusal(self, process: asyncssh.SSHServerProcess[bytes], name: str) -> str | None:
+        if process.subsystem is not None or (process.command is not None and _room_asked(process) is None):
+            return "This host runs the game only: connect without a command (ssh -t HOST), or `room NAME`."
+        room = _room_asked(process)
+        if room is not None and room not in {door.name for door in self.rooms.doors(name)}:
+            listed = ", ".join(door.name for door in self.rooms.doors(name)) or "none"
+            return f"No room {room!r} for you here. Rooms you may join: {listed}."
         if process.term_type is None:
             return "The game needs a terminal: connect with ssh -t."
         return None
@@ -223,7 +240,7 @@ class Host:
 
     async def _session(self, process: asyncssh.SSHServerProcess[bytes]) -> None:
         name = str(process.get_extra_info("username"))
-        refusal = self._refusal(process)
+        refusal = self._refusal(process, name)
         session = None
         if refusal is None:
             session = await self._take_slot(name, process)
@@ -252,23 +269,65 @@ class Host:
         dirs = PlayerDirs(self.loaded.player_dir(name))
         for directory in (dirs.root, dirs.config, dirs.data, dirs.cache):
             directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        room = _room_asked(process)
+        if room is not None:
+            return await self._join_room(process, session, dirs, room)
+        for door in self.rooms.doors(name):  # the library lists them: open, a player's are joined at once
+            if door.role == "spectator":
+                continue  # a room someone may only watch starts when it is joined: it costs a model context
+            opening = asyncio.ensure_future(self._open_room(door.name))
+            self._room_openings.add(opening)  # held: the loop keeps tasks only weakly
+            opening.add_done_callback(self._room_openings.discard)
         slot = self.server_slots.take(name) if self.server_slots is not None else None  # a free one: sessions <= slots
         try:
-            return await self._play_game(process, session, dirs, slot)
+            argv = game_command(self._game_arguments(slot))
+            return await self._play_game(process, session, dirs, argv, self.game_env)
         finally:
             if self.server_slots is not None and slot is not None:
                 self.server_slots.give_back(slot)
 
+    def _game_arguments(self, slot: int | None) -> list[str]:
+        return [*self.model_args, *(["--server-slot", str(slot)] if slot is not None else [])]
+
+    async def _join_room(
+        self, process: asyncssh.SSHServerProcess[bytes], session: _Session, dirs: PlayerDirs, room: str
+    ) -> int:
+        """The player's screen on a room (the room's process started first if it is not running)."""
+        with contextlib.suppress(OSError, asyncssh.Error):
+            process.stdout.write(f"simularity host: joining the room {room}...\r\n".encode())
+        reason = await self._open_room(room)
+        if reason is not None:
+            with contextlib.suppress(OSError, asyncssh.Error):
+                process.stdout.write(f"simularity host: the room {room} cannot open: {reason}\r\n".encode())
+            return 1
+        # The room's screen loads no model: it is given no server key.
+        return await self._play_game(process, session, dirs, game_command(["room", "join", room]), {})
+
+    async def _open_room(self, room: str) -> RoomUnavailable | None:
+        """Start the room's process if it is not running; why it cannot start, if it cannot."""
+        if self.server_slots is not None and room not in self._room_slots:
+            self._room_slots[room] = self.server_slots.take(f"room:{room}")
+        try:
+            await self.rooms.open(room, self._room_slots.get(room))
+        except RoomUnavailable as reason:
+            log.error("room %s cannot open: %s", room, reason)
+            return reason
+        return None
+
     async def _play_game(
-        self, process: asyncssh.SSHServerProcess[bytes], session: _Session, dirs: PlayerDirs, slot: int | None
+        self,
+        process: asyncssh.SSHServerProcess[bytes],
+        session: _Session,
+        dirs: PlayerDirs,
+        argv: list[str],
+        model_env: dict[str, str],
     ) -> int:
         name = session.name
         columns, rows, pixel_width, pixel_height = process.term_size
-        arguments = [*self.model_args, *(["--server-slot", str(slot)] if slot is not None else [])]
         try:
             game = await PlayerProcess.start(
-                game_command(arguments),
-                {**game_environment(dirs, process.term_type), **self.game_env},
+                argv,
+                {**game_environment(dirs, process.term_type), **model_env, **self.rooms.environment(name)},
                 TermSize(columns, rows, pixel_width, pixel_height),
                 cwd=dirs.root,
             )
@@ -278,7 +337,7 @@ class Host:
                 process.stdout.write(f"simularity host: the game cannot start ({error.strerror}).\r\n".encode())
             return 1
         self.games.add(game)
-        log.info("%s plays: game %d%s", name, game.pid, f", server slot {slot}" if slot is not None else "")
+        log.info("%s plays: game %d (%s)", name, game.pid, " ".join(argv[3:]))
         to_client = asyncio.create_task(_game_to_client(game, process))
         to_game = asyncio.create_task(_client_to_game(process, game))
         # The channel closing ends the session even while `to_game` is stuck typing into a game that
@@ -316,6 +375,16 @@ class Host:
             finally:
                 game.close()
                 self.games.discard(game)
+
+
+_ROOM_COMMAND = re.compile(r"room (" + ROOM_NAME.strip("^$") + ")")
+
+
+def _room_asked(process: asyncssh.SSHServerProcess[bytes]) -> str | None:
+    """The room named by `ssh -t HOST room NAME`, if that is the command."""
+    command = process.command
+    found = _ROOM_COMMAND.fullmatch(command.strip()) if isinstance(command, str) else None
+    return found.group(1) if found else None
 
 
 def _ended_cleanly(to_client: asyncio.Task[None]) -> bool:
@@ -535,6 +604,7 @@ def run_host(config_path: Path) -> int:
     from .config import load_host_config
 
     loaded = load_host_config(config_path)
+    room_titles = check_rooms(loaded)
     handler = logging.StreamHandler()  # besides the log file: systemd's journal shows who came and went
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log.addHandler(handler)
@@ -550,7 +620,7 @@ def run_host(config_path: Path) -> int:
         # The server's key reaches the games in their environment only (settings.API_KEY_VARIABLE).
         game_env = {"SIMULARITY_API_KEY": shared.api_key} if shared is not None else {}
         with contextlib.suppress(KeyboardInterrupt):
-            return asyncio.run(Host(loaded, arguments, game_env).serve())
+            return asyncio.run(Host(loaded, arguments, game_env, room_titles).serve())
         return 130
     finally:
         if shared is not None:

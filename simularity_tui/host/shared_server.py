@@ -32,9 +32,9 @@ def start_shared_server(loaded: LoadedHostConfig) -> LlamaServer:
     spec = LlamaServerSpec(
         model=model,
         n_ctx_per_slot=config.n_ctx,
-        slots=config.max_sessions,
+        slots=loaded.server_slots,
         # The CPU the games would have had between them: `threads` per game, for every slot.
-        threads=min(config.threads * config.max_sessions, os.cpu_count() or 1) if config.threads else 0,
+        threads=min(config.threads * loaded.server_slots, os.cpu_count() or 1) if config.threads else 0,
         gpu_layers=config.gpu_layers,
         slot_save_path=loaded.data_dir / "slots",
         # Each game keeps a slot of its own: a RAM cache of prompts (up to 8 GiB by default) would
@@ -43,7 +43,7 @@ def start_shared_server(loaded: LoadedHostConfig) -> LlamaServer:
     )
     binary = llama_server_binary(loaded.llama_server)
     server = LlamaServer(binary, spec, loaded.data_dir / "llama-server.log", _kept_port(loaded.data_dir))
-    log.info("starting llama-server: %d slots of %d tokens, %s", config.max_sessions, config.n_ctx, model.name)
+    log.info("starting llama-server: %d slots of %d tokens, %s", loaded.server_slots, config.n_ctx, model.name)
     server.start()
     try:
         (loaded.data_dir / "llama-server.port").write_text(f"{server.port}\n")

@@ -53,7 +53,7 @@ from .stage import Stage, StageCommand
 from .summary import SummaryRequest, summary_request
 from .tree import Line, LineKind, StoryTree
 from .turn import Opening, Turn
-from .writing import clip, line_text, next_minute, note_text, pinned_parts, preamble, reminder_text
+from .writing import clip, has_stage_line, line_text, next_minute, note_text, pinned_parts, preamble, reminder_text
 from .written_ahead import WrittenAhead
 
 Act = Literal["say", "do", "story", "ooc"]  # the ways a player acts (Game.act)
@@ -122,6 +122,9 @@ class Game:
         self.budgets = budgets or Budgets()
         self.unlocked: dict[str, int] = dict(unlocked or {})  # achievement id -> lines when it unlocked
         self.silent: set[str] = set(silent or ())  # characters the player has told not to speak
+        # Characters players hold in a shared room (room/): the model never speaks for them. Not saved:
+        # the save played solo lets the model play them again.
+        self.held: set[str] = set()
         self.essentials = clean_note(essentials)  # the player's plot essentials, in the pinned block
         self.direction = ""  # the player's out-of-story direction for the next line ("": none)
         self.authors_note = clean_note(authors_note)  # the player's note to the model, near the end ("": none)
@@ -182,10 +185,11 @@ class Game:
         return found[1] if found else None
 
     def speakers(self, stage: Stage | None = None) -> list[str]:
-        """Who may speak next: characters on stage the player has not silenced, and the narrator."""
+        """Who may speak next: characters on stage the player has not silenced and no player holds, and
+        the narrator."""
         stage = stage or self.stage
         cast = [c for c in stage.cast if c in self.pack.characters and not self.pack.characters[c].player]
-        return [c for c in cast if c not in self.silent] + [NARRATOR]
+        return [c for c in cast if c not in self.silent and c not in self.held] + [NARRATOR]
 
     @property
     def covered(self) -> int:
@@ -283,11 +287,13 @@ class Game:
         """The player's line, then a line in reply."""
         return self.act("say", text)
 
-    def act(self, how: Act, text: str) -> Turn:
+    def act(self, how: Act, text: str, *, character: str | None = None) -> Turn:
         """The player acts, then a line in reply: `say` a line as their character; `do` something,
         which the narrator tells ("Ash opens the door."); write the `story` itself (a line of
         narration); or give an `ooc` direction, outside the story, that the next line alone reads
-        near the end of its prompt (a reminder, as the author's note is: nothing is spliced)."""
+        near the end of its prompt (a reminder, as the author's note is: nothing is spliced).
+        `character`: the cast character the player plays (a shared room); default, the pack's player."""
+        speaker = character or self.pack.player_id
         text = one_line(text)
         turn = self.continue_story()
         if not text:
@@ -296,9 +302,9 @@ class Game:
             self.direction = text
             self.note_texts[authors_note_id(text, DIRECTION)] = text
         elif how == "say":
-            self._commit(self._line(self.pack.player_id, text, "player", clock=self.clock))
+            self._commit(self._line(speaker, text, "player", clock=self.clock))
         else:
-            name = self.pack.player.name
+            name = self.pack.speaker_name(speaker)
             told = text if how == "story" or text.lower().startswith(name.lower()) else f"{name} {text}"
             self._commit(self._line(NARRATOR, told[:1].upper() + told[1:], "narration", clock=self.clock))
         return turn
@@ -539,10 +545,9 @@ class Game:
     def _tokens(self, line: Line) -> tuple[int, ...]:
         """A line's tokens from its text, as a turn puts them together: its notes and reminders each
         fitted to their budgets (so a shortened note reads as it did), then its stage line and text."""
-        as_model_line = line.speaker != self.pack.player_id
         notes, _scale = self._notes_tokens(line.notes)
         reminders, _scales = self._reminder_tokens(line.reminders)
-        said = line_text(self.pack, replace(line, notes=(), reminders=()), stage=as_model_line)
+        said = line_text(self.pack, replace(line, notes=(), reminders=()), stage=has_stage_line(self.pack, line))
         return tuple(notes + reminders + self.session.tokenize(said))
 
     def retokenize(self, node_ids: Iterable[int] | None = None) -> None:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Literal
 from ..engine import Prompt
 from ..engine.context_window import Window, common_prefix, plan_window
 from .lore import Firing, LoreScan
-from .writing import STAGE_OPEN, line_parts, note_text, reminder_label, reminder_text
+from .writing import STAGE_OPEN, has_stage_line, line_parts, note_text, reminder_label, reminder_text
 
 if TYPE_CHECKING:
     from .game import Game
@@ -105,7 +105,7 @@ def _story(game: Game, turns: Sequence[Sequence[int]], first_kept: int) -> list[
     parts: list[PromptPart] = []
     for index, (line, tokens) in enumerate(zip(game.lines[covered:], turns)):
         number = covered + index + 1
-        pieces = line_parts(pack, line, stage=line.speaker != pack.player_id, reminders=game.known_reminders())
+        pieces = line_parts(pack, line, stage=has_stage_line(pack, line), reminders=game.known_reminders())
         counts = token_counts(game.session.tokenize, len(tokens), [text for _label, _id, text in pieces])
         leaving = " · leaves the window on the next turn" if index < first_kept else ""
         for (label, key, text), count in zip(pieces, counts):

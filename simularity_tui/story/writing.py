@@ -150,6 +150,12 @@ def line_parts(
     return [part for part in parts if part[2]]
 
 
+def has_stage_line(pack: Pack, line: Line) -> bool:
+    """Whether the model reads a stage line before `line`: before the story's lines, not a player's
+    (the pack's player character's, or the character a player holds in a shared room)."""
+    return line.speaker != pack.player_id and line.kind != "player"
+
+
 def reminder_label(reminder_id: str) -> str:
     """How the inspector names a reminder: "author's note", "direction", or the pack reminder's id."""
     if reminder_id.startswith(AUTHORS_NOTE):

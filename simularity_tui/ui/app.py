@@ -23,7 +23,7 @@ from ..first_frame import AUTOSAVE, PACK_THEME, FirstFrameSettings, read_first_f
 from .error_screen import ErrorScreen
 from .library_screen import LibraryScreen, pack_folders
 from .loading_screen import LoadingScreen
-from .messages import NewGameRequested, PlayRequested, SavesRequested
+from .messages import NewGameRequested, PlayRequested, RoomRequested, SavesRequested
 from .notify import notify_plain
 from .themes import DEFAULT_THEME, bundled_themes_dir, load_themes, pack_theme, quick_themes, user_themes_dir
 
@@ -94,6 +94,7 @@ class SimularityApp(App[None]):
         self.saved: SavedGame | None = None  # the game in play; its pack is the one pack in play
         self.error: UserFacingError | None = None  # the reason the game could not start, for the CLI
         self.on_exit_saved: Callable[[], object] | None = None  # the CLI's watchdog: the process ends soon after
+        self.next_room: str | None = None  # a room the player chose to join: the CLI opens it once this app ends
 
     @property
     def settings(self) -> Settings:
@@ -388,6 +389,13 @@ class SimularityApp(App[None]):
         from .saves_screen import SavesScreen
 
         self.push_screen(SavesScreen(request.loaded))
+
+    @on(RoomRequested)
+    def _room_requested(self, request: RoomRequested) -> None:
+        """A room is another app on this terminal (it needs no model): this one ends, saved, and the
+        command line starts the room's (cli._play)."""
+        self.next_room = request.door.name
+        self.exit()
 
     async def on_unmount(self) -> None:
         try:

@@ -21,13 +21,14 @@ from textual.widgets import Footer, Header, Label, ListItem, ListView, Static
 
 from .. import paths
 from ..untrusted_text import printable
-from .messages import NewGameRequested, PlayRequested, SavesRequested
+from .messages import NewGameRequested, PlayRequested, RoomRequested, SavesRequested
 from .stage_view import StageView
 
 # The library is the first screen: what it needs only once the packs are scanned (the pack format,
 # saves, Pillow) is imported then, in the scan's thread or the handler that needs it.
 if TYPE_CHECKING:
     from ..errors import UserFacingError
+    from ..room.doors import RoomDoor
     from ..scenario import LoadedPack
     from ..settings import GraphicsMode
 
@@ -54,10 +55,32 @@ def _scan_packs(folders: Callable[[], list[Path]]) -> tuple[list[LoadedPack], li
     return discover_packs(*folders())
 
 
+def _doors() -> list[RoomDoor]:
+    """The host's rooms this player may join (none outside a host, or where the host's list is bad)."""
+    from ..errors import UserFacingError
+    from ..room.doors import room_doors
+
+    try:
+        return room_doors()
+    except UserFacingError:
+        return []
+
+
 class PackItem(ListItem):
     def __init__(self, loaded: LoadedPack) -> None:
         super().__init__(Label(Text(printable(loaded.pack.name))))
         self.loaded = loaded
+
+
+_PARTS = {"player": "you play a character", "gm": "you direct", "spectator": "you watch"}
+
+
+class RoomItem(ListItem):
+    """A shared story on the host, which this player may join (room/doors.py)."""
+
+    def __init__(self, door: RoomDoor) -> None:
+        super().__init__(Label(Text(printable(f"⌂ {door.name}: {door.title}"), style="bold")))
+        self.door = door
 
 
 class BrokenItem(ListItem):
@@ -111,8 +134,11 @@ class LibraryScreen(Screen[None]):
         title.update("")
         listing = self.query_one("#packs", ListView)
         await listing.clear()
-        await listing.extend([PackItem(loaded) for loaded in packs] + [BrokenItem(problem) for problem in problems])
-        listing.index = 0 if packs or problems else None
+        rooms = [RoomItem(door) for door in _doors()]
+        await listing.extend(
+            [*rooms, *(PackItem(loaded) for loaded in packs), *(BrokenItem(problem) for problem in problems)]
+        )
+        listing.index = 0 if rooms or packs or problems else None
         listing.focus()
         if not packs and not problems:
             title.update("No packs found.")
@@ -126,6 +152,7 @@ class LibraryScreen(Screen[None]):
         title, tags, about, saves = (
             self.query_one(f"#pack-{part}", Static) for part in ("title", "tags", "about", "saves")
         )
+        self.query_one("#cover", StageView).display = not isinstance(item, RoomItem)  # a room: no pack here
         if isinstance(item, PackItem):
             pack = item.loaded.pack
             title.update(
@@ -145,6 +172,12 @@ class LibraryScreen(Screen[None]):
                 Text(f"{count} save{'s' if count != 1 else ''} · Enter plays · N new game · S saves", style="dim")
             )
             self.show_cover(item.loaded)
+        elif isinstance(item, RoomItem):
+            door = item.door
+            title.update(Text(printable(f"Room {door.name}: {door.title}"), style="bold"))
+            tags.update(Text(f"a shared story · {_PARTS.get(door.role, door.role)}", style="italic"))
+            about.update("Several players in one story on this host, each in their own terminal.")
+            saves.update(Text("Enter joins", style="dim"))
         elif isinstance(item, BrokenItem):
             title.update(Text("This pack does not load", style="bold"))
             tags.update("")
@@ -167,6 +200,10 @@ class LibraryScreen(Screen[None]):
     def action_play(self) -> None:
         from ..story.saves import last_played
 
+        item = self.query_one("#packs", ListView).highlighted_child
+        if isinstance(item, RoomItem):
+            self.post_message(RoomRequested(item.door))
+            return
         loaded = self._selected()
         if loaded is not None:
             self.post_message(PlayRequested(loaded, save=last_played(loaded.pack.id)))

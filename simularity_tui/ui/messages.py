@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from textual.message import Message
 
 if TYPE_CHECKING:
+    from ..room.doors import RoomDoor
     from ..scenario import LoadedPack
 
 
@@ -35,3 +36,10 @@ class SavesRequested(Message):
     """Show a pack's saves."""
 
     loaded: LoadedPack
+
+
+@dataclass
+class RoomRequested(Message):
+    """Join a shared story on the host (the game gives the terminal to the room's screen)."""
+
+    door: RoomDoor
