@@ -34,6 +34,7 @@ from tests.fake_model import FakeSession
 SIZES = [(80, 24), (160, 48)]
 FIXED = Path("/tmp/simularity-snapshots")  # paths on screen must not change from run to run
 LIGHTHOUSE = bundled_packs_dir() / "lighthouse"
+FOREVER = {"theme-watch", "pack-watch", "room"}  # workers that watch for as long as their screen shows
 
 
 @pytest.fixture(autouse=True)
@@ -50,17 +51,19 @@ def app(session: FakeSession, **options: object) -> SimularityApp:
 
 
 async def settle(pilot) -> None:  # type: ignore[no-untyped-def]
-    """The library's scan runs in a thread: on a slow machine it may still be looking for packs after
-    a fixed pause, so wait for it too."""
-    for _ in range(200):
-        if getattr(pilot.app.screen, "scanned", True):
+    """Until the screen is drawn as it will stay: the library's scan and every worker that ends (a
+    cover, a stage picture, a turn) done, then the frames they asked for. A fixed pause would be
+    too short on a slow machine and idle time on a fast one. The watchers run for ever."""
+    for _ in range(400):
+        busy = [worker for worker in pilot.app.workers if worker.is_running and worker.group not in FOREVER]
+        if not busy and getattr(pilot.app.screen, "scanned", True):
             break
-        await pilot.pause(0.05)
-    await pilot.pause(0.5)
+        await pilot.pause(0.025)
+    await pilot.pause(0.1)
     await pilot.wait_for_scheduled_animations()
     for field in pilot.app.screen.query("Input, TextArea"):  # a blinking cursor is on or off by the clock: hold it on
         field.cursor_blink = False
-    await pilot.pause(0.3)
+    await pilot.pause(0.1)
     await pilot.wait_for_scheduled_animations()
 
 

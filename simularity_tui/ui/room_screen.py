@@ -89,7 +89,7 @@ class RoomScreen(Screen[None]):
             try:
                 self.connection = await RoomConnection.open(self.door.socket, self.door.key)
             except OSError:
-                self._away = "The room is not open; trying again…"
+                self._away = "The room is not open: it opens when one of its players joins (trying again…)"
                 self._refresh_status()
                 await asyncio.sleep(_RETRY_S)
                 continue
