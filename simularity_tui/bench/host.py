@@ -33,9 +33,10 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncssh
 import psutil
@@ -52,6 +53,7 @@ from ..settings import Settings
 from .baseline import prepared_model_path
 from .ssh_player import PlayerFigures, SshPlayer
 
+T = TypeVar("T")
 MAX_PLAYERS = 8
 _LINES = [
     "Who are you?",
@@ -238,12 +240,7 @@ async def _bench(
         peak.start()
         results = await asyncio.gather(*(_play(player, args.turns) for player in players))
         peak.stop()
-        # Measured as the players read their last reply: idle games have handed back what their
-        # replies only borrowed (engine/heap.py); the peak while they played is reported too.
-        await asyncio.sleep(READING_S)
-        playing = measure_memory(host.pid)
-        for player in players:
-            await player.close()
+        playing = await _measured_as_they_read(players, lambda: measure_memory(host.pid))
     finally:
         await _stop_host(host)
     return _figures(args, settings, model, results, idle, playing, peak.highest)
@@ -275,10 +272,7 @@ async def _bench_room(
             seen = await asyncio.gather(*(reader.room_reply_seen(line) for reader in readers))
             waits += [at - started for at in seen]
             await asyncio.gather(*(player.room_quiet() for player in players))
-        await asyncio.sleep(READING_S)
-        memory = measure_room_memory(host.pid)
-        for player in players:
-            await player.close()
+        memory = await _measured_as_they_read(players, lambda: measure_room_memory(host.pid))
     finally:
         await _stop_host(host)
     clients = memory["clients_anonymous"]
@@ -306,6 +300,16 @@ def measure_room_memory(host_pid: int) -> dict[str, Any]:
         elif "room join" in command:
             clients.append(fields.get("Anonymous", 0))
     return {"room_pss_bytes": room_pss, "room_anonymous_bytes": room_anonymous, "clients_anonymous": clients}
+
+
+async def _measured_as_they_read(players: list[SshPlayer], measure: Callable[[], T]) -> T:
+    """`measure()` as the players read their last reply, then their sessions closed: idle games have
+    handed back what their replies only borrowed (engine/heap.py); the peak is reported apart."""
+    await asyncio.sleep(READING_S)
+    measured = measure()
+    for player in players:
+        await player.close()
+    return measured
 
 
 async def _play(player: SshPlayer, turns: int) -> PlayerFigures:
