@@ -17,6 +17,7 @@ import json
 import os
 import re
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -40,6 +41,7 @@ from simularity_tui.engine import (
     SamplingParams,
 )
 from simularity_tui.engine.remote.config import checked_url
+from simularity_tui.engine.remote.http import async_client, sync_client
 from simularity_tui.engine.remote.llama_server import free_port
 from simularity_tui.engine.remote.session import _chosen_slot
 from simularity_tui.engine.results import RestoredState
@@ -1105,6 +1107,19 @@ async def test_a_failed_turn_on_screen_is_a_notification_and_the_story_stays(
         assert f"The model server at {url} answered HTTP 503: loading model" in said
         assert len(screen.game.lines) == 3 and isinstance(app.screen, PlayScreen)  # the opening, as it was
     session.close_blocking()
+
+
+def test_clients_share_one_tls_context_so_a_generation_does_not_load_the_ca_bundle_on_the_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Each generation opens a client on the event loop; httpx loads the CA bundle for every client
+    # it builds without a context (about 30 ms, a stutter at each stage, head and text step).
+    built: list[object] = []
+    create = ssl.create_default_context
+    monkeypatch.setattr(ssl, "create_default_context", lambda *a, **k: built.append(a) or create(*a, **k))
+    config = RemoteConfig("http://127.0.0.1:9")
+    clients = [async_client(config) for _ in range(3)] + [sync_client(config)]
+    assert len(built) <= 1, f"{len(built)} TLS contexts for {len(clients)} clients"
 
 
 async def test_a_slow_tokenizer_never_stalls_the_screen_and_the_turn_still_plays(

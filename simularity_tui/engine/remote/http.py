@@ -3,7 +3,9 @@
 Two kinds of client on purpose: tokenizing is synchronous in the session's surface (the story calls
 it from plain code), so it uses a blocking client; generation streams on the event loop, so it uses
 an async client, one per generation (the loop that runs it may change between generations, and a
-connection per reply costs nothing next to the reply).
+connection per reply costs nothing next to the reply). The clients share one TLS context: httpx
+builds a new one for each client otherwise, loading the CA bundle (about 30 ms on the event loop,
+at every generation, whether the URL is https or not).
 
 A request may carry its own timeout: tokenizing and detokenizing have a short one
 (`RemoteConfig.tokenizer_timeout`), because the story waits for them on the event loop.
@@ -13,6 +15,8 @@ Requests go to `config.base_url`, credentials and all; everything said about the
 
 from __future__ import annotations
 
+import functools
+import ssl
 from typing import Any
 
 import httpx
@@ -32,12 +36,21 @@ def _client_timeout(config: RemoteConfig) -> httpx.Timeout:
     return httpx.Timeout(config.read_timeout, connect=config.connect_timeout, pool=config.connect_timeout)
 
 
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    return httpx.create_ssl_context()  # httpx's own default: certifi's bundle, SSL_CERT_FILE honoured
+
+
 def sync_client(config: RemoteConfig) -> httpx.Client:
-    return httpx.Client(base_url=config.base_url, headers=_headers(config), timeout=_client_timeout(config))
+    return httpx.Client(
+        base_url=config.base_url, headers=_headers(config), timeout=_client_timeout(config), verify=_tls()
+    )
 
 
 def async_client(config: RemoteConfig) -> httpx.AsyncClient:
-    return httpx.AsyncClient(base_url=config.base_url, headers=_headers(config), timeout=_client_timeout(config))
+    return httpx.AsyncClient(
+        base_url=config.base_url, headers=_headers(config), timeout=_client_timeout(config), verify=_tls()
+    )
 
 
 _TOKENIZER_SLOW_HINT = (
