@@ -5,8 +5,10 @@ real model's KV state files are tests/test_kv_state.py's and tests/test_kv_harde
 
 from __future__ import annotations
 
+import gc
 import shutil
 import tomllib
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,6 +30,20 @@ SHORT = Budgets(line=20)
 @pytest.fixture
 def lighthouse(tmp_path: Path) -> LoadedPack:
     return load_pack(Path(shutil.copytree(bundled_packs_dir() / "lighthouse", tmp_path / "lighthouse")))
+
+
+async def test_an_open_game_is_set_apart_from_the_cycle_collector_and_the_one_before_it_freed(
+    fake_session: FakeSession, lighthouse: LoadedPack
+) -> None:
+    # A full collection walked the whole long-lived heap: 40-85 ms on the event loop, wherever it
+    # fell. What is alive once a game opens is frozen (engine/heap.py) ...
+    first = await open_game(fake_session, lighthouse, save_path("lighthouse", "one"), budgets=SHORT)
+    assert gc.get_freeze_count() > 0 and gc.is_tracked(first.game) and gc.get_count()[2] == 0
+    gone = weakref.ref(first.game)  # a game holds itself in cycles (its autosave is its save's method)
+    del first
+    # ... and thawed when the next one opens, so that the game left behind is freed.
+    await open_game(fake_session, lighthouse, save_path("lighthouse", "two"), budgets=SHORT)
+    assert gone() is None
 
 
 async def test_a_game_resumes_exactly_and_reads_only_what_is_new(

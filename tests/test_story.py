@@ -14,8 +14,9 @@ import pytest
 
 from simularity_tui.engine import SamplingParams
 from simularity_tui.scenario import LoadedPack, bundled_packs_dir, load_pack
-from simularity_tui.story import Budgets, Game, Stage, StageCommand
+from simularity_tui.story import Budgets, Game, Stage, StageCommand, path_facts
 from simularity_tui.story.writing import directions_grammar
+from tests.fake_model import Reply
 from tests.packs import png
 from tests.playing import summarised
 
@@ -193,6 +194,59 @@ async def test_an_achievement_unlocks_once_and_is_remembered(fake_session: FakeS
     assert "proper-cuppa" not in again.unlocked and game.unlocked["proper-cuppa"] == 4
     assert game.set_scene("lamp-room") == ["up-the-tower"]  # unlocked by the scene change itself
     assert game.stage.scene == "lamp-room" and "up-the-tower" in game.unlocked
+
+
+def replayed_stage(game: Game) -> Stage:
+    """The stage after the lines in play, worked out from the opening (as the game did once)."""
+    stage = Stage.opening(game.pack, game.episode)
+    for line in game.lines:
+        for command in line.directions:
+            stage = stage.apply(game.pack, command) if stage.is_legal(game.pack, command) else stage
+    return stage
+
+
+async def test_a_long_story_works_out_each_lines_stage_and_words_once(
+    fake_session: FakeSession, lighthouse: LoadedPack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A turn asks for the stage and the achievements' words several times: worked out from the
+    # first line each time, its cost grew with the story (5 ms before the first token at line 600).
+    game = Game(fake_session, lighthouse, "storm", sampling=SamplingParams(seed=2), budgets=SHORT)
+    fake_session.replies.extend(Reply(f"Line {n}.", stage=n % 3 == 0) for n in range(40))
+    for number in range(40):
+        await game.say(f"Number {number}.").finish()
+    assert game.stage == replayed_stage(game) and sum(len(line.directions) for line in game.lines) > 10
+    applied: list[StageCommand] = []
+    searched: list[str] = []
+    apply, mentions = Stage.apply, path_facts.mentions
+    monkeypatch.setattr(
+        Stage, "apply", lambda stage, pack, command: applied.append(command) or apply(stage, pack, command)
+    )
+    monkeypatch.setattr(
+        path_facts, "mentions", lambda text, words, seen: searched.append(text) or mentions(text, words, seen)
+    )
+    fake_session.replies.append(Reply("Tom waved.", stage=True))
+    turn = await game.say("A cup of tea, please.").finish()
+    new_commands = sum(len(line.directions) for line in game.lines[-2:])
+    assert 0 < len(applied) <= 3 * new_commands, applied  # the turn's own, and each new line's once
+    assert len(searched) <= 2 * 3, searched  # each new line, once per word list (tea, Tom, the Curlew)
+    assert turn.unlocked == ["proper-cuppa", "the-answer"] and game.stage == replayed_stage(game)
+    # Undo, a variant, an edit and a reloaded pack: each stage as replayed from the opening.
+    game.undo()
+    assert game.stage == replayed_stage(game)
+    fake_session.replies.append(Reply("Pip stretched.", stage=True))
+    await game.regenerate().finish()
+    assert game.stage == replayed_stage(game)
+    game.switch_variant(-1)
+    assert game.stage == replayed_stage(game) and game.lines[-1].text == "Tom waved."
+    game.edit("Nobody waved.")
+    assert game.lines[-1].text == "Nobody waved." and game.stage == replayed_stage(game)
+    game.apply_pack(load_pack(bundled_packs_dir() / "lighthouse"))
+    assert game.stage == replayed_stage(game)
+    ahead = game.looking_ahead("Hello?")  # a copy's next line and the game's take the same id
+    assert ahead.stage == replayed_stage(ahead)
+    elsewhere = next(scene for scene in game.pack.scenes if scene != game.stage.scene)
+    game.set_scene(elsewhere)
+    assert game.stage.scene == elsewhere and game.stage == replayed_stage(game)
 
 
 async def test_memory_summarises_evicted_lines_in_their_own_language(

@@ -24,6 +24,7 @@ from pathlib import Path
 from rich.console import Console
 
 from ..engine import ModelSession
+from ..engine.heap import settle_long_lived
 from ..scenario import bundled_packs_dir, load_pack
 from ..settings import Settings
 from ..story import Budgets, Game
@@ -79,6 +80,7 @@ async def _play(session: ModelSession, args: argparse.Namespace, console: Consol
         sampling=BENCH_SAMPLING,
         budgets=Budgets(line=args.reply_tokens),
     )  # fmt: skip
+    settle_long_lived()  # as open_game does for a game on the screen
     ttft: list[float] = []
     first_token: list[float] = []
     evaluated: list[int] = []

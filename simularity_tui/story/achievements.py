@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Callable
 
 from ..scenario.schema import Condition, Pack
 from .stage import Stage
-from .tree import Line
 
-# Whether a line's text mentions a word list, by (text, words): every line is looked at again after
-# each new one (a condition may join an old line to the stage now), so a long story costs a lookup
-# per line, not a search. The game keeps one, for its own lines.
+# Whether a line's text mentions a word list, by (text, words): a line's text is searched once for
+# each list, however often it is asked (variants and edits bring the same texts back). The game
+# keeps one, for its own lines.
 Mentions = dict[tuple[str, tuple[str, ...]], bool]
+# Whether a line so far (said by the character given, if one is) mentions one of the words: the
+# game answers from what it worked out for the line before (path_facts.py).
+Said = Callable[[tuple[str, ...], str | None], bool]
 
 
-def holds(condition: Condition, pack: Pack, stage: Stage, lines: Sequence[Line], seen: Mentions) -> bool:
+def holds(condition: Condition, pack: Pack, stage: Stage, said: Said, lines: int) -> bool:
+    """Whether `condition` holds on `stage`, after `lines` lines of which `said` tells."""
     kind = condition.kind
     if kind == "scene":
         return stage.scene == condition.scene
@@ -27,18 +30,17 @@ def holds(condition: Condition, pack: Pack, stage: Stage, lines: Sequence[Line],
         return look is not None and look.expression == condition.expression
     if kind == "player_says":
         player, words = pack.player_id, tuple(condition.player_says or ())
-        return any(line.speaker == player and _mentions(line.text, words, seen) for line in lines)
+        return said(words, player)
     if kind == "mentioned":
-        words = tuple(condition.mentioned or ())
-        return any(_mentions(line.text, words, seen) for line in lines)
+        return said(tuple(condition.mentioned or ()), None)
     if kind == "turns":
-        return len(lines) >= (condition.turns or 0)
+        return lines >= (condition.turns or 0)
     if kind == "all":
-        return all(holds(inner, pack, stage, lines, seen) for inner in condition.all or [])
-    return any(holds(inner, pack, stage, lines, seen) for inner in condition.any or [])
+        return all(holds(inner, pack, stage, said, lines) for inner in condition.all or [])
+    return any(holds(inner, pack, stage, said, lines) for inner in condition.any or [])
 
 
-def _mentions(text: str, words: tuple[str, ...], seen: Mentions) -> bool:
+def mentions(text: str, words: tuple[str, ...], seen: Mentions) -> bool:
     """Whether `text` contains one of `words` as a whole word (or phrase), ignoring case."""
     found = seen.get((text, words))
     if found is None:
@@ -52,11 +54,9 @@ def _words_pattern(words: tuple[str, ...]) -> re.Pattern[str]:
     return re.compile(rf"(?<!\w)(?:{either})(?!\w)", re.IGNORECASE)
 
 
-def newly_unlocked(
-    pack: Pack, stage: Stage, lines: Sequence[Line], unlocked: dict[str, int], seen: Mentions
-) -> list[str]:
+def newly_unlocked(pack: Pack, stage: Stage, said: Said, lines: int, unlocked: dict[str, int]) -> list[str]:
     return [
         aid
         for aid, achievement in pack.achievements.items()
-        if aid not in unlocked and holds(achievement.condition, pack, stage, lines, seen)
+        if aid not in unlocked and holds(achievement.condition, pack, stage, said, lines)
     ]

@@ -37,6 +37,7 @@ from .examples import examples_text
 from .framing import framed
 from .idle_work import READ_AHEAD_MIN, IdleWork, unread
 from .lore import LoreScan, lore_seed, scan_lore
+from .path_facts import PathFacts
 from .player_lore import laid_over
 from .prompt_view import PromptView, build_prompt_view
 from .reminders import (
@@ -150,6 +151,7 @@ class Game:
         # a copy from `looking_ahead` writes into the same.
         self.written_ahead = WrittenAhead()
         self._mentions: Mentions = {}  # the achievements' word checks, by line text (achievements.py)
+        self._path_facts: PathFacts | None = None
         self.tree = tree if tree is not None else self._opening()
 
     @property
@@ -164,15 +166,14 @@ class Game:
 
     @property
     def stage(self) -> Stage:
-        return self._stage_after(self.lines)
+        return self._facts.stage_after(self.tree.head)
 
-    def _stage_after(self, lines: list[Line]) -> Stage:
-        stage = Stage.opening(self.pack, self.episode)
-        for line in lines:
-            for command in line.directions:
-                if stage.is_legal(self.pack, command):  # a pack edited since may have dropped a scene
-                    stage = stage.apply(self.pack, command)
-        return stage
+    @property
+    def _facts(self) -> PathFacts:
+        """What the story's lines amount to (path_facts.py), for this tree, pack and episode."""
+        if self._path_facts is None or not self._path_facts.hold_for(self.tree, self.pack, self.episode):
+            self._path_facts = PathFacts(self.tree, self.pack, self.episode)
+        return self._path_facts
 
     @property
     def clock(self) -> str:
@@ -271,6 +272,7 @@ class Game:
         ahead.on_commit = None
         ahead.lore_log = list(self.lore_log)  # lore_notes() changes its log in place
         ahead.tree = self.tree.copy()
+        ahead._path_facts = self._facts.forked(ahead.tree)
         ahead.note_texts, ahead.silent, ahead.unlocked = dict(self.note_texts), set(self.silent), dict(self.unlocked)
         ahead.player_lore = dict(self.player_lore)
         if text := one_line(say or ""):
@@ -554,9 +556,9 @@ class Game:
         """Tokenize lines again from their text: every line (a save from another model), or those of
         `node_ids` (a save whose tokens for them were damaged; the others keep what the model read)."""
         for node_id in self.tree.nodes if node_ids is None else node_ids:
-            node = self.tree.nodes[node_id]
-            if node.line is not None:
-                node.line = replace(node.line, tokens=self._tokens(node.line))
+            line = self.tree.nodes[node_id].line
+            if line is not None:
+                self.tree.edit(node_id, replace(line, tokens=self._tokens(line)))
 
     def _commit(self, line: Line) -> int:
         """Add a line after the head, unlock what it earns, and save."""
@@ -566,9 +568,14 @@ class Game:
         return node.id
 
     def _unlock(self) -> None:
-        lines = self.lines
-        for achievement in newly_unlocked(self.pack, self.stage, lines, self.unlocked, self._mentions):
-            self.unlocked[achievement] = len(lines)
+        facts, head = self._facts, self.tree.head
+        lines = len(self.tree.path())
+
+        def said(words: tuple[str, ...], by: str | None) -> bool:
+            return facts.said(head, words, self._mentions, by=by)
+
+        for achievement in newly_unlocked(self.pack, facts.stage_after(head), said, lines, self.unlocked):
+            self.unlocked[achievement] = lines
 
     def _changed(self) -> None:
         if self.on_commit is not None:

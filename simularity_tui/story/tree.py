@@ -48,6 +48,8 @@ class StoryTree:
         # ids are not reused, deleting a node deletes its branch), so the next path, a line or two
         # on, is found from it without walking a long story back to its start every time.
         self._last_path: tuple[int, list[Node]] = (0, [])
+        self.edits = 0  # lines replaced in place so far: what was worked out from the old ones is stale
+        self._lines: tuple[tuple[int, int], list[Line]] = ((0, 0), [])  # ((head, edits), its lines)
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -65,7 +67,13 @@ class StoryTree:
         return list(found)
 
     def lines(self) -> list[Line]:
-        return [node.line for node in self.path() if node.line is not None]
+        """The lines in play (a list of the caller's own): a turn asks for them a dozen times, so
+        they are kept until the head moves or a line is edited."""
+        key, lines = self._lines
+        if key != (self.head, self.edits):
+            lines = [node.line for node in self.path() if node.line is not None]
+            self._lines = ((self.head, self.edits), lines)
+        return list(lines)
 
     def variants(self, node_id: int) -> tuple[int, int]:
         """(index, count) of a line among its variants."""
@@ -147,10 +155,11 @@ class StoryTree:
         return self.head
 
     def edit(self, node_id: int, line: Line) -> None:
-        """Replace a line's text in place; the lines after it stay."""
+        """Replace a line in place (its text, or its tokens); the lines after it stay."""
         node = self.nodes[node_id]
         assert node.line is not None
         node.line = replace(line, seed=node.line.seed)
+        self.edits += 1
 
     def summary_at(self, node_id: int | None = None) -> tuple[int, str] | None:
         """The newest summary written on the path to `node_id` (default: the head)."""
