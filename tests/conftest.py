@@ -9,6 +9,7 @@ test reads or writes the player's real settings or saves. The model cache stays 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,7 +24,9 @@ if TYPE_CHECKING:
     from simularity_tui.engine import LlamaSession
 
 TEST_N_CTX = 2048
-TEST_THREADS = 2
+# tools/check runs the suite in two worker processes on a 2-core machine: one llama.cpp thread each
+# keeps both cores busy without the two workers' threads taking turns on them (run alone: both).
+TEST_THREADS = 1 if os.environ.get("PYTEST_XDIST_WORKER") else 2
 
 
 @pytest.fixture(autouse=True)

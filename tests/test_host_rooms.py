@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -142,11 +143,20 @@ def rejoined(host: Host, logged_before: int) -> None:
     raise AssertionError(f"not everyone joined the restarted room:\n{since}")
 
 
+@pytest.fixture
+def short_dir() -> Iterator[Path]:
+    """A directory with a short path: a room's Unix socket path must fit in 107 bytes, and pytest's
+    own (under a worker's directory too) leaves too little of them."""
+    directory = Path(tempfile.mkdtemp(prefix="rooms-", dir="/tmp"))
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
 def test_three_players_and_a_spectator_share_one_story_over_ssh(
-    tmp_path: Path, keys: Keys, screens: dict[str, Pane]
+    tmp_path: Path, short_dir: Path, keys: Keys, screens: dict[str, Pane]
 ) -> None:
     pack = cafe_with_a_regular(tmp_path)
-    host = room_host(tmp_path / "round", keys, pack, "round")
+    host = room_host(short_dir / "round", keys, pack, "round")
     try:
         for name in (*PLAYERS, "dave"):  # alice first: the round starts with her
             join(host, keys, screens[name], name)
@@ -183,7 +193,7 @@ def test_three_players_and_a_spectator_share_one_story_over_ssh(
         pane.close()
 
     # -- free: the host restarted, the room resumed; 10 lines as they come --------------------------
-    again = room_host(tmp_path / "free", keys, pack, "free")
+    again = room_host(short_dir / "free", keys, pack, "free")
     shutil.copytree(host.data_dir / "rooms", again.data_dir / "rooms", dirs_exist_ok=True)
     try:
         for name in (*PLAYERS, "dave"):

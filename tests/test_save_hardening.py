@@ -303,7 +303,7 @@ async def test_ctrl_s_twice_makes_two_copies(fake_session: FakeSession) -> None:
     app = SimularityApp(LaunchOptions(settings), session=fake_session)
     async with app.run_test(size=SIZE) as pilot:
         app.play(load_pack(LIGHTHOUSE), save=name)
-        await wait_for(lambda: isinstance(app.screen, PlayScreen))
+        await wait_for(lambda: isinstance(app.screen, PlayScreen) and bool(app.screen.query(Input)))
         app.screen.query_one(Input).focus()
         await pilot.press("ctrl+s")
         await pilot.press("ctrl+s")
