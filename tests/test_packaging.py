@@ -30,7 +30,7 @@ def test_the_check_script_runs_the_static_checks_before_the_tests() -> None:
         "mypy",
         "exec",
     ]
-    assert steps[-1].endswith('-m pytest "$@"')
+    assert steps[-1].endswith('-m pytest -n 2 --dist loadfile "$@"')
 
 
 def test_ci_runs_the_readme_test_command_verbatim() -> None:

@@ -242,6 +242,13 @@ async def test_a_long_story_works_out_each_lines_stage_and_words_once(
     assert game.lines[-1].text == "Nobody waved." and game.stage == replayed_stage(game)
     game.apply_pack(load_pack(bundled_packs_dir() / "lighthouse"))
     assert game.stage == replayed_stage(game)
+    fake_session.replies.append(Reply("Pip stretched.", stage=True))
+    newest = (await game.continue_story().finish()).node_id
+    assert newest == max(game.tree.nodes) and game.lines[-1].directions
+    game.undo()
+    game.delete_branch(newest)  # the newest id: a copy must not give it to its next line
+    ahead = game.looking_ahead("Hello?")
+    assert ahead.stage == replayed_stage(ahead)
     ahead = game.looking_ahead("Hello?")  # a copy's next line and the game's take the same id
     assert ahead.stage == replayed_stage(ahead)
     elsewhere = next(scene for scene in game.pack.scenes if scene != game.stage.scene)

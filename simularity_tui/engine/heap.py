@@ -33,12 +33,13 @@ def release_freed_memory() -> None:
 def settle_long_lived() -> None:
     """Collect what is garbage now, then set everything still alive apart from the cycle collector.
 
-    Called once a game is open: what is alive then (the modules, the model's tables, the pack, the
-    story so far) lives as long as the game. Left in the collector's oldest generation, each full
-    collection walks all of it again, 40 to 85 ms on the event loop (measured in `bench story`,
-    eleven times in 300 turns), a stall wherever it falls, before a line's first text included.
-    Frozen objects are still freed when their last reference goes; only a cycle among them would
-    outlive its use, so the next game opened first thaws them all and collects.
+    Called once a game is open and the one before it let go (the app, a room): what is alive then
+    (the modules, the model's tables, the pack, the story so far) lives as long as the game. Left
+    in the collector's oldest generation, each full collection walks all of it again, 55 to 85 ms
+    on the event loop (measured in `bench story`, eleven times in 300 turns), a stall wherever it
+    falls, before a line's first text included. Frozen objects are still freed when their last
+    reference goes; only a cycle among them would outlive its use (a game is one: its autosave is
+    its save's method), so the next call thaws them all and collects first.
     """
     gc.unfreeze()
     gc.collect()

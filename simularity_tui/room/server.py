@@ -20,6 +20,7 @@ from collections import deque
 from pathlib import Path
 
 from ..engine import ModelSession, SamplingParams
+from ..engine.heap import settle_long_lived
 from ..errors import UserFacingError
 from ..scenario import load_pack
 from ..story import open_game
@@ -168,6 +169,7 @@ async def serve_room(launch: RoomLaunch, session: ModelSession, *, sampling: Sam
         raise UserFacingError(f"{launch.pack_dir}: no episode '{episode}' for the room {launch.name}")
     path = save_path(loaded.pack.id, launch.save)
     saved = await open_game(session, loaded, path, episode=episode, sampling=sampling, budgets=budgets)
+    settle_long_lived()  # the room's one game, for the room's life (engine/heap.py)
     for warning in saved.warnings:
         log.warning("room %s: %s", launch.name, warning)
     server = RoomServer(launch)

@@ -36,8 +36,8 @@ class PathFacts:
         the nodes they share are the same lines. What either learns next stays its own (both may
         give a new line the same id)."""
         fork = PathFacts(tree, self._pack, self._episode)
-        fork._stages = dict(self._stages)
-        fork._said = {key: dict(known) for key, known in self._said.items()}
+        fork._stages = dict(self._stages)  # (copies made in one step each: a thread may be forking)
+        fork._said = {key: dict(known) for key, known in list(self._said.items())}
         return fork
 
     def hold_for(self, tree: StoryTree, pack: Pack, episode: str) -> bool:

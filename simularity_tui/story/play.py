@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ..engine import ModelSession, SamplingParams
-from ..engine.heap import settle_long_lived
 from ..scenario.loader import LoadedPack
 from .budgets import Budgets
 from .game import Game
@@ -95,7 +94,6 @@ async def open_game(
         opened = SavedGame(game, path, datetime.now(UTC).replace(microsecond=0))
     game.on_commit = opened.write
     opened.write(game)
-    settle_long_lived()
     return opened
 
 

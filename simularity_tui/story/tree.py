@@ -69,10 +69,11 @@ class StoryTree:
     def lines(self) -> list[Line]:
         """The lines in play (a list of the caller's own): a turn asks for them a dozen times, so
         they are kept until the head moves or a line is edited."""
+        now = (self.head, self.edits)  # read once: a thread may look while the game moves on
         key, lines = self._lines
-        if key != (self.head, self.edits):
-            lines = [node.line for node in self.path() if node.line is not None]
-            self._lines = ((self.head, self.edits), lines)
+        if key != now:
+            lines = [node.line for node in self.path(now[0]) if node.line is not None]
+            self._lines = (now, lines)
         return list(lines)
 
     def variants(self, node_id: int) -> tuple[int, int]:
@@ -171,7 +172,9 @@ class StoryTree:
     def copy(self) -> StoryTree:
         """A tree that can change without changing this one (lines are immutable: shared)."""
         nodes = {nid: replace(node, children=list(node.children)) for nid, node in self.nodes.items()}
-        return StoryTree.from_nodes(nodes, self.head)
+        copy = StoryTree.from_nodes(nodes, self.head)
+        copy._next_id = self._next_id  # no id of a line deleted here comes back there (path_facts.py)
+        return copy
 
     @classmethod
     def from_nodes(cls, nodes: dict[int, Node], head: int) -> StoryTree:

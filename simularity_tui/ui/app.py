@@ -251,6 +251,7 @@ class SimularityApp(App[None]):
     ) -> None:
         """Resume the save `save` of the pack, or start `episode` in it (`save` None: a new save named
         after the time), with the player's `persona` (name, description; None: the pack's); then play."""
+        from ..engine.heap import settle_long_lived
         from ..model_session import fit_context
         from ..story import open_game
         from ..story.saves import copy_name, save_path
@@ -278,6 +279,7 @@ class SimularityApp(App[None]):
         )
         self.apply_theme()
         await self.switch_screen(PlayScreen(self.saved, graphics=self.settings.ui.graphics))
+        settle_long_lived()  # the game before this one is let go now: collected, then this one set apart
 
     @on(PlayRequested)
     def _play_requested(self, request: PlayRequested) -> None:
