@@ -23,6 +23,12 @@ from .fake_model import FakeSession
 if TYPE_CHECKING:
     from simularity_tui.engine import LlamaSession
 
+# pytest-xdist's workers carry COLUMNS=80 and LINES=24 in their environment: every program a test
+# starts on a terminal of its own (a pty, tmux, xterm) would inherit them and draw at 80x24, whatever
+# the terminal's size.
+os.environ.pop("COLUMNS", None)
+os.environ.pop("LINES", None)
+
 TEST_N_CTX = 2048
 # tools/check runs the suite in two worker processes on a 2-core machine: one llama.cpp thread each
 # keeps both cores busy without the two workers' threads taking turns on them (run alone: both).
