@@ -80,7 +80,7 @@ async def _play(session: ModelSession, args: argparse.Namespace, console: Consol
         sampling=BENCH_SAMPLING,
         budgets=Budgets(line=args.reply_tokens),
     )  # fmt: skip
-    settle_long_lived()  # as open_game does for a game on the screen
+    settle_long_lived()  # as the app does once a game is on the screen (engine/heap.py)
     ttft: list[float] = []
     first_token: list[float] = []
     evaluated: list[int] = []
