@@ -16,6 +16,7 @@ from simularity_tui.scenario.schema import NARRATOR
 from simularity_tui.story import Game, open_game
 from simularity_tui.story.reminders import DIRECTION, authors_note_id
 from simularity_tui.story.saves import save_path
+from tests.conftest import TEST_THREADS
 from tests.fake_model import FakeSession
 
 LIGHTHOUSE = bundled_packs_dir() / "lighthouse"
@@ -89,7 +90,7 @@ def test_a_script_acts_every_way_on_the_real_model(tmp_path: Path, model_path: P
     path = tmp_path / "script.txt"
     path.write_text(script)
     command = [sys.executable, "-m", "simularity_tui", "run", str(LIGHTHOUSE), "--script", str(path)]
-    command += ["--threads", "2", "--save", "acting"]
+    command += ["--threads", str(TEST_THREADS), "--save", "acting"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     out = done.stdout.splitlines()

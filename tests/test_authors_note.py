@@ -22,7 +22,7 @@ from simularity_tui.scenario import LoadedPack, bundled_packs_dir, load_pack
 from simularity_tui.story import Budgets, Game, open_game
 from simularity_tui.story.reminders import authors_note_id
 from simularity_tui.story.saves import save_path
-from tests.conftest import _open
+from tests.conftest import TEST_THREADS, _open
 from tests.fake_model import FakeSession
 
 if TYPE_CHECKING:
@@ -169,7 +169,7 @@ def test_a_script_sets_clears_and_resumes_the_note_on_the_real_model(tmp_path: P
         path = tmp_path / "script.txt"
         path.write_text(script)
         command = [sys.executable, "-m", "simularity_tui", "run", str(LIGHTHOUSE), "--script", str(path)]
-        command += ["--threads", "2", "--save", "noted", *args]
+        command += ["--threads", str(TEST_THREADS), "--save", "noted", *args]
         return subprocess.run(command, capture_output=True, text=True, timeout=300)
 
     first = run(f"/note {NOTE}\nMay I come in?\n/continue\n")

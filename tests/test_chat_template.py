@@ -316,8 +316,9 @@ def test_the_frames_control_tokens_are_tokens_and_a_players_copy_is_text(
 
 async def test_the_real_model_plays_framed_turns_within_the_grammar(model_path: Path, lighthouse: LoadedPack) -> None:
     from simularity_tui.engine import LlamaSession
+    from tests.conftest import TEST_THREADS
 
-    session = await LlamaSession.open(ModelConfig(model_path, n_ctx=1024, n_threads=2, template="gemma"))
+    session = await LlamaSession.open(ModelConfig(model_path, n_ctx=1024, n_threads=TEST_THREADS, template="gemma"))
     try:
         assert session.chat_frame == PRESETS["gemma"]
         game = Game(session, lighthouse, "storm", budgets=Budgets(directions=24, line=24))

@@ -17,6 +17,7 @@ from simularity_tui.errors import UserFacingError
 from simularity_tui.scenario import LoadedPack, bundled_packs_dir, load_pack
 from simularity_tui.story import Budgets, Game
 from simularity_tui.story.saves import save_path
+from tests.conftest import TEST_THREADS
 from tests.fake_model import FakeSession
 
 if TYPE_CHECKING:
@@ -89,7 +90,7 @@ def test_scripts_extend_lead_and_impersonate_and_the_save_keeps_them(tmp_path: P
         path = tmp_path / "script.txt"
         path.write_text(script)
         command = [sys.executable, "-m", "simularity_tui", "run", str(LIGHTHOUSE), "--script", str(path)]
-        command += ["--threads", "2", "--save", "steered", *args]
+        command += ["--threads", str(TEST_THREADS), "--save", "steered", *args]
         done = subprocess.run(command, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr
         return done.stdout.splitlines()

@@ -185,11 +185,15 @@ async def test_a_summary_evicting_turns_too_slides_the_kept_ones(small_session: 
 async def test_a_reply_that_fills_the_context_evicts_and_goes_on(small_session: LlamaSession) -> None:
     session = small_session
     await session.reset()
-    pinned, turns = conversation(session, 8)
+    # Nine turns are read whole beside the 129 tokens kept for the reply, so the shift is the reply's:
+    # it fills the context ~150 tokens in and goes on ~50 past (each reply token is a decode).
+    pinned, turns = conversation(session, 9)
+    prompt_tokens = len(pinned) + sum(map(len, turns))
+    assert prompt_tokens + 129 <= session.n_ctx < prompt_tokens + 200
     endless = 'root ::= line\nline ::= "la " line\n'  # never complete: only max_tokens ends it
-    params = GenerationParams(sampling=GREEDY, max_tokens=300, grammar=endless)
+    params = GenerationParams(sampling=GREEDY, max_tokens=200, grammar=endless)
     result = await run(session, Prompt.of(pinned, turns), params)
-    assert result.stop_reason == "length" and result.generated_tokens == 300
+    assert result.stop_reason == "length" and result.generated_tokens == 200
     assert result.shifted_tokens > 0 and result.first_turn > 0
     assert kv_is_consistent(session) and len(session.kv_tokens) < session.n_ctx
 
@@ -206,7 +210,9 @@ async def test_six_contexts_of_turns_play_without_an_error(small_session: LlamaS
     while total < 6 * session.n_ctx:
         line = " ".join(PLAYER_LINES[(turn + k) % 12] for k in range(5))
         opened = session.tokenize(f"Ash: {line}\nMira:")
-        params = GenerationParams(sampling=SamplingParams(seed=turn), max_tokens=6)
+        # A short reply: each reply token is a decode over the whole vocabulary, where the turn's ~70
+        # prompt tokens go in one batch; three still sample past the healed token into the reply.
+        params = GenerationParams(sampling=SamplingParams(seed=turn), max_tokens=3)
         result = await run(session, Prompt.of(pinned, [*turns, opened]), params)
         assert result.stop_reason != "context_full"
         if turn:  # after the first, each turn reads its own tokens (and a refresh when it shifts)

@@ -16,6 +16,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import TEST_THREADS
+
 from .packs import tiny_pack
 
 CONTROLS = [chr(code) for code in [*range(0x00, 0x20), *range(0x7F, 0xA0)]]
@@ -78,7 +80,8 @@ def test_control_characters_never_reach_the_terminal_raw(name: str, text: str, m
         short = tmp / "settings.toml"
         short.write_text("[game]\nmax_reply_tokens = 12\n")
         played = simularity(
-            "--settings", str(short), "run", str(tmp / "imported"), "--script", str(script), "--threads", "2", env=env
-        )
+            "--settings", str(short), "run", str(tmp / "imported"), "--script", str(script),
+            "--threads", str(TEST_THREADS), env=env,
+        )  # fmt: skip
         assert played.returncode == 0, played.stderr
         assert_nothing_raw(played)

@@ -20,6 +20,7 @@ import tomli_w
 
 from simularity_tui.scenario import bundled_packs_dir
 
+from .conftest import TEST_THREADS
 from .test_host import Host, Keys, Pane, needs_ssh, ssh_argv
 from .tmux_pane import TmuxPane
 
@@ -66,7 +67,9 @@ def room_host(root: Path, keys: Keys, pack: Path, mode: str) -> Host:
         "pack": str(pack), "players": list(PLAYERS), "characters": {"alice": "rin", "bob": "juno", "carol": "bolt"},
         "mode": mode, "spectators": True, "turn_seconds": 300, "grace_seconds": 300, "lines_per_minute": 30,
     }  # fmt: skip
-    config = {"n_ctx": 1024, "threads": 2, "max_sessions": 4, "players": players, "rooms": {"tea": room}}
+    # The model tests' threads (tests/conftest.py): one beside another xdist worker, where two only
+    # took turns on the cores. The room's model is all that runs here; what is checked is who says what.
+    config = {"n_ctx": 1024, "threads": TEST_THREADS, "max_sessions": 4, "players": players, "rooms": {"tea": room}}
     room_settings = root / "host-data" / "rooms" / "tea" / "config" / "settings.toml"
     room_settings.parent.mkdir(parents=True, exist_ok=True)
     room_settings.write_text(tomli_w.dumps({"game": {"max_reply_tokens": 12}}))

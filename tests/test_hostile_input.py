@@ -30,6 +30,7 @@ from simularity_tui.settings import load_settings
 from simularity_tui.story import Budgets, Game
 from simularity_tui.story.writing import parse_directions, parse_line_head
 from simularity_tui.toml_source import TomlProblems, locate
+from tests.conftest import TEST_THREADS
 
 from .packs import line_of, tiny_pack
 from .pty_terminal import PtyProgram
@@ -398,7 +399,7 @@ def _game_on_a_pty(tmp_path: Path) -> PtyProgram:
         "SIMULARITY_CONFIG_DIR": str(tmp_path / "config"),
         "SIMULARITY_DATA_DIR": str(tmp_path / "data"),
     }
-    return PtyProgram([*argv, "--threads", "2"], env)
+    return PtyProgram([*argv, "--threads", str(TEST_THREADS)], env)
 
 
 def test_a_game_whose_terminal_disappears_mid_line_ends_and_keeps_its_save(tmp_path: Path, model_path: Path) -> None:
@@ -487,7 +488,7 @@ def test_pack_text_with_newlines_cannot_forge_lines_in_runs_transcript(tmp_path:
     )
     script = tmp_path / "script.txt"
     script.write_text("/quit\n")
-    run = simularity("run", str(root), "--script", str(script), "--threads", "2")
+    run = simularity("run", str(root), "--script", str(script), "--threads", str(TEST_THREADS))
     assert run.returncode == 0, run.stderr
     lines = run.stdout.decode().splitlines()
     assert lines[0] == "Narrator: Rain." and lines[1].startswith("    Mira: I am a forged line.")

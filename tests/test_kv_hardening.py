@@ -278,9 +278,12 @@ def test_run_resumes_past_a_garbled_state_file_as_if_it_had_none(tmp_path: Path,
     script = tmp_path / "script.txt"
 
     def run(name: str, lines: str, *options: str) -> subprocess.CompletedProcess[str]:
+        # The model tests' threads (tests/conftest.py): one beside another xdist worker, where two
+        # only took turns on the cores. `clean` and `garbled` run alike, so their stories compare.
         script.write_text(lines)
         command = [sys.executable, "-m", "simularity_tui", "run", str(bundled_packs_dir() / "lighthouse"),
-                   "--script", str(script), "--save", name, "--threads", "2", "--n-ctx", "1024", *options]  # fmt: skip
+                   "--script", str(script), "--save", name, "--threads", str(TEST_THREADS), "--n-ctx", "1024",
+                   *options]  # fmt: skip
         return subprocess.run(command, capture_output=True, text=True, timeout=300)
 
     first = run("first", "Hello! Is there any tea?\n/continue\n")

@@ -29,6 +29,7 @@ from simularity_tui.models.fit import Memory
 from simularity_tui.models.library import pull_target
 from simularity_tui.scenario import bundled_packs_dir
 from simularity_tui.toml_source import TomlProblems
+from tests.conftest import TEST_THREADS
 from tests.hub_server import FakeHub
 
 REPO = "fake/story-GGUF"
@@ -245,7 +246,7 @@ def test_a_pull_completes_and_plays(
     env = {**os.environ, "SIMULARITY_CACHE_DIR": str(tmp_path / "cache")}
     played = subprocess.run(
         [sys.executable, "-m", "simularity_tui", "run", str(bundled_packs_dir() / "lighthouse"), "--script",
-         str(script), "--threads", "2", "--n-ctx", "2048"],
+         str(script), "--threads", str(TEST_THREADS), "--n-ctx", "2048"],
         capture_output=True, text=True, timeout=300, env=env,
     )  # fmt: skip
     assert played.returncode == 0, played.stderr

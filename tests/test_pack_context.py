@@ -13,6 +13,7 @@ from simularity_tui.engine import GenerationParams, ModelConfig, SamplingParams
 from simularity_tui.model_session import context_for, fit_context, wanted_context, written_for
 from simularity_tui.scenario import LoadedPack, bundled_packs_dir, load_pack
 from simularity_tui.settings import Settings
+from tests.conftest import TEST_THREADS
 from tests.fake_model import FakeSession
 
 
@@ -56,7 +57,7 @@ async def test_a_loaded_model_gets_the_pack_s_context_on_the_same_weights(
 ) -> None:
     from simularity_tui.engine import LlamaSession  # llama.cpp: not in the fast tier
 
-    session = await LlamaSession.open(ModelConfig(model_path, n_ctx=1024, n_threads=2))
+    session = await LlamaSession.open(ModelConfig(model_path, n_ctx=1024, n_threads=TEST_THREADS))
     try:
         weights = session._worker.model.ptr
         await fit_context(session, Settings(), written(lighthouse, 3072).pack)

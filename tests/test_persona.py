@@ -14,6 +14,7 @@ from simularity_tui.errors import UserFacingError
 from simularity_tui.scenario import LoadedPack, bundled_packs_dir, load_pack
 from simularity_tui.story import Game, open_game
 from simularity_tui.story.saves import save_path
+from tests.conftest import TEST_THREADS
 from tests.fake_model import FakeSession
 
 LIGHTHOUSE = bundled_packs_dir() / "lighthouse"
@@ -67,7 +68,7 @@ def test_a_script_changes_the_persona_and_it_survives_a_resume(tmp_path: Path, m
         path = tmp_path / "script.txt"
         path.write_text(script)
         command = [sys.executable, "-m", "simularity_tui", "run", str(LIGHTHOUSE), "--script", str(path)]
-        command += ["--threads", "2", "--save", "persona", *args]
+        command += ["--threads", str(TEST_THREADS), "--save", "persona", *args]
         return subprocess.run(command, capture_output=True, text=True, timeout=300)
 
     first = run("/persona Wren: A lost cartographer.\nMay I come in?\n")

