@@ -103,7 +103,8 @@ def doctor_report(settings: Settings, path: Path) -> tuple[list[str], bool]:
     if plan.kv and shape:
         kv = plan.kv
         lines.append(
-            f"  KV cache: {kv.total / MIB:,.1f} MiB ({kv.cache_type}, {kv.cells:,} cells × {shape.n_layer} layers)"
+            f"  KV cache: {kv.total / MIB:,.1f} MiB ({kv.cache_type}, {kv.cells:,} cells × {shape.n_layer} layers; "
+            f"{kv.aside:,} of the cells for a summary written beside the story)"
         )
         if kv.swa_layers:
             lean = kv_cache_size(shape, n_ctx, swa_full=False, cache_type=cache_type)

@@ -120,8 +120,10 @@ class FakeSession:
         identity: str = "fake-model",
         name: str = "fake",
         chat_frame: ChatFrame = RAW,
+        aside: int = 0,
     ) -> None:
         self.info = FakeInfo(identity, name, f"{name} (no model: scripted replies)", n_ctx)
+        self.aside = aside  # cells beyond n_ctx for a generation aside, as the engine has (0: none)
         self.chat_frame = chat_frame
         self.replies: deque[Script] = deque(replies)
         self.summaries: deque[str] = deque(summaries)
@@ -148,6 +150,10 @@ class FakeSession:
     @property
     def bos_token(self) -> int | None:
         return BOS
+
+    @property
+    def aside_room(self) -> int:
+        return self.aside and self.n_ctx + self.aside - len(self._held)
 
     def tokenize(self, text: str, *, special: bool = False, add_bos: bool = False) -> list[int]:
         """Word-and-space pieces; `special` reads "<bos>", "<eos>" and "<pad>" as their tokens."""
@@ -228,7 +234,14 @@ class FakeSession:
     ) -> GenerationResult:
         if previous is not None and not previous.done():
             await asyncio.wait({previous})
-        return await self._write(generation, prompt, params)
+        if not params.aside:
+            return await self._write(generation, prompt, params)
+        assert self.aside_room, "a generation aside on a session without room for it"
+        held = self._held, self._n_keep, self._first_turn  # beside the story: what it holds stays
+        try:
+            return await self._write(generation, prompt, params)
+        finally:
+            self._held, self._n_keep, self._first_turn = held
 
     async def _write(self, generation: TaskGeneration, prompt: Prompt, params: GenerationParams) -> GenerationResult:
         started = time.perf_counter()

@@ -6,6 +6,8 @@ from simularity_tui.story import Game
 
 
 async def summarised(game: Game) -> bool:
-    """Write the summary the game has due, if any (story/idle_work.py); whether one was kept."""
+    """Write the summary the game has due, if any (story/idle_work.py), and keep it as the next
+    idle time would one written aside; whether one was kept."""
     idle = game.idle_work()
-    return idle is not None and await idle.run()
+    changed = idle is not None and await idle.run()
+    return game.keep_waiting_summary() or changed

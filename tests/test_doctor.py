@@ -72,7 +72,7 @@ def test_kv_size_matches_llama_cpp(model_path: Path, caplog: pytest.LogCaptureFi
         ours_q8 = kv_cache_size(gguf.kv, n_ctx, cache_type="q8_0").total / MIB
         assert ours_q8 == pytest.approx(theirs_q8, rel=0.05) and ours_q8 < 0.55 * ours, (n_ctx, ours_q8, theirs_q8)
         theirs_lean = _llama_kv_mib(caplog, lean_context)
-        ours_lean = kv_cache_size(gguf.kv, n_ctx, swa_full=False, n_ubatch=512).total / MIB
+        ours_lean = kv_cache_size(gguf.kv, n_ctx, swa_full=False, n_ubatch=512, aside=False).total / MIB
         assert ours_lean == pytest.approx(theirs_lean, rel=0.05), (n_ctx, ours_lean, theirs_lean)
     finally:
         model.close()
@@ -94,13 +94,13 @@ def test_doctor_reports_the_embedded_model(model_path: Path) -> None:
         'chat template: none in the file (a base model: "auto" plays it raw); playing with template = auto',
         "layers: 18, 15 of them sliding-window (512 tokens)",
         "At n_ctx = 2,048, gpu_layers = 0",
-        "KV cache: 36.0 MiB (f16, 2,048 cells × 18 layers)",
+        "KV cache: 45.0 MiB (f16, 2,560 cells × 18 layers; 512 of the cells for a summary written beside the story)",
         "fits: yes",
         "n_ctx = 2,048",
     ):
         assert line in out, (line, out)
     quantized = simularity("doctor", "--model", str(model_path), "--n-ctx", "2048", "--kv-cache", "q8_0")
-    assert "KV cache: 19.1 MiB (q8_0, 2,048 cells × 18 layers)" in quantized.stdout, quantized.stdout
+    assert "KV cache: 23.9 MiB (q8_0, 2,560 cells × 18 layers;" in quantized.stdout, quantized.stdout
     if not llama_cpp.llama_supports_gpu_offload():
         assert "GPU offload: no" in out
         assert "VRAM: none" in out
@@ -123,7 +123,7 @@ def test_too_big_a_context_for_an_address_space_limit_is_refused_before_loading(
         vms = psutil.Process().memory_info().vms
         resource.setrlimit(resource.RLIMIT_AS, (vms + 500 * 2**20, resource.RLIM_INFINITY))
         sys.exit(cli.main(["--model", {str(model_path)!r}, "run", {str(LIGHTHOUSE)!r}, "--script", "-",
-                           "--n-ctx", "32768", "--threads", "2"]))
+                           "--n-ctx", "32768", "--threads", str(TEST_THREADS)]))
         """
     )
     run = subprocess.run([sys.executable, "-c", script], input="", capture_output=True, text=True, timeout=120)

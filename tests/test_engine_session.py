@@ -6,6 +6,7 @@ import asyncio
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -252,3 +253,80 @@ def test_memory_freed_after_a_grammar_generation_goes_back_to_the_system(model_p
     assert probe.returncode == 0, probe.stderr[-2000:]
     grown = float(probe.stdout.strip().splitlines()[-1])
     assert grown < 25, f"{grown:.0f} MiB more private memory than before the grammar's replies"
+
+
+async def test_a_generation_aside_reads_only_its_own_part_and_leaves_the_story_as_it_was(
+    session: LlamaSession,
+) -> None:
+    """A generation aside (a summary while the turn to come waits read ahead) shares what it has in
+    common with the story's KV, reads the rest and writes in cells of its own, and drops them: the
+    story's tokens and their keys and values are exactly as before, and the aside writes what a
+    generation of the same prompt writes on a fresh context."""
+    tell = GenerationParams(sampling=GREEDY, max_tokens=12, heal=False)
+    pinned = story_prompt(session, "The harbour log. Mara keeps the ferry; Tom mends the nets.\n")
+    lines = [session.tokenize(f"Mara: The tide is turning, day {day}.\n") for day in range(6)]
+    draft = session.tokenize("Tom: Is the ferry late again?\nMara:")  # read ahead after the lines
+    request = session.tokenize("[Not part of the story: what happened so far, in one line:]\n")
+    story, aside = Prompt.of(pinned, [*lines, draft]), Prompt.of(pinned, [*lines, request])
+
+    async def fresh(prompt: Prompt) -> str:  # read ahead, then written: as the story does it
+        await session.reset()
+        await run(session, prompt, GenerationParams(max_tokens=0))
+        return (await run(session, prompt, tell))[0]
+
+    expected_aside, expected_story = await fresh(aside), await fresh(story)
+    await session.reset()
+    await run(session, story, GenerationParams(max_tokens=0))  # read ahead: the story and the draft
+    held, room = session.kv_tokens, session.aside_room
+    assert room >= session._worker.context.aside  # the cells beyond the story's n_ctx
+    text, result = await run(session, aside, replace(tell, aside=True))
+    assert text == expected_aside and result.evaluated_tokens == len(request)  # the request alone read
+    assert session.kv_tokens == held and session.aside_room == room and kv_is_consistent(session)
+    text, result = await run(session, story, tell)  # the story goes on from its KV, untouched
+    assert result.evaluated_tokens == 1 and text == expected_story  # its last token, as always
+
+    # Cancelled, or too long for the room aside: the story is as it was all the same.
+    await run(session, story, GenerationParams(max_tokens=0))
+    held = session.kv_tokens
+    generation = session.generate(aside, replace(tell, aside=True, max_tokens=200))
+    async for _piece in generation:
+        generation.cancel()
+    assert (await generation.result()).stop_reason == "cancelled"
+    assert session.kv_tokens == held and session.aside_room == room and kv_is_consistent(session)
+    assert (await run(session, story, tell))[0] == expected_story
+    long_story = Prompt.of(pinned, [*lines * 10, draft])
+    await run(session, long_story, GenerationParams(max_tokens=0))
+    held, room = session.kv_tokens, session.aside_room
+    other = Prompt.plain(story_prompt(session, "Another tale. " * ((session.n_ctx - 200) // 3)))  # shares nothing
+    cells = session._worker.context.cells
+    assert len(other) < session.n_ctx and len(other) + tell.max_tokens > cells - len(held)  # a window, not the room
+    _text, result = await run(session, other, replace(tell, aside=True))
+    assert result.stop_reason == "context_full" and not result.tokens and not result.evaluated_tokens
+    assert session.kv_tokens == held and session.aside_room == room and kv_is_consistent(session)
+
+
+async def test_memory_is_handed_back_only_once_no_generation_runs(
+    session: LlamaSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second after the last generation ends, the memory the grammar sampler freed goes back; a
+    generation's end heard while the next one runs (the loop may hear of it late) sets off nothing,
+    so no trim waits on the engine thread to run just before a player's turn."""
+    import simularity_tui.engine.session as engine_session
+
+    trims: list[float] = []
+    monkeypatch.setattr(engine_session, "release_freed_memory", lambda: trims.append(time.perf_counter()))
+    prompt = story_prompt(session, "The lamp turns over the sea.")
+    quick = GenerationParams(sampling=GREEDY, max_tokens=2)
+    await run(session, prompt, quick)
+    await asyncio.sleep(engine_session.IDLE_BEFORE_TRIM_S + 0.3)
+    assert len(trims) == 1  # idle a second: handed back
+    await session.reset()
+    first = session.generate(prompt, quick)
+    long = session.generate(story_prompt(session, "The lamp turns. " * 200), quick)  # seconds of reading
+    await first.result()  # its end, heard while the long one runs
+    await asyncio.sleep(engine_session.IDLE_BEFORE_TRIM_S + 0.1)
+    assert long.prefill < 1  # (still reading)
+    turn = session.generate(prompt, quick)  # queued behind it, as a player's line behind a summary
+    await long.result()
+    await turn.result()
+    assert len(trims) == 1  # nothing ran between them

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from simularity_tui.engine import SamplingParams
+from simularity_tui.engine import Prompt, SamplingParams
+from simularity_tui.engine.context_window import common_prefix, unread
 from simularity_tui.scenario import LoadedPack, bundled_packs_dir, load_pack
 from simularity_tui.story import Budgets, Game
 from tests.fake_model import FakeSession
@@ -84,6 +85,27 @@ async def test_the_screen_writes_the_summary_while_the_player_reads(lighthouse: 
         # No key pressed: the summary lands on its own, after the turn, and the status said so.
         await wait_for(lambda: screen.game.summary == "Ash came in from the storm.")
         assert not screen.busy and screen.idle_job is None
+
+
+async def test_on_the_screen_a_summary_written_aside_joins_the_prompt_when_the_player_pauses_typing(
+    lighthouse: LoadedPack,
+) -> None:
+    from tests.test_ui import SIZE, play_screen, turn, wait_for
+    from tests.test_ui import lighthouse as app_for
+
+    session = FakeSession(n_ctx=640, aside=256, summaries=["Ash came in from the storm."])
+    app = app_for(session)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await play_screen(app)
+        for number in range(40):
+            await turn(pilot, screen, *f"Part {number} of a long story about the sea.", "enter")
+            await wait_for(lambda: screen.idle_job is None)
+            if screen.game.summary_waiting is not None:
+                break
+        assert screen.game.summary is None  # written while the player read, beside the turn written ahead
+        await pilot.press(*"Is the")  # the player types, and pauses
+        await wait_for(lambda: screen.game.summary == "Ash came in from the storm.")
+        assert screen.game.summary_waiting is None
 
 
 async def test_what_the_model_has_not_read_is_read_ahead_and_the_next_line_reads_only_its_own(
@@ -209,3 +231,95 @@ def test_a_pinned_block_made_while_the_pack_changed_under_it_is_not_kept() -> No
     made = session.preambles
     game.prompt([])
     assert session.preambles == made  # and that one is kept
+
+
+async def test_with_room_aside_the_summary_waits_behind_the_turn_read_and_written_ahead(
+    small_session: LlamaSession, lighthouse: LoadedPack
+) -> None:
+    """With room aside, idle time reads the typed line ahead and writes its turn's first steps,
+    then writes the summary beside them: a line sent during the summary starts from what was
+    written ahead, nothing read again; a summary written waits, and joins the prompt at the next
+    idle time, put in place without reading the window again."""
+    from simularity_tui.engine.kv_cache import REFRESH_TOKENS  # llama.cpp loads here, not at collection
+
+    await small_session.reset()
+    game = await game_with_a_summary_due(small_session, lighthouse)
+    draft = "Is the kettle on?"
+    for send_during_the_summary in (True, False):
+        job = game.idle_work(lambda: draft)
+        assert job is not None and job.summarising
+        writing = asyncio.ensure_future(job.run())
+        ahead = game.read_ahead_prompt(draft)
+        while game.written_ahead.finished != ahead and not writing.done():
+            await asyncio.sleep(0.01)
+        held = small_session.kv_tokens
+        if send_during_the_summary:
+            await asyncio.sleep(0.2)  # the summary is being written, aside
+            assert not writing.done() and not job.summary_in_the_way
+            job.cancel()
+        await writing
+        assert small_session.kv_tokens == held  # the summary, aside, left the turn to come as it was
+        assert job.written != send_during_the_summary and game.summary is None  # the prompt is as read
+        assert (game.summary_waiting is None) == send_during_the_summary
+        turn = await game.say(draft).finish()
+        assert turn.steps_written_ahead == 2 and turn.evaluated_tokens <= 4, turn.evaluated_tokens
+    waiting = game.summary_waiting
+    assert waiting is not None
+    typed, old_pinned = unread_by(small_session, game, draft), game.prompt([]).pinned  # the new line, its opening
+    window = len(small_session.kv_tokens) - len(old_pinned)
+    job = game.idle_work(lambda: draft)
+    assert job is not None
+    assert await job.run() and game.summary == waiting.text  # kept as the next idle time begins
+    pinned = game.prompt([]).pinned
+    assert small_session.kv_tokens[: len(pinned)] == pinned  # in place, the window not read again:
+    tail = len(pinned) - common_prefix(old_pinned, pinned)  # its own tokens, a few refreshed, the typed line:
+    assert job.read_tokens <= tail + REFRESH_TOKENS + typed, (job.read_tokens, tail, typed)
+    assert window > 2 * REFRESH_TOKENS  # (reading the window again would read more)
+
+
+def unread_by(session: LlamaSession, game: Game, draft: str) -> int:
+    """What the model lacks of the prompt for the line `draft`, from the engine's window on (the
+    prompt holds the lines it evicted too, until a summary covers them)."""
+    ahead = game.read_ahead_prompt(draft)
+    return unread(session.kv_tokens, Prompt(ahead.pinned, ahead.turns[game.window_start - game.covered :]))
+
+
+async def test_with_room_aside_the_summary_comes_last_and_waits_for_the_lines_it_covers(
+    lighthouse: LoadedPack,
+) -> None:
+    """The order with room aside: the typed line read ahead, its turn's stage line and head, then
+    the summary beside them. The summary waits for the next idle time, and is dropped there if a
+    line it covers changed meanwhile (then the next one is asked for again)."""
+    session = FakeSession(n_ctx=1024, aside=256, summaries=["Ash came in from the storm."])
+    game = await game_with_a_summary_due(session, lighthouse)
+    asked = len(session.requests)
+    job = game.idle_work(lambda: "Is the kettle on?")
+    assert job is not None and job.summarising
+    assert not await job.run() and job.written and game.summary is None  # written, not in the prompt yet
+    steps = [(params.max_tokens, params.aside, params.grammar is not None) for _p, params in session.requests[asked:]]
+    assert steps[0] == (0, False, False) and all(not aside for _n, aside, _g in steps[:-1])  # read, written ahead
+    assert len(steps) == 4 and steps[-1][1:] == (True, True)  # then the summary, aside
+    waiting = game.summary_waiting
+    assert waiting is not None and game.summary_due() is None  # asked for once
+    covered = game.tree.path()[waiting.request.covers - 1].id
+    game.edit("Ash shakes the rain off.", covered)  # a line it stands for changes
+    job = game.idle_work(lambda: "Is the kettle on?")
+    assert job is not None and job.summarising  # due again
+    await job.run()
+    assert game.summary is None and game.summary_waiting is not None  # the old one dropped, a new one written
+    assert game.summary_waiting.text != waiting.text
+    job = game.idle_work()
+    assert job is not None and await job.run() and game.summary == game.tree.summary_at()[1]  # type: ignore[index]
+    for number in range(40):  # the next summary written, waiting: the player corrects the memory first
+        await game.say(f"More about the sea, part {number}.").finish()
+        job = game.idle_work(lambda: "Is the kettle on?")
+        if job is not None:
+            await job.run()
+        if game.summary_waiting is not None:
+            break
+    assert game.summary_waiting is not None
+    game.set_memory(summary="The player's own account.")
+    job = game.idle_work()
+    if job is not None:
+        await job.run()
+    assert game.summary == "The player's own account."  # theirs stands over the one written before it

@@ -368,7 +368,7 @@ def _figures(
     slot_kv = 0
     if playing.server_pss and model is not None:
         shape = inspect_gguf(model).kv
-        slot_kv = kv_cache_size(shape, settings.model.n_ctx).total if shape is not None else 0
+        slot_kv = kv_cache_size(shape, settings.model.n_ctx, aside=False).total if shape is not None else 0
     per_player += slot_kv  # one more player: one more slot of the server's cache
     return {
         "settings": {

@@ -1,11 +1,12 @@
 """`simularity bench story`: a whole story game, with stage commands, lore, achievements and
 summaries, on the embedded model: no error over hundreds of turns, and no turn that makes the player
-wait. Between turns the player reads and types (`--think-ms`): the summary due is written then, as
-the screen writes it (story/idle_work.py), and cancelled when the player sends before it is done;
-then the line the player typed is read ahead, with what its turn reads before writing, and the
-turn's stage line and line head are written ahead (`--write-ahead 0` leaves them to the turn).
+wait. Between turns the player reads and types (`--think-ms`), and idle time is spent as on the
+screen (story/idle_work.py): the line the player typed is read ahead, with what its turn reads
+before writing, the turn's stage line and line head are written ahead (`--write-ahead 0` leaves
+them to the turn), and the summary due is written beside them, cancelled when the player sends
+before it is done; a summary written joins the prompt at the next idle time.
 Per turn: the time to first text from the player's send (p50, p95, p99, the longest), the time to
-the turn's first token, and whether it found a summary still being written or read the window again.
+the turn's first token, and whether a summary was in its way or it read the window again.
 Flatness: the median of the last 50 turns against turns 5–25, in the same run. And lore matching on
 a book of 5,000 entries, per line, against a regex per entry and key (bench/lore.py).
 """
@@ -106,10 +107,11 @@ async def _play(session: ModelSession, args: argparse.Namespace, console: Consol
         if idle is not None:  # the player sends: a summary still being written stops at once
             assert job is not None
             if not idle.done():
-                waited += job.summarising and not job.summary_seconds  # reading ahead is no wait for a summary
+                waited += job.summary_in_the_way  # one written aside, or reading ahead, is no wait for a summary
                 job.cancel()
-            summaries += await idle
-            summary_s += [job.summary_seconds] if job.kept else []
+            await idle
+            summaries += job.written
+            summary_s += [job.summary_seconds] if job.written else []
         line = PLAYER_LINES[turn_number % len(PLAYER_LINES)]
         started = time.perf_counter()
         turn = game.say(line)
@@ -130,8 +132,9 @@ async def _play(session: ModelSession, args: argparse.Namespace, console: Consol
         if turn_number % 25 == 24:
             console.print(f"turn {turn_number + 1}/{args.turns}: ttft {ttft[-1] * 1000:.0f} ms, "
                           f"{summaries} summaries, context {len(session.kv_tokens)}")  # fmt: skip
-    if idle is not None:
-        summaries += await idle
+    if idle is not None and job is not None:
+        await idle
+        summaries += job.written
     usual = statistics.median(evaluated)
     return {
         "ttft_s": ttft,

@@ -68,6 +68,13 @@ class ModelSession(Protocol):
         ...
 
     @property
+    def aside_room(self) -> int:
+        """The tokens a generation aside (`GenerationParams.aside`) may read and write now, beside
+        what the context holds; 0 where the backend writes none (a model server: its slot is one
+        sequence)."""
+        ...
+
+    @property
     def chat_frame(self) -> ChatFrame:
         """The text before and after the pinned block ([model] template; chat_template.py)."""
         ...

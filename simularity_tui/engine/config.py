@@ -74,3 +74,6 @@ class GenerationParams:
     # Room kept free after the prompt when more than `max_tokens`: reading ahead (max_tokens 0) for a
     # turn that will write this many makes the room then, so the turn itself never shifts.
     room: int = 0
+    # Beside the story, leaving the model's context as it was (a summary written while the turn to
+    # come waits, read and written ahead): only where the session has `aside_room` for it.
+    aside: bool = False

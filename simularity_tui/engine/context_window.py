@@ -72,3 +72,9 @@ def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
             break
         length += 1
     return length
+
+
+def unread(held: Sequence[int], prompt: Prompt) -> int:
+    """How many tokens of `prompt` a model holding `held` would read for it."""
+    flat = prompt.flat()
+    return len(flat) - common_prefix(held, flat)

@@ -57,6 +57,7 @@ class KvSize:
     swa_layers: int
     per_layer: tuple[int, ...]  # bytes of each layer's K and V
     cache_type: KvCacheType
+    aside: int = 0  # of the cells, those beyond the story's context (aside_cells)
 
     @property
     def total(self) -> int:
@@ -110,16 +111,33 @@ def _swa_layers(metadata: Mapping[str, Any], arch: str, layers: int, window: int
     return tuple(layer % every < every - 1 for layer in range(layers))
 
 
+def aside_cells(n_ctx: int) -> int:
+    """The cells the engine asks for beyond a story context of `n_ctx` tokens: room for a
+    generation aside (a summary written while the story's KV holds the turn to come, native.py
+    `fork_aside`) when the story's window is full. A summary's request, its events and its answer
+    fit in a few hundred tokens, whatever the context; a quarter of a small context leaves it room
+    for a few of the lines it stands for."""
+    return min(max(n_ctx // 4, 256), 512)
+
+
 def padded(cells: int) -> int:
     return -(-cells // CELL_PADDING) * CELL_PADDING
 
 
 def kv_cache_size(
-    shape: KvShape, n_ctx: int, *, swa_full: bool = True, cache_type: KvCacheType = "f16", n_ubatch: int = 512
+    shape: KvShape,
+    n_ctx: int,
+    *,
+    swa_full: bool = True,
+    cache_type: KvCacheType = "f16",
+    n_ubatch: int = 512,
+    aside: bool = True,
 ) -> KvSize:
-    """The cache llama.cpp makes for a context of `n_ctx` tokens (one sequence)."""
+    """The cache llama.cpp makes for a story context of `n_ctx` tokens, as the engine asks for it
+    (with `aside_cells` more: `aside`; a model server's slot has none)."""
     block, block_bytes = GGML_QUANT_SIZES[CACHE_TYPES[cache_type]]
-    cells = padded(n_ctx)
+    beside = aside_cells(n_ctx) if aside else 0
+    cells = padded(n_ctx + beside)
     swa_cells = cells if swa_full or not shape.sliding_window else min(cells, padded(shape.sliding_window + n_ubatch))
     per_layer = []
     for heads, sliding in zip(shape.kv_heads, shape.swa_layers, strict=True):
@@ -127,7 +145,7 @@ def kv_cache_size(
         per_layer.append(row * (swa_cells if sliding else cells))
     n_swa = sum(1 for heads, sliding in zip(shape.kv_heads, shape.swa_layers, strict=True) if sliding and heads)
     n_full = sum(1 for heads in shape.kv_heads if heads) - n_swa
-    return KvSize(cells, swa_cells, n_full, n_swa, tuple(per_layer), cache_type)
+    return KvSize(cells, swa_cells, n_full, n_swa, tuple(per_layer), cache_type, beside)
 
 
 def bytes_per_token(shape: KvShape) -> int:

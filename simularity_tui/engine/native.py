@@ -21,6 +21,7 @@ import llama_cpp as C
 from ..untrusted_text import printable
 from .config import KvCacheType
 from .errors import ModelLoadError
+from .kv_size import aside_cells
 
 log = logging.getLogger("simularity.llama")
 
@@ -173,22 +174,27 @@ Progress = Callable[[int, int], None]  # (tokens done, tokens in all)
 
 
 CACHE_GGML_TYPES: dict[KvCacheType, int] = {"f16": C.GGML_TYPE_F16, "q8_0": C.GGML_TYPE_Q8_0}
-SPLICE_SEQ = 1  # a second sequence, only while `replace_span` evaluates a new span (see there)
+# A second sequence, never the story: a span `replace_span` evaluates, or a generation aside
+# (`fork_aside`). Each lives only inside one call on the engine thread, so they never meet.
+SIDE_SEQ = 1
 
 
 class NativeContext:
     """One llama.cpp context whose story is sequence 0, with KV the caller tracks. A second sequence
-    exists only inside `replace_span`; the KV is unified, so both share every cell (and n_ctx)."""
+    exists only inside `replace_span` or a generation aside; the KV is unified, so both share its
+    cells. Beyond the story's `n_ctx` it holds `aside` cells more (kv_size.aside_cells): room for
+    a generation aside while the story's window is full."""
 
     def __init__(
         self, model: NativeModel, *, n_ctx: int, n_batch: int, n_threads: int, cache_type: KvCacheType = "f16"
     ) -> None:
         params = C.llama_context_default_params()
-        params.n_ctx = n_ctx
+        self.aside: int = aside_cells(n_ctx)
+        params.n_ctx = n_ctx + self.aside
         params.n_batch = n_batch
         params.n_ubatch = n_batch
-        params.n_seq_max = 2  # seq 0, and SPLICE_SEQ for `replace_span`
-        params.kv_unified = True  # one pool of n_ctx cells: the second sequence costs no memory
+        params.n_seq_max = 2  # seq 0, and SIDE_SEQ
+        params.kv_unified = True  # one pool of cells: what the second sequence shares costs no memory
         # One logits row per batch is all we read; the default (n_batch rows of a 262k vocabulary)
         # reserves ~500 MiB of compute buffer for Gemma. llama.cpp reserves one row per sequence.
         params.n_outputs_max = params.n_seq_max
@@ -203,7 +209,8 @@ class NativeContext:
         self.ptr = C.llama_init_from_model(model.ptr, params)
         if not self.ptr:
             raise ModelLoadError("llama.cpp could not create the context")
-        self.n_ctx: int = C.llama_n_ctx(self.ptr)
+        self.cells: int = C.llama_n_ctx(self.ptr)  # llama.cpp pads what it was asked for: the story gets it
+        self.n_ctx: int = self.cells - self.aside
         self.n_batch = n_batch
         self.memory = C.llama_get_memory(self.ptr)
         self.abort = AbortFlag()
@@ -217,8 +224,9 @@ class NativeContext:
             C.llama_free(self.ptr)
             self.ptr = None
 
-    def decode(self, tokens: Sequence[int], start: int, progress: Progress | None = None) -> None:
-        """Evaluate `tokens` at positions start.. in batches; logits only for the last one.
+    def decode(self, tokens: Sequence[int], start: int, progress: Progress | None = None, *, seq: int = 0) -> None:
+        """Evaluate `tokens` at positions start.. of sequence `seq` in batches; logits only for the
+        last one.
 
         llama.cpp polls the abort flag between graph nodes (measured: no cost on decode speed).
         A set flag raises `DecodeAborted(n)`, any other failure `DecodeError(n)`: positions from n
@@ -231,12 +239,12 @@ class NativeContext:
             # first token after a shift is decoded with the abort masked: one short, sure step.
             self.abort._masked = True
             try:
-                self._decode_batches(tokens[:1], start, last=len(tokens) == 1)
+                self._decode_batches(tokens[:1], start, last=len(tokens) == 1, seq=seq)
             finally:
                 self.abort._masked = False
             self.shift_pending = False
             tokens, start = tokens[1:], start + 1
-        self._decode_batches(tokens, start, last=True, progress=progress)
+        self._decode_batches(tokens, start, last=True, progress=progress, seq=seq)
 
     def _decode_batches(
         self, tokens: Sequence[int], start: int, *, last: bool, progress: Progress | None = None, seq: int = 0
@@ -283,27 +291,38 @@ class NativeContext:
         caller must have checked `llama_memory_can_shift`, as for `shift`.
         """
         memory = self.memory
-        C.llama_memory_seq_rm(memory, SPLICE_SEQ, -1, -1)
+        C.llama_memory_seq_rm(memory, SIDE_SEQ, -1, -1)
         if not C.llama_memory_seq_rm(memory, 0, start, end):
             return False
         delta = len(tokens) - (end - start)
         if delta:
             C.llama_memory_seq_add(memory, 0, end, -1, delta)
             self.shift_pending = True
-        C.llama_memory_seq_cp(memory, 0, SPLICE_SEQ, 0, start)
+        C.llama_memory_seq_cp(memory, 0, SIDE_SEQ, 0, start)
         self.abort._masked = True  # a short span, and a pending re-rotation must not be cut in two
         try:
-            self._decode_batches(tokens, start, last=False, seq=SPLICE_SEQ)
+            self._decode_batches(tokens, start, last=False, seq=SIDE_SEQ)
         except DecodeError:
-            C.llama_memory_seq_rm(memory, SPLICE_SEQ, -1, -1)
+            C.llama_memory_seq_rm(memory, SIDE_SEQ, -1, -1)
             self.forget_from(start)
             raise
         finally:
             self.abort._masked = False
         self.shift_pending = self.shift_pending and not tokens  # a decode re-rotated what moved
-        C.llama_memory_seq_cp(memory, SPLICE_SEQ, 0, start, start + len(tokens))
-        C.llama_memory_seq_rm(memory, SPLICE_SEQ, -1, -1)
+        C.llama_memory_seq_cp(memory, SIDE_SEQ, 0, start, start + len(tokens))
+        C.llama_memory_seq_rm(memory, SIDE_SEQ, -1, -1)
         return True
+
+    def fork_aside(self, common: int) -> None:
+        """Start a generation aside: the side sequence shares the story's first `common` positions
+        (`seq_cp` adds a sequence id to a cell, it copies nothing) and goes on from there in cells
+        of its own, while the story's later positions stay as they are. `decode(..., seq=SIDE_SEQ)`
+        writes it; `drop_aside` frees its cells."""
+        C.llama_memory_seq_rm(self.memory, SIDE_SEQ, -1, -1)
+        C.llama_memory_seq_cp(self.memory, 0, SIDE_SEQ, 0, common)
+
+    def drop_aside(self) -> None:
+        C.llama_memory_seq_rm(self.memory, SIDE_SEQ, -1, -1)
 
     def can_shift(self) -> bool:
         return bool(C.llama_memory_can_shift(self.memory))

@@ -25,5 +25,9 @@ class Prompt:
         """A token list with no turn structure: one turn, nothing pinned, nothing to evict."""
         return cls((), (tuple(tokens),))
 
+    def flat(self) -> list[int]:
+        """The tokens as the model reads them, one after another."""
+        return [*self.pinned, *(token for turn in self.turns for token in turn)]
+
     def __len__(self) -> int:
         return len(self.pinned) + sum(len(turn) for turn in self.turns)

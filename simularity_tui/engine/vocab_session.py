@@ -83,6 +83,10 @@ class VocabSession:
     def bos_token(self) -> int | None:
         return self._model.bos if self._model.add_bos else None
 
+    @property
+    def aside_room(self) -> int:
+        return 0  # it writes nothing at all
+
     def tokenize(self, text: str, *, special: bool = False, add_bos: bool = False) -> list[int]:
         return self._model.tokenize(text, special=special, add_bos=add_bos)
 

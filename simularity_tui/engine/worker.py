@@ -24,7 +24,7 @@ import psutil
 from .chat_template import model_frame
 from .config import GenerationParams, ModelConfig, fresh_seed
 from .context_size import fitting_n_ctx
-from .context_window import plan_window
+from .context_window import common_prefix, plan_window
 from .errors import ChatTemplateError, ContextSizeError, ModelLoadError, OutOfMemoryError
 from .gguf_file import GgufInfo, inspect_gguf
 from .grammar_jump import GrammarJumps
@@ -35,6 +35,7 @@ from .llama_build import llama_build
 from .memory import check_fits, largest_n_ctx, memory_limits, plan_memory
 from .native import (
     CACHE_GGML_TYPES,
+    SIDE_SEQ,
     DecodeAborted,
     DecodeError,
     NativeContext,
@@ -156,6 +157,8 @@ class EngineWorker:
         seed = params.sampling.seed if params.sampling.seed is not None else fresh_seed()
         if not len(prompt):
             raise ValueError("a prompt needs at least one token")
+        if params.aside:
+            return self._generate_aside(prompt, params, emit, cancel, started, seed)
         reserve = min(max(params.max_tokens, params.room), self.context.n_ctx // 4) + 1
         window = plan_window(prompt, self.context.n_ctx, reserve, self._sticky_first_turn(prompt))
         last_turn = window.turn_starts[-1] if window.turn_starts else window.n_keep
@@ -190,6 +193,58 @@ class EngineWorker:
             emit(text)
         return self._result(run, assembler, generated, reason)
 
+    def _generate_aside(
+        self, prompt: Prompt, params: GenerationParams, emit: Emit, cancel: threading.Event, started: float, seed: int
+    ) -> GenerationResult:
+        """A generation beside the story (`params.aside`): what the prompt shares with the story's
+        KV is shared (the side sequence, native.py `fork_aside`), the rest is read and written in
+        cells of its own, dropped at the end. The story's KV and window stay exactly as they were:
+        the turn to come, read and written ahead meanwhile, finds them intact. Its window starts
+        where the story's does; nothing is evicted: a prompt that does not fit in the free cells is
+        refused ("context_full", nothing generated). No token healing (a summary has its grammar)."""
+        reserve = min(params.max_tokens, self.context.n_ctx // 4) + 1
+        # Planned over every cell: it may run past the story's n_ctx, into the room aside.
+        flat = plan_window(prompt, self.context.cells, reserve, self._sticky_first_turn(prompt)).tokens
+        story = len(self.kv.tokens)
+        common = min(common_prefix(self.kv.tokens, flat), len(flat) - 1)
+        run = _Run(started, 0.0, seed, self.kv.shifted_out, None, emit, cancel)
+        if cancel.is_set():
+            return self._result(run, TextAssembler(), [], "cancelled")
+        if len(flat) - common + params.max_tokens > self.context.cells - story:
+            return self._result(run, TextAssembler(), [], "context_full")
+        self.context.abort.watch(cancel)
+        self.context.fork_aside(common)
+        position = len(flat)
+
+        def append(tokens: list[int], _run: _Run) -> StopReason | None:
+            nonlocal position
+            try:
+                self.context.decode(tokens, position, seq=SIDE_SEQ)
+            except DecodeError as failed:  # aborted, or no cell after all: the side sequence ends here
+                return "cancelled" if isinstance(failed, DecodeAborted) else "context_full"
+            position += len(tokens)
+            return None
+
+        sampler = None
+        try:
+            try:
+                self.context.decode(flat[common:], common, seq=SIDE_SEQ)
+            except DecodeError as failed:
+                reason: StopReason = "cancelled" if isinstance(failed, DecodeAborted) else "context_full"
+                return self._result(run, TextAssembler(), [], reason)
+            run.prefill_s, run.evaluated = time.perf_counter() - started, len(flat) - common
+            sampler = SamplerChain(self.model, params.sampling, seed, history=flat, grammar=params.grammar)
+            assembler = TextAssembler(params.stop)
+            jumps = GrammarJumps.of(params.grammar, digits_alone=self._digits_alone) if params.grammar else None
+            generated, reason = self._sample(run, sampler, assembler, params.max_tokens, jumps, append)
+        finally:
+            if sampler is not None:
+                sampler.close()
+            self.context.drop_aside()
+        if text := assembler.finish():
+            emit(text)
+        return self._result(run, assembler, generated, reason)
+
     def _sample(
         self,
         run: _Run,
@@ -197,9 +252,12 @@ class EngineWorker:
         assembler: TextAssembler,
         max_tokens: int,
         jumps: GrammarJumps | None = None,
+        append: Callable[[list[int], _Run], StopReason | None] | None = None,
     ) -> tuple[list[int], StopReason]:
         """Sample, stream and evaluate one token after another: the reply's tokens, and why it ended.
-        With `jumps`, what the grammar forces after a token is appended with it (grammar_jump.py)."""
+        With `jumps`, what the grammar forces after a token is appended with it (grammar_jump.py).
+        `append` evaluates what was drawn (by default at the story's end, evicting if it must)."""
+        append = append or self._append
         generated: list[int] = []
         healing = run.healing
         admissible = self._admissible(jumps) if jumps is not None else None
@@ -211,7 +269,7 @@ class EngineWorker:
                 return generated, "stop"
             if complete:
                 return generated, "eos"
-            if (stop := self._append(forced, run)) is not None:
+            if (stop := append(forced, run)) is not None:
                 return generated, stop
         while len(generated) < max_tokens:
             if run.cancel.is_set():
@@ -238,7 +296,7 @@ class EngineWorker:
                 return generated, "eos"  # the forced end is read by the next prompt, with its own tokens
             if len(generated) == max_tokens:
                 break  # the last token is evaluated by the next prompt that contains it
-            if (stop := self._append([token, *forced], run)) is not None:
+            if (stop := append([token, *forced], run)) is not None:
                 return generated, stop
         return generated, "length"
 

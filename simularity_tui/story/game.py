@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Literal, get_args
 
 from ..engine import ModelSession, Prompt, SamplingParams
-from ..engine.context_window import common_prefix
+from ..engine.context_window import unread
 from ..errors import UserFacingError
 from ..scenario.loader import LoadedPack
 from ..scenario.macros import expand
@@ -35,7 +35,7 @@ from .budgets import (
 from .completion import Completion, Impersonation, led_line
 from .examples import examples_text
 from .framing import framed
-from .idle_work import READ_AHEAD_MIN, IdleWork, unread
+from .idle_work import READ_AHEAD_MIN, IdleWork
 from .lore import LoreScan, lore_seed, scan_lore
 from .path_facts import PathFacts
 from .player_lore import laid_over
@@ -61,10 +61,6 @@ Act = Literal["say", "do", "story", "ooc"]  # the ways a player acts (Game.act)
 ACTS: tuple[Act, ...] = get_args(Act)
 
 
-def _flat(prompt: Prompt) -> list[int]:
-    return [*prompt.pinned, *(token for turn in prompt.turns for token in turn)]
-
-
 MAX_NOTE_CHARS = 4000  # an author's note, the essentials, a summary: a few paragraphs at most
 
 
@@ -85,6 +81,15 @@ class _Pinned:
     tokens: list[int]
     scale: float  # the pack's texts cut to this share of their length to fit (budgets.py)
     examples: str  # the example lines that fit their budget
+
+
+@dataclass(frozen=True)
+class WaitingSummary:
+    """A summary written aside, waiting to join the prompt (`Game.summary_waits`)."""
+
+    request: SummaryRequest
+    text: str
+    last_line: Line  # the last line it covers: it is dropped if that line leaves the story or changes
 
 
 class Game:
@@ -150,6 +155,8 @@ class Game:
         # The next turn's first steps, written in idle time for the line being typed (written_ahead.py);
         # a copy from `looking_ahead` writes into the same.
         self.written_ahead = WrittenAhead()
+        # A summary written aside in idle time, for the prompt from the next idle time on (idle_work.py).
+        self.summary_waiting: WaitingSummary | None = None
         self._mentions: Mentions = {}  # the achievements' word checks, by line text (achievements.py)
         self._path_facts: PathFacts | None = None
         self.tree = tree if tree is not None else self._opening()
@@ -428,6 +435,7 @@ class Game:
             if not self.lines:
                 raise UserFacingError("The story has no line yet to keep a summary on.", hint="Play a line first.")
             self.tree.nodes[self.tree.head].summary = (self.covered, clean_note(summary))
+            self.summary_waiting = None  # the player's word stands over one written before it
         if essentials is not None:
             self.essentials = clean_note(essentials)
         self._changed()
@@ -436,7 +444,7 @@ class Game:
     def _reread_after(self, before: Prompt) -> int:
         """Tokens the next line reads again, the prompt having been `before` (0: unchanged)."""
         after = self.prompt([])
-        return 0 if after == before else len(after) - common_prefix(self.session.kv_tokens, _flat(after))
+        return 0 if after == before else unread(self.session.kv_tokens, after)
 
     def known_reminders(self) -> list[Reminder]:
         """Every reminder a line may have carried: the pack's, and each author's note of this game."""
@@ -656,25 +664,52 @@ class Game:
 
     # -- memory ---------------------------------------------------------------------------------
 
-    def summary_due(self) -> SummaryRequest | None:
-        """A request for a summary of the lines the engine evicted, if no summary covers them yet."""
+    def summary_due(self, *, aside: bool = False) -> SummaryRequest | None:
+        """A request for a summary of the lines the engine evicted, if no summary covers them yet
+        (nor one waiting to join the prompt); `aside`: beside the story where the model has room
+        for it (summary.py), else at the story's end."""
         evicted = self._window_start
+        waiting = self._waiting()
+        if waiting is not None and evicted <= waiting.request.covers:
+            return None
         covered, previous = self.tree.summary_at() or (0, None)
         if evicted <= covered:
             return None
         events = self.lines[covered:evicted]
         story = self.prompt([])
-        return summary_request(
-            self.session,
-            self.pack,
-            events,
-            previous,
-            covers=evicted,
-            budget=self.budgets.summary,
-            story=story,
-            in_view=len(story.pinned) + sum(len(line.tokens) for line in self.lines[self.window_start :]),
-            bos=self._bos,
-        )
+        in_view = Prompt.of(story.pinned, [line.tokens for line in self.lines[self.window_start :]])
+        for beside in (True, False) if aside else (False,):
+            request = summary_request(
+                self.session, self.pack, events, previous,
+                covers=evicted, budget=self.budgets.summary, story=story, in_view=in_view, bos=self._bos,
+                aside=beside,
+            )  # fmt: skip
+            if request is not None:
+                return request
+        raise AssertionError("a summary at the story's end is always asked for")
+
+    def summary_waits(self, request: SummaryRequest, summary: str) -> None:
+        """A summary written aside waits for the next idle time to join the prompt: the turn read
+        and written ahead meanwhile was read without it, and stays as it was read."""
+        self.summary_waiting = WaitingSummary(request, summary, self.lines[request.covers - 1])
+
+    def keep_waiting_summary(self) -> bool:
+        """Put the summary waiting in the pinned block, if the lines it covers are still the story's
+        (else it is dropped); whether it was kept."""
+        waiting, self.summary_waiting = self._waiting(), None
+        if waiting is None:
+            return False
+        self.keep_summary(waiting.request, waiting.text)
+        return True
+
+    def _waiting(self) -> WaitingSummary | None:
+        """The summary waiting, if the lines it covers are still the first ones of the story."""
+        waiting = self.summary_waiting
+        covers = waiting.request.covers if waiting is not None else 0
+        lines = self.lines
+        if waiting is None or len(lines) < covers or lines[covers - 1] is not waiting.last_line:
+            return None
+        return waiting
 
     def idle_work(
         self, draft: Callable[[], str] | None = None, *, read_ahead: bool = True, write_ahead: bool = True
@@ -688,7 +723,7 @@ class Game:
         request = self.summary_due()
         if request is None and not read_ahead:
             return None
-        if request is None:
+        if request is None and self._waiting() is None:
             typed = draft() if draft is not None else ""
             ahead = self.read_ahead_prompt(typed)
             written = not write_ahead or not one_line(typed) or self.written_ahead.finished == ahead

@@ -1,20 +1,27 @@
 """Idle time: the work the next line would otherwise wait for, done while the player reads and types.
 
-Three things, in order. The summary of lines the engine evicted, when no summary covers them yet;
-kept, it goes into the pinned block without a re-read of the lines after it (summary.py,
-engine/kv_cache.py), and the game autosaves it. Then reading ahead: whatever of the story the
-model has not read yet (the new summary, a story just opened or resumed without its KV state) is
-read now, and with it the line the player is typing (the draft) and what the turn after it would
-read before writing (its lore notes, the reminders due, `[stage:`, turn.py `Opening`): sent as
-typed, the line's turn reads one token before it writes. Last, that turn's first steps are written
-ahead (its stage line and its line's head: written_ahead.py), so that the line's text starts at
-once when the player sends the line as typed. The screen runs this after every turn,
-when a story opens and when the player pauses typing; the player's next action cancels it at once
-(the engine aborts between graph nodes) and the next idle time starts again, so a turn never waits
-for it. Benchmarks run it between turns, scripts its summary alone. A summary that fails (a model
-server gone, say) is logged and the lines stay in the prompt, as when a summary comes back empty;
-the next idle time tries again. Reading ahead makes the room the turn to come needs: any shift
-happens then.
+Three things. Reading ahead: whatever of the story the model has not read yet (a new summary, a
+story just opened or resumed without its KV state) is read now, and with it the line the player
+is typing (the draft) and what the turn after it would read before writing (its lore notes, the
+reminders due, `[stage:`, turn.py `Opening`): sent as typed, the line's turn reads one token before
+it writes. Then that turn's first steps are written ahead (its stage line and its line's head:
+written_ahead.py), so that the line's text starts at once when the player sends the line as typed.
+And the summary of lines the engine evicted, when no summary covers them yet; kept, it goes into
+the pinned block without a re-read of the lines after it (summary.py, engine/kv_cache.py).
+
+Their order depends on the model's room aside (`ModelSession.aside_room`). With it, the summary
+comes last and is written beside the story, so that the turn read and written ahead stays in the
+KV: a line sent while the summary is being written starts at once, and a summary written waits
+for the next idle time to join the prompt (`Game.summary_waiting`: the turn written ahead was
+read without it). Without it (a model server), the summary's request takes the place of what
+follows the story in the KV, so it comes first, is kept at once, and reading ahead follows it.
+
+The screen runs this after every turn, when a story opens and when the player pauses typing; the
+player's next action cancels it at once (the engine aborts between graph nodes) and the next idle
+time starts again, so a turn never waits for it. Benchmarks run it between turns, scripts its
+summary alone. A summary that fails (a model server gone, say) is logged and the lines stay in the
+prompt, as when a summary comes back empty; the next idle time tries again. Reading ahead makes
+the room the turn to come needs: any shift happens then.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from ..engine import GenerationParams, GenerationResult, GenerationStream, Prompt, SamplingParams
-from ..engine.context_window import common_prefix
+from ..engine.context_window import unread
 from ..errors import UserFacingError
 from ..text_rules import one_line
 from .summary import SummaryRequest
@@ -40,14 +47,8 @@ READ_AHEAD_MIN = 8  # tokens of the story the model lacks before reading ahead i
 _READ_ONLY = GenerationParams(sampling=SamplingParams(temperature=0.0), max_tokens=0, heal=False)  # read, write nothing
 
 
-def unread(session_tokens: tuple[int, ...], prompt: Prompt) -> int:
-    """How many tokens of `prompt` the model would read for it, from what it holds."""
-    flat = [*prompt.pinned, *(token for turn in prompt.turns for token in turn)]
-    return len(flat) - common_prefix(session_tokens, flat)
-
-
 class IdleWork:
-    """The idle work due: `run()` it, `cancel()` it; `kept` says whether a summary reached the story."""
+    """The idle work due: `run()` it, `cancel()` it; `written` says whether a summary was written."""
 
     def __init__(
         self,
@@ -64,17 +65,29 @@ class IdleWork:
         self._writes_ahead = write_ahead
         self._draft = draft  # the player's line being typed, as it is when reading ahead begins
         self._head = game.tree.head  # the story it summarises: kept only if still the one in play
+        # Beside the story, last: only where the model has room aside and a turn is read ahead for.
+        self._aside = read_ahead and game.session.aside_room > 0
         self._generation: GenerationStream | None = None
         self._turn: Turn | None = None  # the turn being written ahead
+        self._displacing = False  # a summary at the story's end being written: a line sent waits for the KV
+        self._summary_begun = False
+        self._on_summary: Callable[[], None] | None = None
         self.cancelled = False
-        self.kept = False
+        self.written = False  # a summary was written (kept, or waiting for the next idle time)
+        self.read_tokens = 0  # of the story, read ahead (a summary's own are not counted)
         self.seconds = 0.0  # how long the work took (cancelled or not)
         self.summary_seconds = 0.0  # of which writing the summary
 
     @property
     def summarising(self) -> bool:
-        """Whether a summary is due (else only reading ahead)."""
-        return self._request is not None
+        """Whether a summary is due or being written (else only reading ahead)."""
+        return self._request is not None or self._summary_begun
+
+    @property
+    def summary_in_the_way(self) -> bool:
+        """Whether a line sent now would find a summary in its way: one written at the story's end,
+        whose request took the place of what was read ahead (never one written aside)."""
+        return self._displacing
 
     def cancel(self) -> None:
         self.cancelled = True
@@ -83,31 +96,55 @@ class IdleWork:
         if self._turn is not None:
             self._turn.cancel()
 
-    async def run(self) -> bool:
-        """Write the summary due and keep it, then read ahead and write the typed line's turn
-        ahead; whether a summary was kept (False when there was none to write, or it was
-        cancelled, failed or empty)."""
+    async def run(self, on_summary: Callable[[], None] | None = None) -> bool:
+        """The summary waiting from the last idle time joins the prompt; then the summary due, read
+        ahead and the typed line's turn written ahead, in the order the model's room allows (the
+        module notes); `on_summary` is called as a summary begins. Whether the prompt changed (a
+        summary was kept)."""
+        self._on_summary = on_summary
         started = time.perf_counter()
+        game = self._game
+        changed = False
         try:
-            if self._request is not None:
-                self.kept = await self._remember(self._request)
-                self.summary_seconds = time.perf_counter() - started
-            if self._reads_ahead and not self.cancelled and (self._request is None or self.kept):
+            changed = game.keep_waiting_summary()
+            if self._request is not None and not self._aside:
+                changed |= await self._summarise(self._request)
+            if self._reads_ahead and not self.cancelled and (self._request is None or self._aside or self.written):
                 typed = self._draft() if self._draft is not None else ""
                 await self._read_ahead(typed)
-                if self._writes_ahead and one_line(typed) and not self.cancelled and self._game.tree.head == self._head:
+                if self._writes_ahead and one_line(typed) and not self.cancelled and game.tree.head == self._head:
                     await self._write_ahead(typed)
+            if self._aside and not self.cancelled and game.tree.head == self._head:
+                # Due as the window is now: reading ahead may have made room, evicting more lines.
+                request = game.summary_due(aside=True)
+                if request is not None:
+                    changed |= await self._summarise(request)
         except UserFacingError as error:
             what = "no summary this time, the lines stay in the prompt" if self._request else "nothing read ahead"
             log.warning("%s: %s", what, error.message)
         finally:
             self.seconds = time.perf_counter() - started
-        return self.kept
+        return changed
 
-    async def _remember(self, request: SummaryRequest) -> bool:
-        written = await self._generate(request.prompt, request.params)
+    async def _summarise(self, request: SummaryRequest) -> bool:
+        """Write the summary `request` asks for: kept at once (True), or, written aside, left
+        waiting for the next idle time; nothing when cancelled, failed or empty."""
+        started = time.perf_counter()
+        self._displacing = not request.params.aside
+        self._summary_begun = True
+        if self._on_summary is not None:
+            self._on_summary()
+        try:
+            written = await self._generate(request.prompt, request.params)
+        finally:
+            self._displacing = False
+            self.summary_seconds += time.perf_counter() - started
         summary = " ".join(written.text.split()) if written is not None else ""
         if self.cancelled or not summary or self._game.tree.head != self._head:
+            return False
+        self.written = True
+        if request.params.aside:
+            self._game.summary_waits(request, summary)
             return False
         self._game.keep_summary(request, summary)
         return True
@@ -125,6 +162,7 @@ class IdleWork:
             read = await self._generate(prompt, params)
             if read is None or game.tree.head != self._head:
                 return
+            self.read_tokens += read.evaluated_tokens
             game.read_ahead_window(read.first_turn)
             if game.window_start == window:
                 return

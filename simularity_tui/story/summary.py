@@ -7,6 +7,12 @@ Putting the summary in the pinned block then costs its own tokens, not a re-read
 holds the evicted lines' text, as many of the newest as leave room for it and its answer; when the
 context has no such room, the request is read on its own, as a prompt of its own (the next line
 reads the window again then).
+
+Where the session has room aside (`ModelSession.aside_room`: the engine's cells beyond the
+story's), the request is written there, beside the story (`GenerationParams.aside`): what the
+model read ahead after the window's lines (the line being typed, the turn written ahead) stays in
+the KV. Its room is then the room aside, less what of the story the KV lacks; with too little of
+it, there is no request aside (None), and the summary is asked for the usual way.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..engine import GenerationParams, ModelSession, Prompt, SamplingParams
+from ..engine.context_window import unread
 from ..scenario.schema import Pack
 from .framing import framed
 from .tree import Line
@@ -48,15 +55,23 @@ def summary_request(
     covers: int,
     budget: int,
     story: Prompt,
-    in_view: int,
+    in_view: Prompt,
     bos: Sequence[int],
-) -> SummaryRequest:
+    aside: bool = False,
+) -> SummaryRequest | None:
     """Ask for a new summary of the `previous` one and the lines after it that it does not cover
     (`events`, evicted from the window), at the end of the `story` as the model reads it now
-    (`in_view`: the tokens of its window, which the engine keeps)."""
-    params = GenerationParams(sampling=SUMMARY_SAMPLING, max_tokens=budget, grammar=SUMMARY_GRAMMAR, heal=False)
-    window = in_view
-    kept = _events(session, pack, events, session.n_ctx - window - budget - REQUEST_ROOM)
+    (`in_view`: the story as the engine's window holds it). `aside`: beside the story, in the
+    session's room aside (None when it has too little)."""
+    params = GenerationParams(
+        sampling=SUMMARY_SAMPLING, max_tokens=budget, grammar=SUMMARY_GRAMMAR, heal=False, aside=aside
+    )
+    if aside:  # beside the story: the room aside holds the request, its answer and what the KV lacks
+        room_at_end = room_alone = session.aside_room
+        room_at_end -= unread(session.kv_tokens, in_view)
+    else:
+        room_at_end, room_alone = session.n_ctx - len(in_view), session.n_ctx
+    kept = _events(session, pack, events, room_at_end - budget - REQUEST_ROOM)
     if len(kept) >= min(MIN_EVENTS, len(events)):
         request = (
             "[Not part of the story: the summary at the top, brought up to date. Lines since it, before "
@@ -66,8 +81,11 @@ def summary_request(
         lines = [turn for turn in story.turns if turn]  # the story's lines, without an empty open turn
         return SummaryRequest(covers, Prompt.of(story.pinned, [*lines, session.tokenize(request)]), params)
     # No room at the story's end: a prompt of its own, with the previous summary in it.
-    room = session.n_ctx - budget - REQUEST_ROOM - len(session.tokenize(previous or ""))
-    events_text = "\n".join(_events(session, pack, events, room))
+    room = room_alone - len(bos) - budget - REQUEST_ROOM - len(session.tokenize(previous or ""))
+    kept = _events(session, pack, events, room)
+    if aside and len(kept) < min(MIN_EVENTS, len(events)):
+        return None
+    events_text = "\n".join(kept)
     alone = (
         f"{pack.name}\n\nSummary of the story so far: {previous or '(the story has just begun)'}\n\n"
         f"What happened next:\n{events_text}\n\n"

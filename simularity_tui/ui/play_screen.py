@@ -43,6 +43,7 @@ from .transcript import LineView, Transcript
 from .tree_screen import TreeScreen
 
 TYPING_PAUSE = 0.4  # seconds without a key: the player paused typing, the line so far is read ahead
+REMEMBERING = "remembering: a summary of the oldest lines…"  # the status line while a summary is written
 
 
 class LineInput(Input):
@@ -563,11 +564,15 @@ class PlayScreen(Screen[None]):
         if job is None:
             return
         self.idle_job = job
-        self.query_one(StatusLine).idle_work = (
-            "remembering: a summary of the oldest lines…" if job.summarising else "reading ahead…"
-        )
+        status = self.query_one(StatusLine)
+        status.idle_work = REMEMBERING if job.summarising else "reading ahead…"
+
+        def remembering() -> None:  # a summary begins (with room aside, after reading ahead)
+            if self.idle_job is job:
+                status.idle_work = REMEMBERING
+
         try:
-            if await job.run():
+            if await job.run(remembering):
                 self._show_prompt()
         finally:
             if self.idle_job is job:

@@ -169,6 +169,10 @@ class RemoteSession:
     def bos_token(self) -> int | None:
         return None  # the server puts its own BOS before the prompt's text
 
+    @property
+    def aside_room(self) -> int:
+        return 0  # the server's slot holds one sequence: anything else read there displaces the story
+
     def tokenize(self, text: str, *, special: bool = False, add_bos: bool = False) -> list[int]:
         """Tokens as the server counts them. `special` and `add_bos` cannot be chosen on every server;
         the prompt travels as text and the server tokenizes it its own way (counts are what matter here).
