@@ -262,6 +262,8 @@ async def test_a_generation_aside_reads_only_its_own_part_and_leaves_the_story_a
     common with the story's KV, reads the rest and writes in cells of its own, and drops them: the
     story's tokens and their keys and values are exactly as before, and the aside writes what a
     generation of the same prompt writes on a fresh context."""
+    from simularity_tui.engine.native import recent_problems
+
     tell = GenerationParams(sampling=GREEDY, max_tokens=12, heal=False)
     pinned = story_prompt(session, "The harbour log. Mara keeps the ferry; Tom mends the nets.\n")
     lines = [session.tokenize(f"Mara: The tide is turning, day {day}.\n") for day in range(6)]
@@ -300,8 +302,10 @@ async def test_a_generation_aside_reads_only_its_own_part_and_leaves_the_story_a
     other = Prompt.plain(story_prompt(session, "Another tale. " * ((session.n_ctx - 200) // 3)))  # shares nothing
     cells = session._worker.context.cells
     assert len(other) < session.n_ctx and len(other) + tell.max_tokens > cells - len(held)  # a window, not the room
+    problems = len(recent_problems)
     _text, result = await run(session, other, replace(tell, aside=True))
     assert result.stop_reason == "context_full" and not result.tokens and not result.evaluated_tokens
+    assert len(recent_problems) == problems  # refused before llama.cpp was asked (it would log no room)
     assert session.kv_tokens == held and session.aside_room == room and kv_is_consistent(session)
 
 
@@ -322,10 +326,11 @@ async def test_memory_is_handed_back_only_once_no_generation_runs(
     assert len(trims) == 1  # idle a second: handed back
     await session.reset()
     first = session.generate(prompt, quick)
-    long = session.generate(story_prompt(session, "The lamp turns. " * 200), quick)  # seconds of reading
+    long = session.generate(story_prompt(session, "The lamp turns. " * 300), quick)  # seconds of reading
     await first.result()  # its end, heard while the long one runs
     await asyncio.sleep(engine_session.IDLE_BEFORE_TRIM_S + 0.1)
-    assert long.prefill < 1  # (still reading)
+    if long._result.done():
+        pytest.skip("this machine read 1,200 tokens within a second: no trim can come due behind them")
     turn = session.generate(prompt, quick)  # queued behind it, as a player's line behind a summary
     await long.result()
     await turn.result()

@@ -247,15 +247,15 @@ async def test_with_room_aside_the_summary_waits_behind_the_turn_read_and_writte
     draft = "Is the kettle on?"
     for send_during_the_summary in (True, False):
         job = game.idle_work(lambda: draft)
-        assert job is not None and job.summarising
-        writing = asyncio.ensure_future(job.run())
-        ahead = game.read_ahead_prompt(draft)
-        while game.written_ahead.finished != ahead and not writing.done():
-            await asyncio.sleep(0.01)
+        assert job is not None and not job.summarising  # with room aside, reading ahead comes first
+        began = asyncio.Event()
+        writing = asyncio.ensure_future(job.run(began.set))
+        await began.wait()  # the summary begins: the turn was read and written ahead before it
+        assert game.written_ahead.finished == game.read_ahead_prompt(draft) and job.summarising
         held = small_session.kv_tokens
         if send_during_the_summary:
-            await asyncio.sleep(0.2)  # the summary is being written, aside
-            assert not writing.done() and not job.summary_in_the_way
+            await asyncio.sleep(0.05)  # the summary is being written, aside
+            assert not job.summary_in_the_way
             job.cancel()
         await writing
         assert small_session.kv_tokens == held  # the summary, aside, left the turn to come as it was
@@ -294,7 +294,7 @@ async def test_with_room_aside_the_summary_comes_last_and_waits_for_the_lines_it
     game = await game_with_a_summary_due(session, lighthouse)
     asked = len(session.requests)
     job = game.idle_work(lambda: "Is the kettle on?")
-    assert job is not None and job.summarising
+    assert job is not None and game.summary_due() is not None and not job.summarising  # due, but last
     assert not await job.run() and job.written and game.summary is None  # written, not in the prompt yet
     steps = [(params.max_tokens, params.aside, params.grammar is not None) for _p, params in session.requests[asked:]]
     assert steps[0] == (0, False, False) and all(not aside for _n, aside, _g in steps[:-1])  # read, written ahead
@@ -304,7 +304,7 @@ async def test_with_room_aside_the_summary_comes_last_and_waits_for_the_lines_it
     covered = game.tree.path()[waiting.request.covers - 1].id
     game.edit("Ash shakes the rain off.", covered)  # a line it stands for changes
     job = game.idle_work(lambda: "Is the kettle on?")
-    assert job is not None and job.summarising  # due again
+    assert job is not None and game.summary_due() is not None  # due again
     await job.run()
     assert game.summary is None and game.summary_waiting is not None  # the old one dropped, a new one written
     assert game.summary_waiting.text != waiting.text

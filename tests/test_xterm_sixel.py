@@ -51,6 +51,11 @@ def display() -> Iterator[str]:
     with os.fdopen(read_end) as pipe:
         number = pipe.readline().strip()
     assert number, "Xvfb did not start"
+    # A client may still be refused a moment after the number comes (seen once on a busy machine).
+    deadline = time.monotonic() + 10
+    while subprocess.run(["xwd", "-root", "-silent", "-display", f":{number}"], capture_output=True).returncode:
+        assert server.poll() is None and time.monotonic() < deadline, "Xvfb took no client"
+        time.sleep(0.1)
     yield f":{number}"
     server.terminate()
     server.wait(10)

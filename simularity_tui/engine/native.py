@@ -189,7 +189,7 @@ class NativeContext:
         self, model: NativeModel, *, n_ctx: int, n_batch: int, n_threads: int, cache_type: KvCacheType = "f16"
     ) -> None:
         params = C.llama_context_default_params()
-        self.aside: int = aside_cells(n_ctx)
+        self.aside: int = self._aside_for(model, n_ctx)
         params.n_ctx = n_ctx + self.aside
         params.n_batch = n_batch
         params.n_ubatch = n_batch
@@ -217,6 +217,17 @@ class NativeContext:
         self.shift_pending = False  # keys moved by `shift`, re-rotated by llama.cpp on the next decode
         C.llama_set_abort_callback(self.ptr, self.abort.callback, None)
         self._batch = C.llama_batch_init(n_batch, 0, 1)
+
+    @staticmethod
+    def _aside_for(model: NativeModel, n_ctx: int) -> int:
+        """The cells beyond the story's for a generation aside: none for a recurrent or hybrid model
+        (its `seq_cp` copies a sequence's whole state, not the positions before a point, so the
+        aside would go on from what the story read after it), and none past the positions the
+        model was trained for."""
+        if C.llama_model_is_recurrent(model.ptr) or C.llama_model_is_hybrid(model.ptr):
+            return 0
+        trained = model.n_ctx_train or n_ctx + aside_cells(n_ctx)
+        return max(0, min(aside_cells(n_ctx), trained - n_ctx))
 
     def close(self) -> None:
         if self.ptr:

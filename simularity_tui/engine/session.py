@@ -98,7 +98,8 @@ class LlamaSession:
         self._executor = executor
         self.info: ModelInfo = worker.info
         self._trim: asyncio.TimerHandle | None = None
-        self._in_flight = 0  # generations asked for and not ended (counted on the event loop)
+        self._pending = 0  # generations asked for and not ended: a trim waits for none to be left
+        self._pending_lock = threading.Lock()  # asked on the loop's thread, ended on the engine's
         # What resuming weighs (resume_path.py), measured on this machine as the session goes:
         self.prefill_tokens_per_s: float | None = None  # the best prefill of MIN_MEASURED_TOKENS or more
         self.restore_bytes_per_s: float | None = None  # the fastest KV state file restore
@@ -141,8 +142,10 @@ class LlamaSession:
 
     @property
     def aside_room(self) -> int:
-        """The context's cells the story does not hold (its `n_ctx` and the cells beside it)."""
-        return self._worker.context.cells - len(self._worker.tokens)
+        """The context's cells the story does not hold (its `n_ctx` and the cells beside it); 0 where
+        the engine keeps none aside (native.py `NativeContext._aside_for`)."""
+        context = self._worker.context
+        return context.cells - len(self._worker.tokens) if context.aside else 0
 
     def tokenize(self, text: str, *, special: bool = False, add_bos: bool = False) -> list[int]:
         """Tokens for `text`; keep `special=False` for anything a player or an author typed."""
@@ -165,7 +168,8 @@ class LlamaSession:
         """
         loop = asyncio.get_running_loop()
         generation = Generation(loop)
-        self._in_flight += 1
+        with self._pending_lock:
+            self._pending += 1
         self._cancel_trim()
         if not isinstance(prompt, Prompt):
             prompt = Prompt.plain(prompt)
@@ -180,6 +184,9 @@ class LlamaSession:
             else:
                 self._note_prefill(result)
                 generation._settle(result, None)
+            finally:
+                with self._pending_lock:
+                    self._pending -= 1
             with contextlib.suppress(RuntimeError):  # the loop is closed: nothing more to tidy
                 loop.call_soon_threadsafe(self._ended, loop)
 
@@ -196,13 +203,18 @@ class LlamaSession:
         """A generation ended: once none is left and none has come for a while (a player reading,
         typing), hand the memory the grammar sampler freed back to the system (heap.py). Not
         between the steps of one turn: memory handed back is paid for again in page faults by the
-        next generation. Not while another runs either (the loop may hear of this end after the
-        next generation began): the trim would wait behind it on the engine thread and run just
-        before the one after it, a player's turn, 10-17 ms before its first token (`bench story`)."""
-        self._in_flight -= 1
-        if not self._in_flight:
+        next generation. Not while another runs or waits either (the loop may hear of this end
+        after the next generation began): the trim would wait behind it on the engine thread and
+        run just before the one after it, a player's turn, 10-17 ms before its first token
+        (measured in `bench story`)."""
+        if not self._pending:
             self._cancel_trim()
-            self._trim = loop.call_later(IDLE_BEFORE_TRIM_S, self._executor.submit, release_freed_memory)
+            self._trim = loop.call_later(IDLE_BEFORE_TRIM_S, self._executor.submit, self._trim_if_idle)
+
+    def _trim_if_idle(self) -> None:
+        """On the engine thread: trim, unless a generation was asked for since the trim was set."""
+        if not self._pending:
+            release_freed_memory()
 
     def _cancel_trim(self) -> None:
         if self._trim is not None:

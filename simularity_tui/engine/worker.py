@@ -210,7 +210,7 @@ class EngineWorker:
         run = _Run(started, 0.0, seed, self.kv.shifted_out, None, emit, cancel)
         if cancel.is_set():
             return self._result(run, TextAssembler(), [], "cancelled")
-        if len(flat) - common + params.max_tokens > self.context.cells - story:
+        if not self.context.aside or len(flat) - common + params.max_tokens > self.context.cells - story:
             return self._result(run, TextAssembler(), [], "context_full")
         self.context.abort.watch(cancel)
         self.context.fork_aside(common)

@@ -89,7 +89,7 @@ class WaitingSummary:
 
     request: SummaryRequest
     text: str
-    last_line: Line  # the last line it covers: it is dropped if that line leaves the story or changes
+    lines: tuple[Line, ...]  # the lines it covers: it is dropped if one of them leaves the story or changes
 
 
 class Game:
@@ -691,7 +691,7 @@ class Game:
     def summary_waits(self, request: SummaryRequest, summary: str) -> None:
         """A summary written aside waits for the next idle time to join the prompt: the turn read
         and written ahead meanwhile was read without it, and stays as it was read."""
-        self.summary_waiting = WaitingSummary(request, summary, self.lines[request.covers - 1])
+        self.summary_waiting = WaitingSummary(request, summary, tuple(self.lines[: request.covers]))
 
     def keep_waiting_summary(self) -> bool:
         """Put the summary waiting in the pinned block, if the lines it covers are still the story's
@@ -703,11 +703,13 @@ class Game:
         return True
 
     def _waiting(self) -> WaitingSummary | None:
-        """The summary waiting, if the lines it covers are still the first ones of the story."""
+        """The summary waiting, if the lines it covers are still the first ones of the story, as
+        they were, and no summary in the story covers as much."""
         waiting = self.summary_waiting
-        covers = waiting.request.covers if waiting is not None else 0
+        if waiting is None or waiting.request.covers <= self.covered:
+            return None
         lines = self.lines
-        if waiting is None or len(lines) < covers or lines[covers - 1] is not waiting.last_line:
+        if len(lines) < len(waiting.lines) or any(a is not b for a, b in zip(lines, waiting.lines, strict=False)):
             return None
         return waiting
 

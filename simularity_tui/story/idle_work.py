@@ -71,6 +71,7 @@ class IdleWork:
         self._turn: Turn | None = None  # the turn being written ahead
         self._displacing = False  # a summary at the story's end being written: a line sent waits for the KV
         self._summary_begun = False
+        self._refused = False  # the last generation found no room (a request aside)
         self._on_summary: Callable[[], None] | None = None
         self.cancelled = False
         self.written = False  # a summary was written (kept, or waiting for the next idle time)
@@ -80,8 +81,9 @@ class IdleWork:
 
     @property
     def summarising(self) -> bool:
-        """Whether a summary is due or being written (else only reading ahead)."""
-        return self._request is not None or self._summary_begun
+        """Whether a summary is being written, or due first (else reading ahead, and with room
+        aside writing the turn ahead: a summary comes after them, `run`'s `on_summary` says when)."""
+        return self._summary_begun or (self._request is not None and not self._aside)
 
     @property
     def summary_in_the_way(self) -> bool:
@@ -119,6 +121,10 @@ class IdleWork:
                 request = game.summary_due(aside=True)
                 if request is not None:
                     changed |= await self._summarise(request)
+                if request is not None and request.params.aside and self._refused and not self.cancelled:
+                    # No room aside after all (the window moved): the usual way, at the story's end.
+                    request = game.summary_due()
+                    changed |= request is not None and await self._summarise(request)
         except UserFacingError as error:
             what = "no summary this time, the lines stay in the prompt" if self._request else "nothing read ahead"
             log.warning("%s: %s", what, error.message)
@@ -189,4 +195,5 @@ class IdleWork:
         async for _piece in generation:
             pass
         result = await generation.result()
+        self._refused = result.stop_reason == "context_full" and not result.generated_tokens
         return None if result.stop_reason == "cancelled" else result
