@@ -10,6 +10,7 @@ class; it knows nothing of the screen.
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Literal, get_args
@@ -678,15 +679,11 @@ class Game:
         events = self.lines[covered:evicted]
         story = self.prompt([])
         in_view = Prompt.of(story.pinned, [line.tokens for line in self.lines[self.window_start :]])
-        for beside in (True, False) if aside else (False,):
-            request = summary_request(
-                self.session, self.pack, events, previous,
-                covers=evicted, budget=self.budgets.summary, story=story, in_view=in_view, bos=self._bos,
-                aside=beside,
-            )  # fmt: skip
-            if request is not None:
-                return request
-        raise AssertionError("a summary at the story's end is always asked for")
+        ask = functools.partial(
+            summary_request, self.session, self.pack, events, previous,
+            covers=evicted, budget=self.budgets.summary, story=story, in_view=in_view, bos=self._bos,
+        )  # fmt: skip
+        return (aside and ask(aside=True)) or ask()
 
     def summary_waits(self, request: SummaryRequest, summary: str) -> None:
         """A summary written aside waits for the next idle time to join the prompt: the turn read
