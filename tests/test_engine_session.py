@@ -262,7 +262,7 @@ async def test_a_generation_aside_reads_only_its_own_part_and_leaves_the_story_a
     common with the story's KV, reads the rest and writes in cells of its own, and drops them: the
     story's tokens and their keys and values are exactly as before, and the aside writes what a
     generation of the same prompt writes on a fresh context."""
-    from simularity_tui.engine.native import recent_problems
+    from simularity_tui.engine.native import problems_mark
 
     tell = GenerationParams(sampling=GREEDY, max_tokens=12, heal=False)
     pinned = story_prompt(session, "The harbour log. Mara keeps the ferry; Tom mends the nets.\n")
@@ -302,10 +302,10 @@ async def test_a_generation_aside_reads_only_its_own_part_and_leaves_the_story_a
     other = Prompt.plain(story_prompt(session, "Another tale. " * ((session.n_ctx - 200) // 3)))  # shares nothing
     cells = session._worker.context.cells
     assert len(other) < session.n_ctx and len(other) + tell.max_tokens > cells - len(held)  # a window, not the room
-    problems = len(recent_problems)
+    problems = problems_mark()
     _text, result = await run(session, other, replace(tell, aside=True))
     assert result.stop_reason == "context_full" and not result.tokens and not result.evaluated_tokens
-    assert len(recent_problems) == problems  # refused before llama.cpp was asked (it would log no room)
+    assert problems_mark() == problems  # refused before llama.cpp was asked (it would log no room)
     assert session.kv_tokens == held and session.aside_room == room and kv_is_consistent(session)
 
 

@@ -27,21 +27,25 @@ log = logging.getLogger("simularity.llama")
 
 # ggml_log_level: NONE=0, DEBUG=1, INFO=2, WARN=3, ERROR=4, CONT=5 (continues the previous line).
 _LOG_LEVELS = {0: logging.CRITICAL, 1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR}
-# llama.cpp's recent warnings and errors: they explain a NULL model or context after the fact.
-recent_problems: collections.deque[str] = collections.deque(maxlen=32)
+# llama.cpp's recent warnings and errors, numbered from the process's start: they explain a NULL
+# model or context after the fact. Numbered because the deque is bounded: once full its length stops
+# growing, and a mark taken as its length would see nothing logged after it.
+_recent_problems: collections.deque[tuple[int, str]] = collections.deque(maxlen=32)
+_problems_logged = 0
 _last_level = logging.DEBUG
 
 
 def _log_to_python(level: int, text: bytes, _user_data: int | None) -> None:
     # llama.cpp writes to stderr by default, which would scribble over the TUI: route it to logging.
-    global _last_level
+    global _last_level, _problems_logged
     python_level = _LOG_LEVELS.get(level, _last_level)  # 5 = continuation of the previous line
     _last_level = python_level
     # Printable: the log is read in terminals, and llama.cpp quotes what it was given (a grammar, a path).
     message = printable(text.decode("utf-8", errors="replace").rstrip())
     if message:
         if python_level >= logging.WARNING:
-            recent_problems.append(message)
+            _recent_problems.append((_problems_logged, message))
+            _problems_logged += 1
         log.log(python_level, "%s", message)
 
 
@@ -62,9 +66,14 @@ def init_backend() -> None:
             _backend_ready = True
 
 
+def problems_mark() -> int:
+    """A mark for `problems_since`: how many warnings and errors llama.cpp has logged so far."""
+    return _problems_logged
+
+
 def problems_since(mark: int) -> str:
-    """llama.cpp's warnings and errors logged after `mark = len(recent_problems)`, as one line."""
-    return "; ".join(list(recent_problems)[mark:])
+    """llama.cpp's warnings and errors logged after `mark` (of `problems_mark`), as one line."""
+    return "; ".join(message for number, message in list(_recent_problems) if number >= mark)
 
 
 class NativeModel:

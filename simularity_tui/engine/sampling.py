@@ -21,7 +21,7 @@ import numpy as np
 from ..sampling_fields import MAX_REPEAT_LAST_N, MAX_TOP_K
 from .config import SamplingParams
 from .errors import GrammarError
-from .native import NativeContext, NativeModel, problems_since, recent_problems
+from .native import NativeContext, NativeModel, problems_mark, problems_since
 
 
 class SamplerChain:
@@ -48,7 +48,7 @@ class SamplerChain:
         self.n_vocab = model.n_vocab
         self.grammar = None
         if grammar is not None:
-            mark = len(recent_problems)
+            mark = problems_mark()
             self.grammar = C.llama_sampler_init_grammar(model.vocab, grammar.encode("utf-8"), b"root")
             if not self.grammar:
                 C.llama_sampler_free(self.ptr)

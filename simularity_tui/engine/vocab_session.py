@@ -37,9 +37,9 @@ class VocabSession:
     def open(cls, config: ModelConfig) -> VocabSession:
         """The vocabulary of `config.path`; `config.n_ctx` is the context the session says it has."""
         gguf = inspect_gguf(config.path)  # a missing, foreign or truncated file, said in words
-        from .native import NativeModel, problems_since, recent_problems  # llama.cpp: only for a model that is there
+        from .native import NativeModel, problems_mark, problems_since  # llama.cpp: only for a model that is there
 
-        mark = len(recent_problems)
+        mark = problems_mark()
         try:
             model = NativeModel(str(config.path), 0, vocab_only=True)
         except ModelLoadError:

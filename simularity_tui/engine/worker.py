@@ -41,8 +41,8 @@ from .native import (
     NativeContext,
     NativeModel,
     Progress,
+    problems_mark,
     problems_since,
-    recent_problems,
 )
 from .prompt import Prompt
 from .results import GenerationResult, ModelInfo, RestoredState, StopReason
@@ -75,7 +75,7 @@ class EngineWorker:
         if gguf.context_length and config.n_ctx > gguf.context_length:
             raise _context_too_large(config, gguf.context_length)
         _check_memory(config, gguf)
-        mark = len(recent_problems)
+        mark = problems_mark()
         try:
             model = NativeModel(str(config.path), config.n_gpu_layers)
         except ModelLoadError:
@@ -127,7 +127,7 @@ class EngineWorker:
         if n_ctx == old.n_ctx:
             return n_ctx
         old.close()
-        mark = len(recent_problems)
+        mark = problems_mark()
         try:
             context = NativeContext(
                 self.model, n_ctx=n_ctx, n_batch=old.n_batch, n_threads=self.info.n_threads, cache_type=old.cache_type
