@@ -153,3 +153,22 @@ async def test_lines_naming_what_the_pack_dropped_still_load_and_print(
     out = StringIO()
     await play_script(resumed, ["/quit"], source="test", out=out)
     assert "[stage: go to shore]" in out.getvalue()
+
+
+async def test_a_scripts_scene_move_is_done_when_the_story_is_already_there_and_a_wrong_id_names_its_line(
+    fake_session: FakeSession, lighthouse: LoadedPack
+) -> None:
+    # The model may move the story itself before the script's /scene: what the line asks then holds.
+    from io import StringIO
+
+    from simularity_tui.story.script import ScriptError, play_script
+
+    saved = await open_game(fake_session, lighthouse, save_path("lighthouse", "scenes"), budgets=SHORT)
+    out, opening = StringIO(), len(saved.game.lines)
+    await play_script(saved, ["/scene lamp-room", "/scene lamp-room", "/scene shore"], source="moves.txt", out=out)
+    printed = out.getvalue()
+    assert printed.count("(The lamp room)") == 1 and "[already in The lamp room]" in printed
+    assert saved.game.stage.scene == "shore" and len(saved.game.lines) == opening + 2  # two moves
+    with pytest.raises(ScriptError, match="moves.txt:2: No scene 'attic' in this pack") as refused:
+        await play_script(saved, ["# a comment", "/scene attic"], source="moves.txt", out=out)
+    assert refused.value.hint == "Scenes: kitchen, lamp-room, shore"

@@ -400,11 +400,10 @@ class Game:
     def set_scene(self, scene_id: str) -> list[str]:
         """Move the story to another scene, as a line of narration; returns achievements it unlocked."""
         command = StageCommand("set_scene", scene_id)
+        if scene_id not in self.pack.scenes:
+            raise UserFacingError(f"No scene '{scene_id}' in this pack.", hint=f"Scenes: {', '.join(self.pack.scenes)}")
         if not self.stage.is_legal(self.pack, command):
-            raise UserFacingError(
-                f"No scene '{scene_id}' to move to (or the story is already there).",
-                hint=f"Scenes: {', '.join(self.pack.scenes)}",
-            )
+            raise UserFacingError(f"The story is already in {self.pack.scenes[scene_id].name}.")
         before = set(self.unlocked)
         text = f"({self.pack.scenes[scene_id].name})"
         self._commit(self._line(NARRATOR, text, "narration", clock=self.clock, directions=(command,)))
