@@ -301,3 +301,33 @@ def test_a_cancel_right_after_a_shift_cannot_corrupt_the_keys(small_session: Lla
     difference = small_session._executor.submit(compare).result()
     small_session._executor.submit(worker.reset).result()
     assert difference == 0.0
+
+
+async def test_through_shifts_and_rollbacks_the_sliding_window_keeps_every_key_it_needs(session: LlamaSession) -> None:
+    """Gemma 3's sliding layers see the last 512 positions. llama.cpp gives a new token a cell
+    whose position lies outside its sequence's window, and then drops every older position of
+    that sequence on those layers; a shift brings the pinned block back into the window, and a
+    rollback older lines. The story's cells must never be taken so (native.py: GUARD_SEQ): past
+    two shifts and a rollback of two turns every fifth, the sliding layers still hold position 0
+    and the next token matches the same tokens evaluated from nothing."""
+    await session.reset()
+    context = session._worker.context
+    assert session.n_ctx > 2 * 512  # the window: gemma3.attention.sliding_window
+    pinned, turns = conversation(session, 400)
+    shifts = 0
+    for count in range(1, len(turns) + 1):
+        if count % 5 == 0:  # a regenerate two turns back, as undo and regenerate roll back
+            await run(session, Prompt.of(pinned, turns[: count - 2]), NEXT_TOKEN)
+        result = await run(session, Prompt.of(pinned, turns[:count]), NEXT_TOKEN)
+        assert context.first_position() == 0, f"turn {count}: the sliding layers lost every position below it"
+        shifts += bool(result.shifted_tokens)
+        if shifts == 2:
+            break
+    assert shifts == 2
+    after = log_probs(session)
+    kept = list(session.kv_tokens)
+    await session.reset()
+    await run(session, kept, NEXT_TOKEN)
+    divergence = kl(log_probs(session), after)
+    print(f"KL(fresh || kept through {count} turns and two shifts) = {divergence:.5f}")
+    assert divergence <= 0.01

@@ -186,6 +186,13 @@ CACHE_GGML_TYPES: dict[KvCacheType, int] = {"f16": C.GGML_TYPE_F16, "q8_0": C.GG
 # A second sequence, never the story: a span `replace_span` evaluates, or a generation aside
 # (`fork_aside`). Each lives only inside one call on the engine thread, so they never meet.
 SIDE_SEQ = 1
+# A third that holds every cell of the story's, on a model with a sliding window. llama.cpp's
+# `find_slot` takes a cell held by one sequence for a new token once the cell lies outside that
+# sequence's window, and then drops every older position of it (to keep its positions one run):
+# the sliding layers' keys of the pinned block and older lines, which a rollback (regenerate, undo)
+# or a shift brings back into the window, would be gone. A cell held by two is never taken so; the
+# guard is a name on the story's cells, not a copy (`seq_cp` adds a sequence id to a cell).
+GUARD_SEQ = 2
 
 
 class NativeContext:
@@ -202,7 +209,7 @@ class NativeContext:
         params.n_ctx = n_ctx + self.aside
         params.n_batch = n_batch
         params.n_ubatch = n_batch
-        params.n_seq_max = 2  # seq 0, and SIDE_SEQ
+        params.n_seq_max = 3  # seq 0, SIDE_SEQ and GUARD_SEQ
         params.kv_unified = True  # one pool of cells: what the second sequence shares costs no memory
         # One logits row per batch is all we read; the default (n_batch rows of a 262k vocabulary)
         # reserves ~500 MiB of compute buffer for Gemma. llama.cpp reserves one row per sequence.
@@ -218,6 +225,7 @@ class NativeContext:
         self.ptr = C.llama_init_from_model(model.ptr, params)
         if not self.ptr:
             raise ModelLoadError("llama.cpp could not create the context")
+        self.guarded = C.llama_model_n_swa(model.ptr) > 0  # only a sliding window's cells are ever taken
         self.cells: int = C.llama_n_ctx(self.ptr)  # llama.cpp pads what it was asked for: the story gets it
         self.n_ctx: int = self.cells - self.aside
         self.n_batch = n_batch
@@ -287,6 +295,8 @@ class NativeContext:
                 raise DecodeAborted(start + first)
             if status != 0:
                 raise DecodeError(start + first, status)
+            if seq == 0 and self.guarded:  # before the next batch's find_slot could take one
+                C.llama_memory_seq_cp(self.memory, 0, GUARD_SEQ, start + first, start + first + len(chunk))
 
     def shift(self, start: int, end: int) -> bool:
         """Remove positions [start, end) and slide the later ones left; False if refused.
@@ -294,9 +304,9 @@ class NativeContext:
         The caller must have checked `llama_memory_can_shift`: `seq_add` on memory that cannot
         shift aborts the process.
         """
-        if not C.llama_memory_seq_rm(self.memory, 0, start, end):
+        if not self._story_rm(start, end):
             return False
-        C.llama_memory_seq_add(self.memory, 0, end, -1, -(end - start))
+        C.llama_memory_seq_add(self.memory, 0, end, -1, -(end - start))  # the guard shares the cells moved
         self.shift_pending = True
         return True
 
@@ -312,7 +322,7 @@ class NativeContext:
         """
         memory = self.memory
         C.llama_memory_seq_rm(memory, SIDE_SEQ, -1, -1)
-        if not C.llama_memory_seq_rm(memory, 0, start, end):
+        if not self._story_rm(start, end):
             return False
         delta = len(tokens) - (end - start)
         if delta:
@@ -330,6 +340,8 @@ class NativeContext:
             self.abort._masked = False
         self.shift_pending = self.shift_pending and not tokens  # a decode re-rotated what moved
         C.llama_memory_seq_cp(memory, SIDE_SEQ, 0, start, start + len(tokens))
+        if self.guarded:
+            C.llama_memory_seq_cp(memory, SIDE_SEQ, GUARD_SEQ, start, start + len(tokens))
         C.llama_memory_seq_rm(memory, SIDE_SEQ, -1, -1)
         return True
 
@@ -349,7 +361,29 @@ class NativeContext:
 
     def forget_from(self, position: int) -> bool:
         """Drop the KV of positions >= `position`; False if the memory cannot remove that range."""
-        return bool(C.llama_memory_seq_rm(self.memory, 0, position, -1))
+        return self._story_rm(position, -1)
+
+    def _story_rm(self, start: int, end: int) -> bool:
+        """Remove the story's positions [start, end) (-1: to its end), and the guard's with them."""
+        if not C.llama_memory_seq_rm(self.memory, 0, start, end):
+            return False
+        if self.guarded:
+            C.llama_memory_seq_rm(self.memory, GUARD_SEQ, start, end)
+        return True
+
+    def first_position(self) -> int:
+        """The lowest position the KV holds for the story on every layer (-1 when empty): above 0,
+        the sliding layers have lost the positions below it."""
+        return int(C.llama_memory_seq_pos_min(self.memory, 0))
+
+    def load_state(self, payload: bytes) -> bool:
+        """Set the story's KV from `llama_state_seq_get_data`'s bytes; False if llama.cpp refused."""
+        buffer = (ctypes.c_uint8 * len(payload)).from_buffer_copy(payload)
+        if C.llama_state_seq_set_data(self.ptr, buffer, len(payload), 0) == 0:
+            return False
+        if self.guarded:
+            C.llama_memory_seq_cp(self.memory, 0, GUARD_SEQ, -1, -1)
+        return True
 
     def last_position(self) -> int:
         """The highest position held in the KV (-1 when empty)."""

@@ -485,8 +485,7 @@ class EngineWorker:
         except StateFileError as problem:
             return RestoredState(0, f"{problem}; the story is read again instead.")
         self.reset()
-        buffer = (ctypes.c_uint8 * len(payload)).from_buffer_copy(payload)
-        if C.llama_state_seq_set_data(self.context.ptr, buffer, len(payload), 0) == 0:
+        if not self.context.load_state(payload):
             self.reset()
             return RestoredState(0, f"llama.cpp refused {path.name}; the story is read again instead.")
         if self.context.last_position() != len(header.tokens) - 1:  # never trust a mismatch
