@@ -104,6 +104,10 @@ def test_bench_story_plays_a_whole_game(tmp_path: Path, model_path: Path) -> Non
     assert all(0 < inside <= turn for inside, turn in zip(engine, figures["ttft_s"], strict=True))
     assert figures["checks"]["engine_p95_over_p50"] >= 1 and "the engine's own read and first draw" in run.stdout
     assert figures["first_text_over_first_token"] >= 1  # text comes with or after the first token
+    stolen = figures["stolen_s"]  # the hypervisor's time while each turn waited: a part of that wait
+    assert len(stolen) == 12 and all(lost >= 0 for lost in stolen)
+    assert figures["ttft_net_max_s"] == max(wait - lost for wait, lost in zip(figures["ttft_s"], stolen, strict=True))
+    assert "net of the time the hypervisor took from the CPUs" in run.stdout
     assert "ttft last 50 / turns 5-25:" in run.stdout and "p95/p50" in run.stdout
 
 
