@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -331,3 +332,29 @@ async def test_through_shifts_and_rollbacks_the_sliding_window_keeps_every_key_i
     divergence = kl(log_probs(session), after)
     print(f"KL(fresh || kept through {count} turns and two shifts) = {divergence:.5f}")
     assert divergence <= 0.01
+
+
+async def test_a_state_file_brings_back_the_keys_a_rollback_after_resuming_needs(
+    session: LlamaSession, tmp_path: Path
+) -> None:
+    """A state file holds every cell of every layer, not only the sliding layers' newest window
+    (what llama.cpp saves of one sequence): right after resuming, a regenerate ten turns back reads
+    only what it lacks, and the next token matches the same tokens evaluated from nothing."""
+    await session.reset()
+    pinned, turns = conversation(session, 40)
+    await run(session, Prompt.of(pinned, turns), NEXT_TOKEN)
+    held = session.kv_tokens
+    assert len(held) > 2 * 512  # past the sliding window, twice
+    state = tmp_path / "story.kv"
+    assert await session.save_state(state) > 0
+    await session.reset()
+    restored = await session.restore_state(state)
+    assert restored.warning is None and restored.tokens == len(held) and session.kv_tokens == held
+    assert session._worker.context.first_position() == 0
+    back = Prompt.of(pinned, turns[:30])
+    result = await run(session, back, NEXT_TOKEN)
+    assert result.evaluated_tokens <= 1  # the last token, for its logits: the rest is held
+    after = log_probs(session)
+    await session.reset()
+    await run(session, back.flat(), NEXT_TOKEN)
+    assert kl(log_probs(session), after) <= 1e-3

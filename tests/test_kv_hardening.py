@@ -52,22 +52,29 @@ def sign(header: dict[str, Any], payload: bytes) -> dict[str, Any]:
     return header
 
 
-# llama.cpp's sequence state: u32 magic, i32 sequence id, then per KV cache u32 streams, u32 cells,
-# 12 bytes a cell (i32 position, u32 sequence ids, i32 sequence id), u32 v_trans, u32 layers, and per
-# layer i32 key type, u64 row size, the rows.
+# llama.cpp's state of the whole KV: u32 magic, i32 sequence id (-1), then per KV cache u32 streams,
+# u32 cells, per cell i32 position, u32 sequence ids n and n × i32 sequence id, u32 v_trans, u32
+# layers, and per layer i32 key type, u64 row size, the rows.
 CELLS_AT = 16
+
+
+def cell_size(payload: bytes) -> int:
+    """A cell's bytes: its position, how many sequence ids it has, and the ids (the story's, and its
+    guard's on a sliding-window model such as Gemma 3)."""
+    (ids,) = struct.unpack_from("<I", payload, CELLS_AT + 4)
+    return 8 + 4 * ids
 
 
 def first_cache(payload: bytes) -> tuple[int, int]:
     """(cells, where the first layer's key rows start) in the first KV cache."""
     (cells,) = struct.unpack_from("<I", payload, 12)
-    return cells, CELLS_AT + 12 * cells + 8 + 12
+    return cells, CELLS_AT + cell_size(payload) * cells + 8 + 12
 
 
 def first_cache_values(payload: bytes) -> list[tuple[int, int]]:
     """(start, length) of each layer's value rows in the first KV cache (not transposed)."""
     cells, _ = first_cache(payload)
-    at = CELLS_AT + 12 * cells
+    at = CELLS_AT + cell_size(payload) * cells
     _transposed, layers = struct.unpack_from("<II", payload, at)
     at += 8
     for _layer in range(layers):  # the keys
@@ -87,9 +94,9 @@ def damaged_payload(payload: bytes, damage: str) -> bytes:
     if damage == "truncated":
         del data[len(data) // 2 :]
     elif damage == "positions":  # one bit of the sixth cell's position: 5 becomes 261, a twin of a later one
-        data[CELLS_AT + 12 * 5 + 1] ^= 0x01
+        data[CELLS_AT + cell_size(payload) * 5 + 1] ^= 0x01
     elif damage == "far-position":
-        struct.pack_into("<i", data, CELLS_AT + 12 * 7, 2_000_000_000)
+        struct.pack_into("<i", data, CELLS_AT + cell_size(payload) * 7, 2_000_000_000)
     elif damage == "cells":
         struct.pack_into("<I", data, 12, cells + 3)
     elif damage == "nan-keys":  # NaN in the first layer's keys: every logit after it is NaN
@@ -255,7 +262,7 @@ async def test_a_state_saved_after_context_shifts_is_restored(small_session: Lla
     assert await small_session.save_state(path) > 0
     _header, payload = split(path.read_bytes())
     (cells,) = struct.unpack_from("<I", payload, 12)
-    positions = [struct.unpack_from("<i", payload, CELLS_AT + 12 * cell)[0] for cell in range(cells)]
+    positions = [struct.unpack_from("<i", payload, CELLS_AT + cell_size(payload) * cell)[0] for cell in range(cells)]
     assert positions != sorted(positions)  # the new turns' cells are the evicted ones, reused
     held = small_session.kv_tokens
     await small_session.reset()

@@ -1,6 +1,6 @@
 """KV state files: a context's sequence saved beside a save game, so resuming skips re-evaluation.
 
-A file holds a JSON header and llama.cpp's sequence state (`llama_state_seq_get_data`). The header
+A file holds a JSON header and llama.cpp's state of the whole KV (`llama_state_seq_get_data`). The header
 names the model (a digest of the GGUF's size, head and tail), the llama-cpp-python build (state
 layouts change between versions), the token list the state holds with its layout, and a sha256 of
 the header's other fields and the payload together. Any mismatch or damage makes the file
@@ -29,19 +29,22 @@ import numpy as np
 from ..atomic import atomic_writer
 
 MAGIC = b"SIMULARITY-KV\n"
-FORMAT = 3  # 3: the checksum covers the header too (format 1 checked only the payload)
+# 3: the checksum covers the header too (format 1 checked only the payload); 4: every cell of every
+# layer, each with the story's sequence ids (format 3 held the newest window of sliding layers only).
+FORMAT = 4
 # The header is mostly the token list as decimal digits: room for a context of 1 << 20 tokens of
 # up to 7 digits, with their turn starts, and nothing bigger (a length field may be damaged too).
 MAX_HEADER = 32 << 20
 _IDENTITY_SPAN = 1 << 20
 
-# llama.cpp's sequence state, as this runtime writes it (src/llama-context.cpp, llama-kv-cache.cpp):
-#   u32 magic, i32 sequence id; then each KV cache in turn (one; two for interleaved sliding-window
-#   models such as Gemma 3): u32 streams (1), u32 cells, per cell (i32 position, u32 sequence ids
-#   (1), i32 sequence id), u32 v_trans, u32 layers; per layer i32 key type, u64 row size, a row per
-#   cell; per layer the values: i32 type, u64 row size, a row per cell (or, transposed: i32 type,
-#   u32 element size, u32 elements per cell, then the elements).
+# llama.cpp's state of every sequence, as this runtime writes it (src/llama-context.cpp,
+# llama-kv-cache.cpp): u32 magic, i32 sequence id (-1: all); then each KV cache in turn (one; two
+# for interleaved sliding-window models such as Gemma 3): u32 streams (1), u32 cells, per cell
+# (i32 position, u32 sequence ids n, n × i32 sequence id), u32 v_trans, u32 layers; per layer i32
+# key type, u64 row size, a row per cell; per layer the values: i32 type, u64 row size, a row per
+# cell (or, transposed: i32 type, u32 element size, u32 elements per cell, then the elements).
 SEQ_STATE_MAGIC = 0xAF143CD8
+EVERY_SEQUENCE = -1
 _MAX_CACHES = 8
 _MAX_LAYERS = 4096
 # ggml types whose values can be checked for NaN and infinity: (item size, exponent mask).
@@ -232,37 +235,37 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def check_payload(payload: bytes, n_tokens: int, cache_type: int) -> None:
-    """Raise StateFileError unless `payload` is a sequence state llama.cpp can read safely and that
-    holds exactly positions 0..n_tokens-1 of sequence 0, with keys and values of the ggml type
+def check_payload(payload: bytes, n_tokens: int, cache_type: int, sequences: tuple[int, ...]) -> None:
+    """Raise StateFileError unless `payload` is a state llama.cpp can read safely and that holds
+    exactly positions 0..n_tokens-1 in cells that each carry the sequence ids `sequences` (the
+    story's, with its guard on a sliding-window model), with keys and values of the ggml type
     `cache_type` (OtherCacheType where they have another).
 
-    Each cache's cells must be one run of positions ending at the last token (a sliding-window
-    cache keeps only the newest), at least one cache must hold them all, every length must add up
-    to the payload's size, and float keys and values must be numbers (no NaN, no infinity).
-    A layout this reader does not know (recurrent memory, say) is refused too: the story is then
-    read again, which is slow but right.
+    Every cache must hold a cell for each position, every length must add up to the payload's
+    size, and float keys and values must be numbers (no NaN, no infinity). A layout this reader
+    does not know (recurrent memory, say) is refused too: the story is then read again, which is
+    slow but right.
     """
     reader = _Reader(payload)
     magic, sequence = reader.unpack("<Ii")
-    if magic != SEQ_STATE_MAGIC or sequence != 0:
-        raise StateFileError("it does not start as a llama.cpp sequence state")
-    caches, whole = 0, n_tokens == 0
+    if magic != SEQ_STATE_MAGIC or sequence != EVERY_SEQUENCE:
+        raise StateFileError("it does not start as a llama.cpp state of the whole KV")
+    caches = 0
+    record = np.array([len(sequences), *sequences], dtype="<i4")  # what follows each cell's position
     while reader.left:
         caches += 1
         streams, cells = reader.unpack("<II")
         if caches > _MAX_CACHES or streams != 1:
             raise StateFileError("its KV caches are not laid out as this llama.cpp writes them")
-        if (cells != 0) if n_tokens == 0 else not 0 < cells <= n_tokens:
+        if cells != n_tokens:
             raise StateFileError(f"a KV cache in it holds {cells:,} cells for {n_tokens:,} tokens")
         if not cells:
             continue
-        records = np.frombuffer(reader.take(12 * cells), dtype="<i4").reshape(cells, 3)
-        if (records[:, 1] != 1).any() or (records[:, 2] != 0).any():
-            raise StateFileError("its cells do not all belong to the one sequence")
-        if not np.array_equal(np.sort(records[:, 0]), np.arange(n_tokens - cells, n_tokens, dtype="<i4")):
+        records = np.frombuffer(reader.take(4 * (1 + len(record)) * cells), dtype="<i4").reshape(cells, -1)
+        if not (records[:, 1:] == record).all():
+            raise StateFileError("its cells do not all belong to the story")
+        if not np.array_equal(np.sort(records[:, 0]), np.arange(n_tokens, dtype="<i4")):
             raise StateFileError("its cells' positions do not match its token list")
-        whole |= cells == n_tokens
         transposed, layers = reader.unpack("<II")
         if transposed > 1 or not 0 < layers <= _MAX_LAYERS:
             raise StateFileError("its KV layers are not laid out as this llama.cpp writes them")
@@ -276,8 +279,8 @@ def check_payload(payload: bytes, n_tokens: int, cache_type: int) -> None:
             else:
                 kind, row = reader.unpack("<iQ")
                 _check_values(reader.take(row * cells), kind, cache_type)
-    if not caches or not whole:
-        raise StateFileError(f"no KV cache in it holds all of its {n_tokens:,} tokens")
+    if not caches:
+        raise StateFileError("it holds no KV cache")
 
 
 def _check_values(data: memoryview, ggml_type: int, cache_type: int) -> None:

@@ -193,6 +193,7 @@ SIDE_SEQ = 1
 # or a shift brings back into the window, would be gone. A cell held by two is never taken so; the
 # guard is a name on the story's cells, not a copy (`seq_cp` adds a sequence id to a cell).
 GUARD_SEQ = 2
+_EVERY_SEQ = -1  # llama.cpp's sequence id for all of them, in the state calls
 
 
 class NativeContext:
@@ -376,14 +377,27 @@ class NativeContext:
         the sliding layers have lost the positions below it."""
         return int(C.llama_memory_seq_pos_min(self.memory, 0))
 
+    @property
+    def story_sequences(self) -> tuple[int, ...]:
+        """The sequence ids each of the story's cells carries."""
+        return (0, GUARD_SEQ) if self.guarded else (0,)
+
+    def state(self) -> bytes:
+        """The KV's cells as llama.cpp saves them (`llama_state_seq_get_data`), for a state file.
+
+        Every cell, of every sequence: between generations that is the story's and its guard's.
+        Not sequence 0 alone: llama.cpp then leaves out the cells outside its sliding window, and a
+        rollback or shift after the restore would find those keys missing."""
+        size = C.llama_state_seq_get_size(self.ptr, _EVERY_SEQ)
+        buffer = (ctypes.c_uint8 * size)()
+        written = C.llama_state_seq_get_data(self.ptr, buffer, size, _EVERY_SEQ)
+        return bytes(buffer)[:written]
+
     def load_state(self, payload: bytes) -> bool:
-        """Set the story's KV from `llama_state_seq_get_data`'s bytes; False if llama.cpp refused."""
+        """Replace the whole KV with `state()`'s bytes; False if llama.cpp refused (the KV is then
+        empty or partial: the caller clears it)."""
         buffer = (ctypes.c_uint8 * len(payload)).from_buffer_copy(payload)
-        if C.llama_state_seq_set_data(self.ptr, buffer, len(payload), 0) == 0:
-            return False
-        if self.guarded:
-            C.llama_memory_seq_cp(self.memory, 0, GUARD_SEQ, -1, -1)
-        return True
+        return bool(C.llama_state_seq_set_data(self.ptr, buffer, len(payload), _EVERY_SEQ))
 
     def last_position(self) -> int:
         """The highest position held in the KV (-1 when empty)."""

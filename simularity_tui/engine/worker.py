@@ -8,7 +8,6 @@ evaluates one token at a time, evicting old turns if the context fills up on the
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import threading
@@ -439,12 +438,11 @@ class EngineWorker:
     def save_state(self, path: Path) -> int:
         """Write the KV's sequence state beside a save; returns the file's size in bytes (0 when the
         state is not one a later restore could check: none is written then, and resuming re-reads)."""
-        size = C.llama_state_seq_get_size(self.context.ptr, 0)
-        buffer = (ctypes.c_uint8 * size)()
-        written = C.llama_state_seq_get_data(self.context.ptr, buffer, size, 0)
-        payload = bytes(buffer)[:written]
+        payload = self.context.state()
         try:
-            check_payload(payload, len(self.kv.tokens), CACHE_GGML_TYPES[self.context.cache_type])
+            check_payload(
+                payload, len(self.kv.tokens), CACHE_GGML_TYPES[self.context.cache_type], self.context.story_sequences
+            )
         except StateFileError as problem:
             # A memory layout restore would refuse (recurrent models, a newer llama.cpp): writing it
             # would only cost disk and a warning on every resume. An older file would be as stale.
@@ -477,7 +475,9 @@ class EngineWorker:
             if header.tokens and max(header.tokens) >= self.model.n_vocab:
                 raise StateFileError(f"{path.name} holds tokens this model does not have")
             try:
-                check_payload(payload, len(header.tokens), CACHE_GGML_TYPES[self.context.cache_type])
+                check_payload(
+                    payload, len(header.tokens), CACHE_GGML_TYPES[self.context.cache_type], self.context.story_sequences
+                )
             except OtherCacheType as problem:
                 raise StateFileError(f"{path.name}: {problem}") from None
             except StateFileError as problem:
@@ -488,7 +488,8 @@ class EngineWorker:
         if not self.context.load_state(payload):
             self.reset()
             return RestoredState(0, f"llama.cpp refused {path.name}; the story is read again instead.")
-        if self.context.last_position() != len(header.tokens) - 1:  # never trust a mismatch
+        held = (self.context.first_position(), self.context.last_position())
+        if held != ((0, len(header.tokens) - 1) if header.tokens else (-1, -1)):  # never trust a mismatch
             self.reset()
             return RestoredState(0, f"{path.name} does not match its token list; the story is read again instead.")
         if not self._reads_back(header.tokens):
