@@ -55,6 +55,25 @@ async def test_each_turn_evaluates_only_the_new_tokens(session: LlamaSession) ->
         prompt = prompt[: len(prompt) - result.healed_tokens] + list(result.tokens) + new_tokens
 
 
+async def test_a_prompt_read_to_its_end_is_drawn_from_at_once_and_read_again_once_the_kv_moved_on(
+    session: LlamaSession,
+) -> None:
+    """The logits of the last token read stay at hand: a generation of exactly the prompt read
+    ahead (idle time) reads nothing and writes what reading the prompt and writing at once writes.
+    Once the story's KV went on (the reply was read into it), the prompt's last token is read again."""
+    await session.reset()
+    prompt = story_prompt(session, "The harbour log. Mara keeps the ferry; Tom mends the nets.\nTom:")
+    tell = GenerationParams(sampling=GREEDY, max_tokens=8, heal=False)
+    expected, _result = await run(session, prompt, tell)
+    await session.reset()
+    await run(session, prompt, GenerationParams(max_tokens=0, heal=False))  # read ahead, as idle time does
+    text, result = await run(session, prompt, tell)
+    assert result.evaluated_tokens == 0 and text == expected
+    assert len(session.kv_tokens) > len(prompt)  # the reply went into the KV
+    _text, result = await run(session, prompt, tell)
+    assert result.evaluated_tokens == 1 and kv_is_consistent(session)
+
+
 async def test_an_edit_in_the_history_reevaluates_from_the_edit(session: LlamaSession) -> None:
     prompt = story_prompt(session, "Line one of the log.\nLine two of the log.\nLine three of the log.\n")
     await run(session, prompt, GenerationParams(sampling=GREEDY, max_tokens=4))
@@ -273,22 +292,27 @@ async def test_a_generation_aside_reads_only_its_own_part_and_leaves_the_story_a
 
     async def fresh(prompt: Prompt) -> str:  # read ahead, then written: as the story does it
         await session.reset()
-        await run(session, prompt, GenerationParams(max_tokens=0))
+        await run(session, prompt, GenerationParams(max_tokens=0, heal=False))
         return (await run(session, prompt, tell))[0]
 
     expected_aside, expected_story = await fresh(aside), await fresh(story)
     await session.reset()
-    await run(session, story, GenerationParams(max_tokens=0))  # read ahead: the story and the draft
+    await run(session, story, GenerationParams(max_tokens=0, heal=False))  # read ahead: the story and the draft
     held, room = session.kv_tokens, session.aside_room
     assert room >= session._worker.context.aside  # the cells beyond the story's n_ctx
     text, result = await run(session, aside, replace(tell, aside=True))
     assert text == expected_aside and result.evaluated_tokens == len(request)  # the request alone read
     assert session.kv_tokens == held and session.aside_room == room and kv_is_consistent(session)
     text, result = await run(session, story, tell)  # the story goes on from its KV, untouched
-    assert result.evaluated_tokens == 1 and text == expected_story  # its last token, as always
+    # Read ahead to its end: nothing is read again, its last logits were kept through the aside.
+    assert result.evaluated_tokens == 0 and text == expected_story
 
-    # Cancelled, or too long for the room aside: the story is as it was all the same.
-    await run(session, story, GenerationParams(max_tokens=0))
+    # Cancelled, or too long for the room aside: the story is as it was all the same. (Read ahead
+    # after a reply, the prompt's last token is read alone: a batch of one sums in another order
+    # than the whole prompt's batch, so the story is compared with the same reading, without aside.)
+    await run(session, story, GenerationParams(max_tokens=0, heal=False))
+    expected_story = (await run(session, story, tell))[0]
+    await run(session, story, GenerationParams(max_tokens=0, heal=False))
     held = session.kv_tokens
     generation = session.generate(aside, replace(tell, aside=True, max_tokens=200))
     async for _piece in generation:

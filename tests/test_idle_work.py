@@ -126,9 +126,9 @@ async def test_the_line_being_typed_is_read_ahead_with_the_notes_its_turn_brings
     session: LlamaSession, lighthouse: LoadedPack
 ) -> None:
     """Reading ahead with the player's draft: the line, the lore notes it brings in and `[stage:`
-    are read before it is sent, then the turn's stage line and its line's head are written; sent as
-    typed, the turn finds them written and reads a few tokens before the text. A draft changed
-    afterwards costs only what changed."""
+    are read before it is sent, then the turn's stage line and its line's head are written and read;
+    sent as typed, the turn finds them written and draws its text without reading anything. A draft
+    changed afterwards costs only what changed."""
     await session.reset()
     game = Game(session, lighthouse, "storm", sampling=SamplingParams(seed=5), budgets=Budgets(line=24))
     draft = "What is that pattern the lamp keeps making?"  # "pattern": the lore entry "the-signal"
@@ -140,15 +140,16 @@ async def test_the_line_being_typed_is_read_ahead_with_the_notes_its_turn_brings
     said, _, after = read.rpartition(f"): {draft}\n")
     assert said and after.startswith("[note: ") and f"[note: {signal}]\n" in after  # the line, its notes
     written = after[after.index("]\n[stage:") + 2 :]  # then the stage line and the head, written ahead
-    assert re.fullmatch(r"\[stage: [^\n]*\]\n\w[^\n(]* \(2\d:\d", written), written
+    assert re.fullmatch(r"\[stage: [^\n]*\]\n\w[^\n(]* \(2\d:\d\d\):", written), written  # and read to its end
     assert game.idle_work(lambda: draft) is None  # nothing left to read or write for it
     turn = await game.say(draft).finish()
     assert turn.steps_written_ahead == 2 and "the-signal" in game.lines[-1].notes
     assert written in session.detokenize(game.lines[-1].tokens)  # the line goes on from them
-    assert turn.evaluated_tokens <= 4, turn.evaluated_tokens  # the head's last digit and "):"
-    # The KV holds exactly the story as the game keeps it: what was read ahead is what was said.
+    assert turn.evaluated_tokens == 0, turn.evaluated_tokens  # the head's end read ahead too, its logits at hand
+    # The KV holds the story as the game keeps it: what was read ahead is what was said. (In text:
+    # the model may split the stage line otherwise than the story keeps it; idle time reads it again.)
     story = [*game.prompt([]).pinned, *(token for line in game.lines[game.window_start :] for token in line.tokens)]
-    assert list(session.kv_tokens) == story[: len(session.kv_tokens)]
+    assert session.detokenize(story).startswith(session.detokenize(list(session.kv_tokens)))
     # A draft read ahead, then changed at its end: the turn reads the change, not the story again.
     job = game.idle_work(lambda: "Where does the keeper sleep?")
     assert job is not None
@@ -262,7 +263,7 @@ async def test_with_room_aside_the_summary_waits_behind_the_turn_read_and_writte
         assert job.written != send_during_the_summary and game.summary is None  # the prompt is as read
         assert (game.summary_waiting is None) == send_during_the_summary
         turn = await game.say(draft).finish()
-        assert turn.steps_written_ahead == 2 and turn.evaluated_tokens <= 4, turn.evaluated_tokens
+        assert turn.steps_written_ahead == 2 and turn.evaluated_tokens == 0, turn.evaluated_tokens
     waiting = game.summary_waiting
     assert waiting is not None
     typed, old_pinned = unread_by(small_session, game, draft), game.prompt([]).pinned  # the new line, its opening
@@ -298,7 +299,8 @@ async def test_with_room_aside_the_summary_comes_last_and_waits_for_the_lines_it
     assert not await job.run() and job.written and game.summary is None  # written, not in the prompt yet
     steps = [(params.max_tokens, params.aside, params.grammar is not None) for _p, params in session.requests[asked:]]
     assert steps[0] == (0, False, False) and all(not aside for _n, aside, _g in steps[:-1])  # read, written ahead
-    assert len(steps) == 4 and steps[-1][1:] == (True, True)  # then the summary, aside
+    assert steps[3] == (0, False, False)  # the line's text prompt read to its end: drawn from at once
+    assert len(steps) == 5 and steps[-1][1:] == (True, True)  # then the summary, aside
     waiting = game.summary_waiting
     assert waiting is not None and game.summary_due() is None  # asked for once
     covered = game.tree.path()[waiting.request.covers - 1].id

@@ -52,11 +52,16 @@ class KvCache:
     def load(self, window: Window, evaluate_until: int, progress: Progress | None = None) -> int:
         """Make the KV hold `window.tokens[:evaluate_until]`; return how many tokens were evaluated.
 
-        The last of them is always evaluated (its logits are what the next token is sampled from).
+        The last of them is evaluated again (its logits are what the next token is sampled from)
+        unless the KV holds exactly these tokens and their last logits are still at hand: a prompt
+        read ahead to its end in idle time is drawn from without reading anything.
         On `DecodeError` (`DecodeAborted` for a cancel) the KV holds a prefix of the window, and
         `tokens` says which.
         """
         target = window.tokens[:evaluate_until]
+        if target == self.tokens and self.context.next_logits_at_hand(len(target) - 1):
+            self.n_keep, self.turn_starts = window.n_keep, list(window.turn_starts)
+            return 0
         common = min(common_prefix(self.tokens, target), len(target) - 1)
         spliced: int | None = 0
         if common < len(self.tokens):

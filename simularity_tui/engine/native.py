@@ -233,6 +233,11 @@ class NativeContext:
         self.memory = C.llama_get_memory(self.ptr)
         self.abort = AbortFlag()
         self.shift_pending = False  # keys moved by `shift`, re-rotated by llama.cpp on the next decode
+        # The story position whose next-token logits are at hand (-1: none), and their copy while a
+        # decode on the side sequence has overwritten llama.cpp's output: a prompt read ahead to its
+        # end in idle time is drawn from at once, even with a summary written aside since.
+        self._logits_position = -1
+        self._logits_copy: ctypes.Array[ctypes.c_float] | None = None
         C.llama_set_abort_callback(self.ptr, self.abort.callback, None)
         self._batch = C.llama_batch_init(n_batch, 0, 1)
 
@@ -278,6 +283,10 @@ class NativeContext:
     def _decode_batches(
         self, tokens: Sequence[int], start: int, *, last: bool, progress: Progress | None = None, seq: int = 0
     ) -> None:
+        if seq == 0:
+            self._forget_logits()
+        else:
+            self._keep_story_logits()
         batch = self._batch
         for first in range(0, len(tokens), self.n_batch):
             if progress is not None:
@@ -298,6 +307,32 @@ class NativeContext:
                 raise DecodeError(start + first, status)
             if seq == 0 and self.guarded:  # before the next batch's find_slot could take one
                 C.llama_memory_seq_cp(self.memory, 0, GUARD_SEQ, start + first, start + first + len(chunk))
+            if seq == 0 and last and last_chunk:
+                self._logits_position = start + len(tokens) - 1
+
+    def next_logits_at_hand(self, position: int) -> bool:
+        """Whether the logits after the story's `position` are the last the story decoded, put back
+        where the sampler reads them if a decode on the side sequence overwrote them since."""
+        if position < 0 or position != self._logits_position:
+            return False
+        if self._logits_copy is not None:
+            row = C.llama_get_logits_ith(self.ptr, -1)
+            if not row:
+                return False
+            ctypes.memmove(row, self._logits_copy, ctypes.sizeof(self._logits_copy))
+            self._logits_copy = None
+        return True
+
+    def _keep_story_logits(self) -> None:
+        """Before a decode on the side sequence: copy the story's last logits out of its way."""
+        if self._logits_position >= 0 and self._logits_copy is None:
+            copy = (ctypes.c_float * self.model.n_vocab)()
+            ctypes.memmove(copy, C.llama_get_logits_ith(self.ptr, -1), ctypes.sizeof(copy))
+            self._logits_copy = copy
+
+    def _forget_logits(self) -> None:
+        """The story's KV changes: the logits at hand are no longer its next token's."""
+        self._logits_position, self._logits_copy = -1, None
 
     def shift(self, start: int, end: int) -> bool:
         """Remove positions [start, end) and slide the later ones left; False if refused.
@@ -366,6 +401,7 @@ class NativeContext:
 
     def _story_rm(self, start: int, end: int) -> bool:
         """Remove the story's positions [start, end) (-1: to its end), and the guard's with them."""
+        self._forget_logits()
         if not C.llama_memory_seq_rm(self.memory, 0, start, end):
             return False
         if self.guarded:
@@ -396,6 +432,7 @@ class NativeContext:
     def load_state(self, payload: bytes) -> bool:
         """Replace the whole KV with `state()`'s bytes; False if llama.cpp refused (the KV is then
         empty or partial: the caller clears it)."""
+        self._forget_logits()
         buffer = (ctypes.c_uint8 * len(payload)).from_buffer_copy(payload)
         return bool(C.llama_state_seq_set_data(self.ptr, buffer, len(payload), _EVERY_SEQ))
 
@@ -404,5 +441,6 @@ class NativeContext:
         return int(C.llama_memory_seq_pos_max(self.memory, 0))
 
     def clear(self) -> None:
+        self._forget_logits()
         C.llama_memory_clear(self.memory, True)
         self.shift_pending = False

@@ -3,9 +3,10 @@
 Three things. Reading ahead: whatever of the story the model has not read yet (a new summary, a
 story just opened or resumed without its KV state) is read now, and with it the line the player
 is typing (the draft) and what the turn after it would read before writing (its lore notes, the
-reminders due, `[stage:`, turn.py `Opening`): sent as typed, the line's turn reads one token before
-it writes. Then that turn's first steps are written ahead (its stage line and its line's head:
-written_ahead.py), so that the line's text starts at once when the player sends the line as typed.
+reminders due, `[stage:`, turn.py `Opening`). Then that turn's first steps are written ahead (its
+stage line and its line's head: written_ahead.py), and the head's end, which its grammar forced, is
+read: sent as typed, the line's text is drawn at once from logits the engine kept, with nothing
+to read (engine/native.py keeps them through a summary written aside).
 And the summary of lines the engine evicted, when no summary covers them yet; kept, it goes into
 the pinned block without a re-read of the lines after it (summary.py, engine/kv_cache.py).
 

@@ -6,7 +6,8 @@
 3. The line's text, streamed as it is written; the line is committed to the story.
 
 The first two are choices the model makes before any text shows: idle time writes them ahead for
-the line the player is typing (written_ahead.py), and the turn finds them written.
+the line the player is typing (written_ahead.py), and reads the third step's prompt to its end;
+the turn finds them written, and draws its first text without reading anything.
 
 The game holds the story and offers each step what it needs (the prompt, the stage, who may speak,
 the lore notes) and takes the line back. A turn that writes no line (cancelled
@@ -160,13 +161,19 @@ class Turn:
             async for piece in pieces:
                 yield piece  # only a server that ignores the grammar writes text with the head
         head = self.head
-        if head is None or self._ahead_only:
+        if head is None:
             self._nothing_written()
             return
         room = game.budgets.line - len(head.tokens)
-        if not reader.ended and head.stop_reason in ("eos", "stop") and room > 0:  # a whole head
-            prompt = game.prompt(open_turn + list(head.tokens))
-            async with contextlib.aclosing(self._text_step(prompt, reader, room)) as pieces:
+        whole = not reader.ended and head.stop_reason in ("eos", "stop") and room > 0  # a whole head
+        text_prompt = game.prompt(open_turn + list(head.tokens)) if whole else None
+        if self._ahead_only:
+            if text_prompt is not None:
+                await self._read_text_prompt(text_prompt, room)
+            self._nothing_written()
+            return
+        if text_prompt is not None:
+            async with contextlib.aclosing(self._text_step(text_prompt, reader, room)) as pieces:
                 async for piece in pieces:
                     yield piece
         if self.speaker is None or not self.text.strip():
@@ -237,6 +244,18 @@ class Turn:
             async for piece in pieces:
                 yield piece
         self.result = self._streamed_step[1] if self._streamed_step is not None else None
+
+    async def _read_text_prompt(self, prompt: Prompt, room: int) -> None:
+        """Writing ahead: the text step's prompt read to its end (the head's last tokens, forced
+        by its grammar, are read only with the next prompt), so that at the player's send the line's
+        first text is drawn without reading anything."""
+        if self.cancelled:
+            return
+        params = GenerationParams(sampling=self._game.sampling, max_tokens=0, heal=False, room=room)
+        self._generation = generation = self._game.session.generate(prompt, params)
+        async for _piece in generation:
+            pass
+        await generation.result()
 
     async def _streamed(
         self, prompt: Prompt, params: GenerationParams, reader: LineReader
