@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -359,3 +360,44 @@ async def test_memory_is_handed_back_only_once_no_generation_runs(
     await long.result()
     await turn.result()
     assert len(trims) == 1  # nothing ran between them
+
+
+@pytest.mark.model  # llama.cpp's bindings load with the engine's session module
+async def test_the_engine_goes_on_only_once_the_first_piece_was_taken() -> None:
+    """On two cores the engine's threads busy both as it decodes on, and the event loop would wait
+    a scheduler's time slice before the line's first text could show: the first piece is handed
+    over first. The others are not waited for, and nor is a consumer that never comes."""
+    from simularity_tui.engine.session import FIRST_PIECE_WAIT_S, Generation
+
+    loop = asyncio.get_running_loop()
+    generation = Generation(loop)
+    taken: list[str] = []
+    seen_by_the_engine: list[list[str]] = []
+
+    def engine() -> None:
+        for piece in ("Mira", " nods", "."):
+            generation._emit(piece)
+            seen_by_the_engine.append(list(taken))
+
+    pieces = generation.__aiter__()
+    running = loop.run_in_executor(None, engine)
+    for _piece in range(3):
+        taken.append(await anext(pieces))
+    await running
+    assert seen_by_the_engine[0] == ["Mira"]  # the first: in the consumer's hands before it went on
+    assert len(seen_by_the_engine[1]) < 3  # the next ones: sent without waiting
+
+    # An event loop busy elsewhere (here: asleep for 0.3 s) is not waited for past a short while.
+    busy = Generation(loop)
+    waited: list[float] = []
+
+    def engine_alone() -> None:
+        started = time.perf_counter()
+        busy._emit("Mira")
+        waited.append(time.perf_counter() - started)
+
+    thread = threading.Thread(target=engine_alone)
+    thread.start()
+    time.sleep(0.3)  # the loop does nothing else meanwhile
+    thread.join()
+    assert FIRST_PIECE_WAIT_S <= waited[0] < 0.3

@@ -30,6 +30,9 @@ from .worker import EngineWorker
 
 _END = object()
 IDLE_BEFORE_TRIM_S = 1.0
+# How long the engine waits for the first piece of a generation to be taken (below): the event
+# loop's usual answer is well under a millisecond; a loop busy elsewhere is not waited for longer.
+FIRST_PIECE_WAIT_S = 0.02
 log = logging.getLogger("simularity.engine")
 
 
@@ -42,6 +45,7 @@ class Generation:
         self._result: asyncio.Future[GenerationResult] = loop.create_future()
         self.cancel_event = threading.Event()
         self.prefill = 0.0  # how much of the prompt's new part has been read (0 to 1), while it is read
+        self._first_piece_sent = False
 
     def cancel(self) -> None:
         """Stop as soon as possible (a running decode aborts between graph nodes)."""
@@ -69,16 +73,33 @@ class Generation:
         self._call(setattr, self, "prefill", done / total if total else 1.0)
 
     def _emit(self, text: str) -> None:
-        self._call(self._pieces.put_nowait, text)
+        if self._first_piece_sent:
+            self._call(self._pieces.put_nowait, text)
+            return
+        # The first piece is taken before the engine decodes on: its threads then busy every core,
+        # and on a machine with as many cores as threads (two) the event loop would wait for a
+        # scheduler's time slice (3-10 ms, measured) before the line's first text could show.
+        self._first_piece_sent = True
+        taken = threading.Event()
+        if self._call(self._put_first, text, taken):
+            taken.wait(FIRST_PIECE_WAIT_S)
+
+    def _put_first(self, text: str, taken: threading.Event) -> None:
+        self._pieces.put_nowait(text)
+        # Queued after the consumer's step that the piece wakes: set once it has handled the piece.
+        self._loop.call_soon(taken.set)
 
     def _settle(self, result: GenerationResult | None, error: BaseException | None) -> None:
         self._call(self._finish, result, error)
 
-    def _call(self, callback: Callable[..., object], *args: object) -> None:
+    def _call(self, callback: Callable[..., object], *args: object) -> bool:
+        """Run `callback(*args)` on the event loop; False when it is closed (nobody listens any more)."""
         try:
             self._loop.call_soon_threadsafe(callback, *args)
-        except RuntimeError:  # the event loop is closed: nobody is listening any more
+        except RuntimeError:
             self.cancel_event.set()
+            return False
+        return True
 
     def _finish(self, result: GenerationResult | None, error: BaseException | None) -> None:
         if error is not None:
