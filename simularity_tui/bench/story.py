@@ -2,8 +2,8 @@
 summaries, on the embedded model: no error over hundreds of turns, and no turn that makes the player
 wait. Between turns the player reads and types (`--think-ms`), and idle time is spent as on the
 screen (story/idle_work.py): the line the player typed is read ahead, with what its turn reads
-before writing, the turn's stage line and line head are written ahead (`--write-ahead 0` leaves
-them to the turn), and the summary due is written beside them, cancelled when the player sends
+before writing, the turn's stage line and line head are written ahead and read to the start of
+the text (`--write-ahead 0` leaves them to the turn), and the summary due is written beside them, cancelled when the player sends
 before it is done; a summary written joins the prompt at the next idle time.
 Per turn: the time to first text from the player's send (p50, p95, p99, the longest), the time to
 the turn's first token, and whether a summary was in its way or it read the window again.
