@@ -196,6 +196,11 @@ GUARD_SEQ = 2
 _EVERY_SEQ = -1  # llama.cpp's sequence id for all of them, in the state calls
 
 
+def _keeps_a_state(model: NativeModel) -> bool:
+    """A recurrent or hybrid model: its memory holds a state per sequence, not a cell per position."""
+    return bool(C.llama_model_is_recurrent(model.ptr) or C.llama_model_is_hybrid(model.ptr))
+
+
 class NativeContext:
     """One llama.cpp context whose story is sequence 0, with KV the caller tracks. A second sequence
     exists only inside `replace_span` or a generation aside; the KV is unified, so both share its
@@ -207,10 +212,13 @@ class NativeContext:
     ) -> None:
         params = C.llama_context_default_params()
         self.aside: int = self._aside_for(model, n_ctx)
+        # Only a sliding window's cells are ever taken from the story; a recurrent or hybrid model's
+        # sequences each cost a whole state (and a guard on one would copy it at every decode).
+        self.guarded = C.llama_model_n_swa(model.ptr) > 0 and not _keeps_a_state(model)
         params.n_ctx = n_ctx + self.aside
         params.n_batch = n_batch
         params.n_ubatch = n_batch
-        params.n_seq_max = 3  # seq 0, SIDE_SEQ and GUARD_SEQ
+        params.n_seq_max = 3 if self.guarded else 2  # seq 0, SIDE_SEQ (and GUARD_SEQ)
         params.kv_unified = True  # one pool of cells: what the second sequence shares costs no memory
         # One logits row per batch is all we read; the default (n_batch rows of a 262k vocabulary)
         # reserves ~500 MiB of compute buffer for Gemma. llama.cpp reserves one row per sequence.
@@ -226,18 +234,20 @@ class NativeContext:
         self.ptr = C.llama_init_from_model(model.ptr, params)
         if not self.ptr:
             raise ModelLoadError("llama.cpp could not create the context")
-        self.guarded = C.llama_model_n_swa(model.ptr) > 0  # only a sliding window's cells are ever taken
         self.cells: int = C.llama_n_ctx(self.ptr)  # llama.cpp pads what it was asked for: the story gets it
         self.n_ctx: int = self.cells - self.aside
         self.n_batch = n_batch
         self.memory = C.llama_get_memory(self.ptr)
         self.abort = AbortFlag()
         self.shift_pending = False  # keys moved by `shift`, re-rotated by llama.cpp on the next decode
-        # The story position whose next-token logits are at hand (-1: none), and their copy while a
-        # decode on the side sequence has overwritten llama.cpp's output: a prompt read ahead to its
-        # end in idle time is drawn from at once, even with a summary written aside since.
+        # The story position whose next-token logits are at hand (-1: none), and their copy once a
+        # decode on the side sequence overwrites llama.cpp's output: a prompt read ahead to its end
+        # in idle time is drawn from at once, even with a summary written aside since.
         self._logits_position = -1
         self._logits_copy: ctypes.Array[ctypes.c_float] | None = None
+        # The next draw reads that copy: llama.cpp's output holds the side sequence's row, or none
+        # at all (a decode stopped midway leaves no row). Until the next decode.
+        self.draws_from_kept_logits = False
         C.llama_set_abort_callback(self.ptr, self.abort.callback, None)
         self._batch = C.llama_batch_init(n_batch, 0, 1)
 
@@ -247,7 +257,7 @@ class NativeContext:
         (its `seq_cp` copies a sequence's whole state, not the positions before a point, so the
         aside would go on from what the story read after it), and none past the positions the
         model was trained for."""
-        if C.llama_model_is_recurrent(model.ptr) or C.llama_model_is_hybrid(model.ptr):
+        if _keeps_a_state(model):
             return 0
         trained = model.n_ctx_train or n_ctx + aside_cells(n_ctx)
         return max(0, min(aside_cells(n_ctx), trained - n_ctx))
@@ -287,6 +297,7 @@ class NativeContext:
             self._forget_logits()
         else:
             self._keep_story_logits()
+        self.draws_from_kept_logits = False
         batch = self._batch
         for first in range(0, len(tokens), self.n_batch):
             if progress is not None:
@@ -311,17 +322,20 @@ class NativeContext:
                 self._logits_position = start + len(tokens) - 1
 
     def next_logits_at_hand(self, position: int) -> bool:
-        """Whether the logits after the story's `position` are the last the story decoded, put back
-        where the sampler reads them if a decode on the side sequence overwrote them since."""
+        """Whether the logits after the story's `position` are the last the story decoded; if so,
+        the next draw reads them (`next_logits`), from their copy where a decode on the side
+        sequence came since."""
         if position < 0 or position != self._logits_position:
             return False
-        if self._logits_copy is not None:
-            row = C.llama_get_logits_ith(self.ptr, -1)
-            if not row:
-                return False
-            ctypes.memmove(row, self._logits_copy, ctypes.sizeof(self._logits_copy))
-            self._logits_copy = None
+        self.draws_from_kept_logits = self._logits_copy is not None
         return True
+
+    def next_logits(self) -> ctypes._Pointer[ctypes.c_float]:
+        """The logits the next token is drawn from: the last decode's, or the story's kept copy."""
+        if self.draws_from_kept_logits and self._logits_copy is not None:
+            return ctypes.cast(self._logits_copy, ctypes.POINTER(ctypes.c_float))
+        row: ctypes._Pointer[ctypes.c_float] = C.llama_get_logits_ith(self.ptr, -1)
+        return row
 
     def _keep_story_logits(self) -> None:
         """Before a decode on the side sequence: copy the story's last logits out of its way."""
@@ -332,7 +346,7 @@ class NativeContext:
 
     def _forget_logits(self) -> None:
         """The story's KV changes: the logits at hand are no longer its next token's."""
-        self._logits_position, self._logits_copy = -1, None
+        self._logits_position, self._logits_copy, self.draws_from_kept_logits = -1, None, False
 
     def shift(self, start: int, end: int) -> bool:
         """Remove positions [start, end) and slide the later ones left; False if refused.

@@ -143,9 +143,9 @@ class SamplerChain:
         when the grammar refuses the first draw, gives ids that hold every token the grammar admits
         (None: it cannot tell): the grammar then checks those alone, not the whole vocabulary.
         """
-        if self.grammar is None and allowed is None:
+        if self.grammar is None and allowed is None and not context.draws_from_kept_logits:
             return int(C.llama_sampler_sample(self.ptr, context.ptr, -1))
-        logits = np.ctypeslib.as_array(C.llama_get_logits_ith(context.ptr, -1), shape=(self.n_vocab,))
+        logits = np.ctypeslib.as_array(context.next_logits(), shape=(self.n_vocab,))
         token = self._draw(logits, allowed, with_grammar=False)
         if self.grammar is not None:
             if not self._grammar_allows(token):
