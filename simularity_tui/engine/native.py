@@ -204,8 +204,9 @@ def _keeps_a_state(model: NativeModel) -> bool:
 class NativeContext:
     """One llama.cpp context whose story is sequence 0, with KV the caller tracks. A second sequence
     exists only inside `replace_span` or a generation aside; the KV is unified, so both share its
-    cells. Beyond the story's `n_ctx` it holds `aside` cells more (kv_size.aside_cells): room for
-    a generation aside while the story's window is full."""
+    cells. On a model with a sliding window every story cell also carries GUARD_SEQ, so that no
+    cell of the story is ever given away. Beyond the story's `n_ctx` it holds `aside` cells more
+    (kv_size.aside_cells): room for a generation aside while the story's window is full."""
 
     def __init__(
         self, model: NativeModel, *, n_ctx: int, n_batch: int, n_threads: int, cache_type: KvCacheType = "f16"
