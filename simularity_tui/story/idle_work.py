@@ -33,19 +33,18 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from ..engine import GenerationParams, GenerationResult, GenerationStream, Prompt, SamplingParams
+from ..engine import GenerationParams, GenerationResult, GenerationStream, Prompt
 from ..engine.context_window import unread
 from ..errors import UserFacingError
 from ..text_rules import one_line
 from .summary import SummaryRequest
-from .turn import Turn
+from .turn import READ_ONLY, Turn
 
 if TYPE_CHECKING:
     from .game import Game
 
 log = logging.getLogger("simularity")
 READ_AHEAD_MIN = 8  # tokens of the story the model lacks before reading ahead is worth a generation
-_READ_ONLY = GenerationParams(sampling=SamplingParams(temperature=0.0), max_tokens=0, heal=False)  # read, write nothing
 
 
 class IdleWork:
@@ -159,7 +158,7 @@ class IdleWork:
     async def _read_ahead(self, typed: str) -> None:
         game = self._game
         budgets = game.budgets  # room for the turn to come: any shift it needs happens now
-        params = replace(_READ_ONLY, room=budgets.directions + budgets.line)
+        params = replace(READ_ONLY, room=budgets.directions + budgets.line)
         for _pass in range(2):  # a second pass where making room changed what the turn reads
             window = game.window_start
             await game.session.tokens_ahead(lambda: game.read_ahead_prompt(typed))  # a server's, off the loop

@@ -205,7 +205,7 @@ async def _edit(call: _Call) -> None:
 async def _scene(call: _Call) -> None:
     if call.game.stage.scene == call.argument:  # what the line asks already holds (the model moved there)
         scene = call.game.pack.scenes.get(call.argument)  # gone from a pack reloaded meanwhile: its id
-        print(f"[already in {scene.name if scene else call.argument}]", file=call.out)
+        print(f"[already in {printable(scene.name if scene else call.argument)}]", file=call.out)
         return
     unlocked = call.game.set_scene(call.argument)
     _print_line(call.game, call.game.lines[-1], call.out)

@@ -46,6 +46,8 @@ if TYPE_CHECKING:
 Phase = Literal["stage", "line"]
 
 log = logging.getLogger("simularity")
+# A generation that reads its prompt to its end and writes nothing (idle time's reading ahead).
+READ_ONLY = GenerationParams(sampling=SamplingParams(temperature=0.0), max_tokens=0, heal=False)
 
 
 @dataclass(frozen=True)
@@ -251,8 +253,7 @@ class Turn:
         first text is drawn without reading anything."""
         if self.cancelled:
             return
-        params = GenerationParams(sampling=self._game.sampling, max_tokens=0, heal=False, room=room)
-        self._generation = generation = self._game.session.generate(prompt, params)
+        self._generation = generation = self._game.session.generate(prompt, replace(READ_ONLY, room=room))
         async for _piece in generation:
             pass
         await generation.result()
