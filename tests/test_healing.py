@@ -66,6 +66,37 @@ def test_the_allowed_tokens_start_with_the_removed_text_or_begin_it(session: Lla
     assert not healing.active
 
 
+async def test_building_the_index_on_the_engine_thread_leaves_the_event_loop_free(session: LlamaSession) -> None:
+    """The index is built on the engine thread in the first idle time, while the screen runs: it
+    must hand the GIL over often (one `sorted` over 262k pieces held it ~0.2 s)."""
+    import asyncio
+    import threading
+    import time
+
+    from simularity_tui.engine.healing import PieceIndex  # llama.cpp: not at collection
+
+    model = session._worker.model
+    built: list[PieceIndex | None] = []
+    builder = threading.Thread(target=lambda: built.append(PieceIndex.build(model)))
+    gaps: list[float] = []
+    builder.start()
+    last = time.perf_counter()
+    while builder.is_alive():
+        await asyncio.sleep(0.002)
+        now = time.perf_counter()
+        gaps.append(now - last)
+        last = now
+    builder.join()
+    index = built[0]
+    assert index is not None and len(gaps) > 20
+    print(f"longest wait of the event loop while the index was built: {max(gaps) * 1000:.1f} ms")
+    assert max(gaps) < 0.030, f"the event loop waited {max(gaps) * 1000:.0f} ms"
+    # The same index as one sort of every token's piece (ties by token id; empty pieces left out).
+    pieces = [model.piece(token) for token in range(model.n_vocab)]
+    order = [token for token in sorted(range(len(pieces)), key=pieces.__getitem__) if pieces[token]]
+    assert index._ids.tolist() == order and index._sorted == [pieces[token] for token in order]
+
+
 @pytest.mark.parametrize(
     ("text", "options"),
     [

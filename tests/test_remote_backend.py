@@ -40,6 +40,7 @@ from simularity_tui.engine import (
     RemoteSession,
     SamplingParams,
 )
+from simularity_tui.engine.amx import cpu_has_amx
 from simularity_tui.engine.remote.config import checked_url
 from simularity_tui.engine.remote.http import async_client, sync_client
 from simularity_tui.engine.remote.llama_server import free_port
@@ -65,6 +66,11 @@ _CACHED = re.compile(r"Llama\.generate: full prompt already cached")
 _SLOT_PROMPT = re.compile(r"prompt eval time = +[\d.]+ ms / +(\d+) tokens")
 _SLOT_EVAL = re.compile(r"\| +eval time = +[\d.]+ ms / +(\d+) tokens")
 _SLOT_DONE = re.compile(r"stop processing: n_tokens = (\d+)")
+# `python -m llama_cpp.server`, its models loaded as the engine loads them (engine/amx.py).
+SERVER_WITH_PLAIN_LAYOUT = (
+    "import runpy; from simularity_tui.engine.amx import plain_layout_in_llama_cpp_python; "
+    "plain_layout_in_llama_cpp_python(); runpy.run_module('llama_cpp.server', run_name='__main__', alter_sys=True)"
+)
 
 
 def without_notes(text: str) -> str:
@@ -109,9 +115,11 @@ class LlamaServer:
                 # Gemma 3's sliding-window layers kept whole, as the engine keeps them: else each
                 # prompt after a reply finds 5 tokens fewer of itself cached (llama-server's checkpoints).
                 "--swa-full", "--slot-save-path", str(self.slot_dir),
+                *(["--no-repack"] if cpu_has_amx() else []),  # as the game starts it (engine/amx.py)
             ]  # fmt: skip
         return [
-            sys.executable, "-m", "llama_cpp.server", "--model", str(self.model), "--host", "127.0.0.1",
+            # llama-cpp-python's server, its models in the layout the engine's are in (engine/amx.py).
+            sys.executable, "-c", SERVER_WITH_PLAIN_LAYOUT, "--model", str(self.model), "--host", "127.0.0.1",
             "--port", str(self.port), "--n_ctx", str(SERVER_N_CTX),
             "--n_threads", threads, "--n_threads_batch", threads,
             "--api_key", API_KEY, "--verbose", "True",

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from simularity_tui.engine import LlamaSession
 
 # A text that is nothing but one sentence again and again: left alone, the model goes on repeating it.
-REPETITIVE = "The cat sat on the mat. " * 30
+REPETITIVE = " ".join(["The cat sat on the mat."] * 30)  # no space at the end: the model's next token is its own
 STORY = "Once upon a time, in a small village by the sea, there lived an old fisherman who"
 N_TOKENS = 120
 

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress
 
 from ..engine import LlamaSession, ModelInfo, ModelSession, RemoteSession
+from ..engine.amx import plain_layout_in_llama_cpp_python
 from ..engine.config import SamplingParams
 from ..engine.errors import OutOfMemoryError
 from ..engine.gguf_file import inspect_gguf
@@ -81,6 +82,7 @@ def baseline_sampling(sampling: SamplingParams) -> dict[str, float | int]:
 
 
 def load_baseline(path: Path, n_ctx: int, n_batch: int, threads: int, gpu_layers: int) -> Llama:
+    plain_layout_in_llama_cpp_python()  # as the engine's: on a CPU with AMX, the layout that does not crash
     try:
         return Llama(
             model_path=str(path),
