@@ -160,6 +160,38 @@ async def test_the_line_being_typed_is_read_ahead_with_the_notes_its_turn_brings
     assert turn.evaluated_tokens <= len(session.tokenize(" at night?\n")) + stage_line + 30, turn.evaluated_tokens
 
 
+async def test_a_line_written_ahead_whose_text_prompt_left_the_kv_is_read_again(
+    session: LlamaSession, lighthouse: LoadedPack
+) -> None:
+    """Written ahead to its end, and then something else took the KV's end (a summary written at
+    the story's end where there was no room aside, then not kept): the next idle time finds the
+    steps written and reads the text's prompt again, so the send still reads nothing."""
+    from simularity_tui.story.turn import READ_ONLY  # llama.cpp: not at collection
+
+    await session.reset()
+    game = Game(session, lighthouse, "storm", sampling=SamplingParams(seed=5), budgets=Budgets(line=24))
+    draft = "Where does the keeper keep the spare wicks?"
+    job = game.idle_work(lambda: draft)
+    assert job is not None
+    await job.run()
+    stage_prompt = game.read_ahead_prompt(draft)
+    assert game.written_ahead.finished(stage_prompt, session.kv_tokens)
+    # The stage prompt stays read; the written stage line and head after it are replaced.
+    other = session.generate(Prompt.plain([*stage_prompt.flat(), *session.tokenize(" none]\n")]), READ_ONLY)
+    async for _piece in other:
+        pass
+    await other.result()
+    assert unread(session.kv_tokens, stage_prompt) == 0
+    assert not game.written_ahead.finished(stage_prompt, session.kv_tokens)
+    job = game.idle_work(lambda: draft)
+    assert job is not None  # not written to its end any more: idle time has work
+    await job.run()
+    assert job.read_tokens == 0 and game.written_ahead.finished(stage_prompt, session.kv_tokens)
+    assert game.idle_work(lambda: draft) is None
+    turn = await game.say(draft).finish()
+    assert turn.steps_written_ahead == 2 and turn.evaluated_tokens == 0, turn.evaluated_tokens
+
+
 async def test_a_turn_written_ahead_writes_the_line_it_would_have_written(
     session: LlamaSession, lighthouse: LoadedPack
 ) -> None:
@@ -252,7 +284,7 @@ async def test_with_room_aside_the_summary_waits_behind_the_turn_read_and_writte
         began = asyncio.Event()
         writing = asyncio.ensure_future(job.run(began.set))
         await began.wait()  # the summary begins: the turn was read and written ahead before it
-        assert game.written_ahead.finished == game.read_ahead_prompt(draft) and job.summarising
+        assert game.written_ahead.finished(game.read_ahead_prompt(draft), small_session.kv_tokens) and job.summarising
         held = small_session.kv_tokens
         if send_during_the_summary:
             await asyncio.sleep(0.05)  # the summary is being written, aside

@@ -724,7 +724,9 @@ class Game:
         if request is None and self._waiting() is None:
             typed = draft() if draft is not None else ""
             ahead = self.read_ahead_prompt(typed)
-            written = not write_ahead or not one_line(typed) or self.written_ahead.finished == ahead
+            written = (
+                not write_ahead or not one_line(typed) or self.written_ahead.finished(ahead, self.session.kv_tokens)
+            )
             if written and unread(self.session.kv_tokens, ahead) < READ_AHEAD_MIN:
                 return None
         return IdleWork(self, request, draft, read_ahead=read_ahead, write_ahead=write_ahead)

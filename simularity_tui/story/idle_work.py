@@ -179,13 +179,15 @@ class IdleWork:
         `written_ahead` (steps written for it before are found there, not written again)."""
         game = self._game
         stage_prompt = game.read_ahead_prompt(typed)
-        if game.written_ahead.finished == stage_prompt:
+        if game.written_ahead.finished(stage_prompt, game.session.kv_tokens):
             return
+        # Steps written before for the same line are found, not written again (written_ahead.py).
         self._turn = Turn(game.looking_ahead(typed), game.sampling.seed, ahead_only=True)
         await self._turn.finish()
         head = self._turn.head
         if not self.cancelled and head is not None and head.stop_reason != "cancelled":
-            game.written_ahead.finished = stage_prompt
+            read = self._turn.text_prompt is not None  # and read to its end: the KV as it is now
+            game.written_ahead.finish(stage_prompt, game.session.kv_tokens if read else None)
 
     async def _generate(self, prompt: Prompt | list[int], params: GenerationParams) -> GenerationResult | None:
         """A generation run to its end (None when it was cancelled)."""

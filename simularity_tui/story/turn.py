@@ -97,6 +97,7 @@ class Turn:
         self.head: GenerationResult | None = None  # the line head's generation
         self.result: GenerationResult | None = None  # the line text's generation
         self._streamed_step: tuple[str, GenerationResult] | None = None  # the last line step's (_streamed)
+        self.text_prompt: Prompt | None = None  # the text step's prompt, once a whole head is written
         self.evaluated_tokens = 0  # prompt tokens the engine read for this turn (any step)
         self.shifted_tokens = 0  # tokens the engine shifted out of the KV for this turn (any step may)
         self.steps_written_ahead = 0  # steps found written in idle time (0 to 2)
@@ -168,7 +169,7 @@ class Turn:
             return
         room = game.budgets.line - len(head.tokens)
         whole = not reader.ended and head.stop_reason in ("eos", "stop") and room > 0  # a whole head
-        text_prompt = game.prompt(open_turn + list(head.tokens)) if whole else None
+        text_prompt = self.text_prompt = game.prompt(open_turn + list(head.tokens)) if whole else None
         if self._ahead_only:
             if text_prompt is not None:
                 await self._read_text_prompt(text_prompt, room)

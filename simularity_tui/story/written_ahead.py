@@ -13,6 +13,7 @@ again).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..engine import GenerationParams, GenerationResult, ModelSession, Prompt
@@ -34,7 +35,22 @@ class WrittenAhead:
 
     def __init__(self) -> None:
         self._steps: list[WrittenStep] = []
-        self.finished: Prompt | None = None  # the stage prompt of the last typed line written ahead to its end
+        # The last typed line written ahead to its end: its turn's stage prompt, and the KV as
+        # writing ahead left it, its text's prompt read (None where the head left no text to draw).
+        self._finished: tuple[Prompt, tuple[int, ...] | None] | None = None
+
+    def finish(self, stage_prompt: Prompt, held: Sequence[int] | None) -> None:
+        self._finished = (stage_prompt, None if held is None else tuple(held))
+
+    def finished(self, stage_prompt: Prompt, held: Sequence[int]) -> bool:
+        """Whether the turn that reads `stage_prompt` first is written ahead to its end, and the
+        model, holding `held`, holds still what writing ahead left it: a summary written at the
+        story's end takes the text's prompt's place in the KV, and then writing ahead again reads
+        it again."""
+        if self._finished is None or self._finished[0] != stage_prompt:
+            return False
+        left = self._finished[1]
+        return left is None or tuple(held) == left
 
     def keep(self, step: WrittenStep) -> None:
         self._steps = [*self._steps[-(MAX_STEPS - 1) :], step]
