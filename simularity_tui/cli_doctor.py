@@ -45,7 +45,7 @@ def doctor_command(args: argparse.Namespace, settings: Settings) -> int:
 
 def doctor_report(settings: Settings, path: Path) -> tuple[list[str], bool]:
     """The report's lines, and whether the settings fit."""
-    from .engine.amx import cpu_has_amx
+    from .engine.amx import plain_layout
     from .engine.chat_template import template_summary
     from .engine.gguf_file import inspect_gguf
     from .engine.kv_size import kv_cache_size
@@ -58,8 +58,11 @@ def doctor_report(settings: Settings, path: Path) -> tuple[list[str], bool]:
     n_ctx = settings.model.n_ctx
     vram = build.vram_free()
     lines = ["llama.cpp", f"  llama-cpp-python {build.version}", f"  system: {build.system_info}"]
-    if cpu_has_amx():
-        lines.append("  weights: llama.cpp's plain layout (this CPU has AMX, whose layout crashes some machines)")
+    if plain_layout():
+        lines.append(
+            "  weights: llama.cpp's plain layout (this CPU has AMX, whose layout crashes some machines; "
+            "SIMULARITY_AMX=1 keeps it where it works)"
+        )
     gpus = ", ".join(f"{gpu.name} ({gpu.description})" for gpu in build.gpus)
     if build.gpu_offload:
         lines.append(f"  GPU offload: yes ({gpus or 'no GPU device found'})")

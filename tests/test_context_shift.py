@@ -91,6 +91,8 @@ async def test_old_turns_are_shifted_out_and_never_read_again(small_session: Lla
 async def shift_divergence(session: LlamaSession, offset: int) -> tuple[float, int]:
     """A conversation played until the context first shifts: KL(fresh || shifted) of the next token
     against the same kept tokens evaluated from nothing, and how many tokens the shift evicted."""
+    from simularity_tui.engine.kv_cache import REFRESH_TOKENS  # llama.cpp: not at collection
+
     await session.reset()
     pinned, turns = conversation(session, 20, offset)
     for count in range(1, len(turns) + 1):
@@ -99,6 +101,8 @@ async def shift_divergence(session: LlamaSession, offset: int) -> tuple[float, i
             break
     else:
         raise AssertionError("the context never shifted")
+    # The new turn, and the kept tokens' last few again: their keys saw the evicted turns.
+    assert result.evaluated_tokens == len(turns[count - 1]) + REFRESH_TOKENS, result.evaluated_tokens
     after_shift = log_probs(session)
     kept = list(session.kv_tokens)
     await session.reset()

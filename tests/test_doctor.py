@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from simularity_tui.engine.amx import cpu_has_amx
+from simularity_tui.engine.amx import plain_layout
 from simularity_tui.engine.gguf_file import inspect_gguf
 from simularity_tui.engine.kv_size import kv_cache_size
 from simularity_tui.scenario import bundled_packs_dir
@@ -89,7 +89,7 @@ def test_doctor_reports_the_embedded_model(model_path: Path) -> None:
     for line in (
         f"llama-cpp-python {llama_cpp.__version__}",
         "system: CPU :",
-        *(["weights: llama.cpp's plain layout (this CPU has AMX"] if cpu_has_amx() else []),
+        *(["weights: llama.cpp's plain layout (this CPU has AMX"] if plain_layout() else []),
         "RAM: ",
         "architecture: gemma3 (Gemma 3 270m)",
         "parameters: 268.1 M (270M)",

@@ -40,7 +40,7 @@ from simularity_tui.engine import (
     RemoteSession,
     SamplingParams,
 )
-from simularity_tui.engine.amx import cpu_has_amx
+from simularity_tui.engine.amx import plain_layout
 from simularity_tui.engine.remote.config import checked_url
 from simularity_tui.engine.remote.http import async_client, sync_client
 from simularity_tui.engine.remote.llama_server import free_port
@@ -115,7 +115,7 @@ class LlamaServer:
                 # Gemma 3's sliding-window layers kept whole, as the engine keeps them: else each
                 # prompt after a reply finds 5 tokens fewer of itself cached (llama-server's checkpoints).
                 "--swa-full", "--slot-save-path", str(self.slot_dir),
-                *(["--no-repack"] if cpu_has_amx() else []),  # as the game starts it (engine/amx.py)
+                *(["--no-repack"] if plain_layout() else []),  # as the game starts it (engine/amx.py)
             ]  # fmt: skip
         return [
             # llama-cpp-python's server, its models in the layout the engine's are in (engine/amx.py).

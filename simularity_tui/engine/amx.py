@@ -5,15 +5,26 @@ on other machines). Seen on a 2-vCPU VM with llama-cpp-python 0.3.36 built from 
 270M died reading its first 512 tokens, in the engine, in llama-cpp-python's `Llama` and in
 llama-server alike. A crash loses the game, so on such a CPU the weights keep llama.cpp's plain
 layout: `use_extra_bufts` off in-process, `--no-repack` for llama-server. Other CPUs are untouched.
+It costs those CPUs the repacked layouts' speed: where AMX works, `SIMULARITY_AMX=1` keeps it.
 """
 
 from __future__ import annotations
 
+import functools
+import os
 from pathlib import Path
 
+KEEP_AMX_VARIABLE = "SIMULARITY_AMX"  # "1": keep ggml's AMX layout on a machine where it works
 _CPUINFO = Path("/proc/cpuinfo")
 
 
+def plain_layout() -> bool:
+    """Whether models load in llama.cpp's plain layout here: the CPU has AMX, and the environment
+    does not ask for AMX's layout."""
+    return cpu_has_amx() and os.environ.get(KEEP_AMX_VARIABLE) != "1"
+
+
+@functools.cache
 def cpu_has_amx(cpuinfo: Path = _CPUINFO) -> bool:
     """Whether this CPU offers AMX (Linux says so in /proc/cpuinfo's flags; elsewhere: no)."""
     try:
@@ -28,10 +39,10 @@ def cpu_has_amx(cpuinfo: Path = _CPUINFO) -> bool:
 
 
 def plain_layout_in_llama_cpp_python() -> None:
-    """On a CPU with AMX: every model llama-cpp-python's own `Llama` loads in this process from now
-    on keeps the plain layout (the baselines of the benchmarks, llama-cpp-python's server in the
+    """Where models load plain (`plain_layout`): so do those llama-cpp-python's own `Llama` loads
+    in this process from now on (the benchmarks' baselines, llama-cpp-python's server in the
     tests). `Llama` takes no such setting: its default model parameters are wrapped instead."""
-    if not cpu_has_amx():
+    if not plain_layout():
         return
     import llama_cpp.llama_cpp as bindings
 

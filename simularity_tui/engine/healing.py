@@ -21,6 +21,8 @@ import numpy as np
 
 from .native import NativeModel
 
+_RUN = 4096  # tokens between two looks at `stop`, and pieces sorted in one go
+
 
 class PieceIndex:
     """Every token's bytes, sorted, to find the tokens that start with a given text quickly."""
@@ -71,9 +73,6 @@ class PieceIndex:
         """The tokens whose piece is `piece`."""
         low = bisect.bisect_left(self._sorted, piece)
         return self._ids[low : bisect.bisect_right(self._sorted, piece, lo=low)]
-
-
-_RUN = 4096  # tokens between two looks at `stop`, and pieces sorted in one go
 
 
 def _just_after_prefix(text: bytes) -> bytes:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 import llama_cpp as C
 
 from ..untrusted_text import printable
-from .amx import cpu_has_amx
+from .amx import plain_layout
 from .config import KvCacheType
 from .errors import ModelLoadError
 from .kv_size import aside_cells
@@ -87,7 +87,7 @@ class NativeModel:
         params = C.llama_model_default_params()
         params.n_gpu_layers = 0x7FFFFFFF if n_gpu_layers < 0 else n_gpu_layers
         params.vocab_only = vocab_only
-        params.use_extra_bufts = not cpu_has_amx()  # AMX's layout crashes some machines (amx.py)
+        params.use_extra_bufts = not plain_layout()  # AMX's layout crashes some machines (amx.py)
         self.ptr = C.llama_model_load_from_file(path.encode(), params)
         if not self.ptr:
             raise ModelLoadError(f"llama.cpp could not load {path}")

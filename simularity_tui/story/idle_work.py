@@ -6,7 +6,8 @@ is typing (the draft) and what the turn after it would read before writing (its 
 reminders due, `[stage:`, turn.py `Opening`). Then that turn's first steps are written ahead (its
 stage line and its line's head: written_ahead.py), and the head's end, which its grammar forced, is
 read: sent as typed, the line's text is drawn at once from logits the engine kept, with nothing
-to read (engine/native.py keeps them through a summary written aside).
+to read (engine/native.py keeps them through a summary written aside). Where something else took
+that prompt's place in the KV since (a summary written at the story's end), it is read again.
 And the summary of lines the engine evicted, when no summary covers them yet; kept, it goes into
 the pinned block without a re-read of the lines after it (summary.py, engine/kv_cache.py).
 

@@ -40,6 +40,8 @@ class WrittenAhead:
         self._finished: tuple[Prompt, tuple[int, ...] | None] | None = None
 
     def finish(self, stage_prompt: Prompt, held: Sequence[int] | None) -> None:
+        """The turn that reads `stage_prompt` first is written ahead to its end, the model holding
+        `held` (None: its head left no text to draw, nothing to hold)."""
         self._finished = (stage_prompt, None if held is None else tuple(held))
 
     def finished(self, stage_prompt: Prompt, held: Sequence[int]) -> bool:

@@ -26,7 +26,7 @@ import httpx
 import psutil  # type: ignore[import-untyped,unused-ignore]
 
 from ...errors import UserFacingError
-from ..amx import cpu_has_amx
+from ..amx import plain_layout
 
 START_TIMEOUT_S = 180.0  # loading a big model from a cold disk
 _BINARY_HINT = (
@@ -68,7 +68,7 @@ class LlamaServerSpec:
             "--swa-full",
             "--cache-type-k", self.kv_cache_type, "--cache-type-v", self.kv_cache_type,
         ]  # fmt: skip
-        if cpu_has_amx():
+        if plain_layout():
             arguments.append("--no-repack")  # AMX's weight layout crashes some machines (engine/amx.py)
         if self.threads > 0:
             arguments += ["--threads", str(self.threads), "--threads-batch", str(self.threads)]
